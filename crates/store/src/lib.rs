@@ -1,0 +1,77 @@
+//! Durable state: security groups, rules, tags, the task queue and API keys.
+//!
+//! [`Store`] is the one interface; [`sqlite::SqliteStore`] is the embedded default. A store hands
+//! out transactions ([`Tx`]) to closures: `write` commits when the closure returns `Ok` and rolls
+//! back otherwise, so a request's resource and task rows, or a task's mutation and its completion,
+//! land together or not at all. This crate knows nothing of HTTP.
+
+pub mod keys;
+pub mod records;
+pub mod sqlite;
+
+use palisade_core::group::{Group, Scope};
+use palisade_core::{Rule, Tag};
+use uuid::Uuid;
+
+pub use records::*;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The database cannot be reached or is busy beyond our patience: retry later (503).
+    #[error("database unavailable: {0}")]
+    Unavailable(String),
+    /// Anything else the database reported: a bug or corruption (500).
+    #[error("database error: {0}")]
+    Internal(String),
+}
+
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// A database that runs closures in transactions.
+pub trait Store: Send + Sync + 'static {
+    /// A read-only snapshot.
+    fn read<R, E: From<StoreError>>(&self, f: impl FnOnce(&mut dyn Tx) -> Result<R, E>) -> Result<R, E>;
+    /// A serialised read-write transaction, committed when `f` returns `Ok`.
+    fn write<R, E: From<StoreError>>(&self, f: impl FnOnce(&mut dyn Tx) -> Result<R, E>) -> Result<R, E>;
+    /// Whether the database answers (readiness).
+    fn ping(&self) -> StoreResult<()>;
+}
+
+/// What a transaction can do. Group reads return whole groups (rules and tags included).
+pub trait Tx {
+    // Groups.
+    fn get_group(&mut self, scope: &Scope, id: Uuid) -> StoreResult<Option<Group>>;
+    fn group_exists(&mut self, scope: &Scope, id: Uuid) -> StoreResult<bool>;
+    fn list_groups(&mut self, scope: &Scope, filter: &GroupFilter) -> StoreResult<(u64, Vec<Group>)>;
+    /// Inserts the group with its rules and tags.
+    fn insert_group(&mut self, group: &Group) -> StoreResult<()>;
+    /// Writes name, description, updated_at and revision_number.
+    fn update_group(&mut self, group: &Group) -> StoreResult<()>;
+    /// Deletes the group with its rules and tags; false when it did not exist.
+    fn delete_group(&mut self, scope: &Scope, id: Uuid) -> StoreResult<bool>;
+    fn replace_tags(&mut self, group_id: Uuid, tags: &[Tag]) -> StoreResult<()>;
+    fn insert_rule(&mut self, rule: &Rule) -> StoreResult<()>;
+    fn delete_rule(&mut self, rule_id: Uuid) -> StoreResult<bool>;
+    /// The group (in `scope`) holding rule `rule_id`.
+    fn group_of_rule(&mut self, scope: &Scope, rule_id: Uuid) -> StoreResult<Option<Uuid>>;
+    /// Rules of other groups that name `group_id` as their remote group: (rule id, its group id).
+    fn rules_referencing(&mut self, group_id: Uuid) -> StoreResult<Vec<(Uuid, Uuid)>>;
+    fn count_groups(&mut self, scope: &Scope) -> StoreResult<u64>;
+
+    // Tasks.
+    fn insert_task(&mut self, task: &TaskRecord) -> StoreResult<()>;
+    /// Tasks in NEW (or RUNNING with an expired lease), oldest first.
+    fn pending_tasks(&mut self, now_ms: i64, limit: u32) -> StoreResult<Vec<TaskRecord>>;
+    /// Writes state, error, created_resources, updated_on, finished_on and the acknowledgement.
+    fn update_task(&mut self, task: &TaskRecord) -> StoreResult<()>;
+    fn get_task(&mut self, client_id: i64, id: &str) -> StoreResult<Option<TaskRecord>>;
+    fn list_tasks(&mut self, client_id: i64, filter: &TaskFilter) -> StoreResult<(u64, Vec<TaskRecord>)>;
+    /// Acknowledges the client's unacknowledged tasks matching the filters; returns how many.
+    fn acknowledge_tasks(&mut self, client_id: i64, scope: &AckFilter, user_id: i64, now_ms: i64) -> StoreResult<u64>;
+
+    // API keys.
+    fn insert_key(&mut self, key: &NewApiKey) -> StoreResult<i64>;
+    fn find_key(&mut self, token_hash: &str) -> StoreResult<Option<ApiKey>>;
+    fn list_keys(&mut self) -> StoreResult<Vec<ApiKey>>;
+    fn revoke_key(&mut self, id: i64, now_ms: i64) -> StoreResult<bool>;
+}
