@@ -9,6 +9,9 @@ pub mod keys;
 pub mod records;
 pub mod sqlite;
 
+mod database;
+pub use database::Database;
+
 use palisade_core::group::{Group, Scope};
 use palisade_core::{Rule, Tag};
 use uuid::Uuid;
@@ -57,6 +60,11 @@ pub trait Tx {
     /// Rules of other groups that name `group_id` as their remote group: (rule id, its group id).
     fn rules_referencing(&mut self, group_id: Uuid) -> StoreResult<Vec<(Uuid, Uuid)>>;
     fn count_groups(&mut self, scope: &Scope) -> StoreResult<u64>;
+
+    // Savepoints, so one task of a batch can fail without undoing the others.
+    fn savepoint(&mut self) -> StoreResult<()>;
+    fn release_savepoint(&mut self) -> StoreResult<()>;
+    fn rollback_to_savepoint(&mut self) -> StoreResult<()>;
 
     // Tasks.
     fn insert_task(&mut self, task: &TaskRecord) -> StoreResult<()>;

@@ -425,6 +425,18 @@ impl Tx for SqliteTx<'_> {
         Ok(count as u64)
     }
 
+    fn savepoint(&mut self) -> StoreResult<()> {
+        Ok(self.conn.execute_batch("SAVEPOINT task")?)
+    }
+
+    fn release_savepoint(&mut self) -> StoreResult<()> {
+        Ok(self.conn.execute_batch("RELEASE SAVEPOINT task")?)
+    }
+
+    fn rollback_to_savepoint(&mut self) -> StoreResult<()> {
+        Ok(self.conn.execute_batch("ROLLBACK TO SAVEPOINT task; RELEASE SAVEPOINT task")?)
+    }
+
     fn insert_task(&mut self, task: &TaskRecord) -> StoreResult<()> {
         self.conn
             .prepare_cached(&format!(

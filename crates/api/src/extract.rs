@@ -1,0 +1,133 @@
+//! Request extractors: the authenticated caller, JSON bodies and query strings, each failing
+//! with the contract's error body instead of axum's plain-text rejections.
+
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::http::header::AUTHORIZATION;
+use axum::http::request::Parts;
+use palisade_core::group::Scope;
+use serde_json::Value;
+use uuid::Uuid;
+
+use crate::error::{ApiError, Result};
+use crate::state::AppState;
+
+/// Who is calling: the owner of the API key in `Authorization: APIKey <token>`.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    pub key_id: i64,
+    pub client_id: i64,
+    pub user_id: i64,
+    pub projects: Option<Vec<i64>>,
+}
+
+impl Caller {
+    /// The scope of a project/region path, if this key may use the project and the region exists.
+    pub fn scope(&self, state: &AppState, project_id: i64, region_id: i64) -> Result<Scope> {
+        if let Some(projects) = &self.projects {
+            if !projects.contains(&project_id) {
+                return Err(ApiError::Forbidden(format!("This API key is not allowed to access project {project_id}")));
+            }
+        }
+        if state.region_name(region_id).is_none() {
+            return Err(ApiError::not_found(format!("Region {region_id} could not be found")));
+        }
+        Ok(Scope { client_id: self.client_id, project_id, region_id })
+    }
+}
+
+impl FromRequestParts<Arc<AppState>> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &Arc<AppState>) -> Result<Caller> {
+        let Some(header) = parts.headers.get(AUTHORIZATION) else {
+            return Err(ApiError::Unauthenticated("Authentication credentials were not provided.".into()));
+        };
+        let header = header.to_str().unwrap_or_default();
+        // Split at the first space; the scheme is case-insensitive and the token is the rest.
+        let (scheme, token) = header.split_once(' ').unwrap_or((header, ""));
+        if !scheme.eq_ignore_ascii_case("apikey") || token.is_empty() {
+            return Err(ApiError::Unauthenticated("Authentication credentials were not provided.".into()));
+        }
+        match state.verify_token(token).await? {
+            Some(key) => Ok(Caller { key_id: key.id, client_id: key.client_id, user_id: key.user_id, projects: key.projects }),
+            None => {
+                let shown: String = token.chars().take(6).collect();
+                Err(ApiError::Unauthenticated(format!("Bad permanent token: {shown}...")))
+            }
+        }
+    }
+}
+
+/// A JSON body. An empty body is `null` (the SDK sends body-less POSTs with a JSON content type).
+pub struct JsonBody(pub Value);
+
+impl<S: Send + Sync> FromRequest<S> for JsonBody {
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, state: &S) -> Result<JsonBody> {
+        let bytes = Bytes::from_request(request, state)
+            .await
+            .map_err(|e| ApiError::invalid("body", format!("Could not read the request body: {e}")))?;
+        if bytes.iter().all(u8::is_ascii_whitespace) {
+            return Ok(JsonBody(Value::Null));
+        }
+        serde_json::from_slice(&bytes).map(JsonBody).map_err(|e| ApiError::invalid("body", format!("Invalid JSON: {e}")))
+    }
+}
+
+/// The query string as ordered pairs, repeated keys kept (`tag_key=a&tag_key=b`).
+pub struct Query(pub Vec<(String, String)>);
+
+impl<S: Send + Sync> FromRequestParts<S> for Query {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Query> {
+        let query = parts.uri.query().unwrap_or_default();
+        Ok(Query(form_urlencoded::parse(query.as_bytes()).into_owned().collect()))
+    }
+}
+
+impl Query {
+    pub fn all<'a>(&'a self, key: &'a str) -> impl Iterator<Item = &'a str> + 'a {
+        self.0.iter().filter(move |(k, _)| k == key).map(|(_, v)| v.as_str())
+    }
+
+    pub fn last(&self, key: &str) -> Option<&str> {
+        self.0.iter().rev().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
+    }
+
+    pub fn int(&self, key: &str, min: i64, max: i64, errors: &mut palisade_core::FieldErrors) -> Option<i64> {
+        let text = self.last(key)?;
+        match text.parse::<i64>() {
+            Ok(n) if (min..=max).contains(&n) => Some(n),
+            Ok(_) => {
+                errors.add(key, format!("Input should be between {min} and {max}"));
+                None
+            }
+            Err(_) => {
+                errors.add(key, "Input should be a valid integer");
+                None
+            }
+        }
+    }
+
+    /// `limit` (1..=1000, default 10) and `offset` (>= 0, default 0).
+    pub fn page(&self, errors: &mut palisade_core::FieldErrors) -> (u32, u64) {
+        let limit = self.int("limit", 1, 1000, errors).unwrap_or(10) as u32;
+        let offset = self.int("offset", 0, i64::MAX, errors).unwrap_or(0) as u64;
+        (limit, offset)
+    }
+}
+
+/// A project or region id from the path; anything else names nothing (404).
+pub fn path_int(text: &str, what: &str) -> Result<i64> {
+    text.parse::<i64>().ok().filter(|n| *n >= 0).ok_or_else(|| ApiError::not_found(format!("{what} {text} could not be found")))
+}
+
+/// A resource id from the path; a malformed one names nothing (404, CONTRACT.md §8 item 15).
+pub fn path_uuid(text: &str, what: &str) -> Result<Uuid> {
+    Uuid::try_parse(text).map_err(|_| ApiError::not_found(format!("{what} {text} could not be found")))
+}

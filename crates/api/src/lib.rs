@@ -1,0 +1,61 @@
+//! The HTTP face of Palisade: the Gcore Cloud security-groups API (CONTRACT.md §3), Palisade's
+//! own `/palisade/v1` extensions, health and readiness, and the OpenAPI document.
+//!
+//! Handlers are thin: extract and validate (with `core`), run a store transaction (with the
+//! `worker` crate's operations), render the contract's JSON. No business rule lives here.
+
+pub mod dto;
+pub mod error;
+pub mod extract;
+pub mod openapi;
+pub mod queue;
+pub mod request_id;
+pub mod rules;
+pub mod security_groups;
+pub mod state;
+pub mod system;
+pub mod tasks;
+pub mod time;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::routing::{get, post, put};
+
+pub use crate::error::ApiError;
+pub use crate::state::{ApiConfig, AppState};
+
+/// Every route of the service.
+pub fn router(state: Arc<AppState>) -> Router {
+    use crate::{rules as r, security_groups as sg, tasks as t};
+    const V1_SG: &str = "/cloud/v1/securitygroups/{project_id}/{region_id}";
+    const V2_SG: &str = "/cloud/v2/security_groups/{project_id}/{region_id}";
+    Router::new()
+        .route(V2_SG, post(sg::create_v2))
+        .route(&format!("{V2_SG}/{{group_id}}"), axum::routing::patch(sg::update_v2))
+        .route(&format!("{V2_SG}/{{group_id}}/rules"), post(r::create_v2))
+        .route(&format!("{V2_SG}/{{group_id}}/rules/{{rule_id}}"), axum::routing::delete(r::delete_v2))
+        .route(V1_SG, get(sg::list).post(sg::create_v1))
+        .route(&format!("{V1_SG}/{{group_id}}"), get(sg::get).delete(sg::delete).patch(sg::update_v1))
+        .route(&format!("{V1_SG}/{{group_id}}/copy"), post(sg::copy))
+        .route(&format!("{V1_SG}/{{group_id}}/revert"), post(sg::revert))
+        .route(&format!("{V1_SG}/{{group_id}}/rules"), post(r::create_v1))
+        .route(&format!("{V1_SG}/{{group_id}}/instances"), get(sg::instances))
+        .route(&format!("{V1_SG}/{{group_id}}/metadata"), get(sg::metadata_list).post(sg::metadata_create).put(sg::metadata_replace))
+        .route(&format!("{V1_SG}/{{group_id}}/metadata_item"), get(sg::metadata_item_get).delete(sg::metadata_item_delete))
+        .route("/cloud/v1/securitygrouprules/{project_id}/{region_id}/{rule_id}", put(r::replace_v1).delete(r::delete_v1))
+        .route("/cloud/v1/tasks", get(t::list))
+        .route("/cloud/v1/tasks/acknowledge_all", post(t::acknowledge_all))
+        .route("/cloud/v1/tasks/acknowledge", post(t::acknowledge_many))
+        .route("/cloud/v1/tasks/{id}", get(t::get))
+        .route("/cloud/v1/tasks/{id}/acknowledge", post(t::acknowledge_one))
+        .route("/cloud/v1/tasks/{id}/{region_id}/active", get(t::list_active))
+        .route("/healthz", get(system::healthz))
+        .route("/readyz", get(system::readyz))
+        .route("/openapi.json", get(system::openapi_json))
+        .route("/docs", get(system::docs))
+        .fallback(system::not_found)
+        .method_not_allowed_fallback(system::method_not_allowed)
+        .layer(axum::middleware::from_fn(request_id::middleware))
+        .with_state(state)
+}

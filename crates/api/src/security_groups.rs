@@ -1,0 +1,391 @@
+//! Security groups: v2 create and update (tasks), v1 list/get/delete/copy/revert, the legacy v1
+//! create and update, the group's instances and its legacy metadata endpoints.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use palisade_core::error::FieldErrors;
+use palisade_core::group::{Group, Scope};
+use palisade_core::input::{self, CreateGroup, LegacyCreateGroup, LegacyUpdateGroup, UpdateGroup};
+use palisade_core::{Tag, TagPatch};
+use palisade_store::GroupFilter;
+use palisade_worker::now_ms;
+use palisade_worker::ops::{self, NewGroup, OpError};
+use palisade_worker::payload::TaskPayload;
+use serde_json::{Map, Value, json};
+use uuid::Uuid;
+
+use crate::dto::{GroupOut, Page, TagOut, TaskIds};
+use crate::error::{ApiError, Result};
+use crate::extract::{Caller, JsonBody, Query, path_int, path_uuid};
+use crate::queue::{enqueue, new_task};
+use crate::state::AppState;
+
+type AppState_ = State<Arc<AppState>>;
+
+pub fn scope_of(state: &AppState, caller: &Caller, project: &str, region: &str) -> Result<Scope> {
+    caller.scope(state, path_int(project, "Project")?, path_int(region, "Region")?)
+}
+
+pub fn group_id(text: &str) -> Result<Uuid> {
+    path_uuid(text, "Security group")
+}
+
+pub fn group_json(state: &AppState, group: &Group) -> Response {
+    let region = state.region_name(group.scope.region_id).unwrap_or_default();
+    Json(GroupOut::new(group, region)).into_response()
+}
+
+/// The request body with `extra` fields merged in: a task's `data`.
+fn task_data(body: &Value, extra: &[(&str, Value)]) -> Value {
+    let mut data = body.as_object().cloned().unwrap_or_default();
+    for (key, value) in extra {
+        data.insert((*key).to_string(), value.clone());
+    }
+    Value::Object(data)
+}
+
+/// #1 `POST /cloud/v2/security_groups/{p}/{r}`: validate, store a task, answer with its id.
+pub async fn create_v2(
+    State(state): AppState_,
+    caller: Caller,
+    Path((project, region)): Path<(String, String)>,
+    JsonBody(body): JsonBody,
+) -> Result<Json<TaskIds>> {
+    let scope = scope_of(&state, &caller, &project, &region)?;
+    let input = CreateGroup::parse(&body)?;
+    let group_id = Uuid::new_v4();
+    let payload = TaskPayload::CreateGroup {
+        group_id,
+        name: input.name,
+        description: input.description,
+        rules: body.get("rules").and_then(Value::as_array).cloned(),
+        tags: input.tags,
+    };
+    let task = new_task(&caller, &scope, &payload, task_data(&body, &[("security_group_id", json!(group_id))]));
+    let id = state.write(move |tx| Ok(enqueue(tx, &task)?)).await?;
+    state.wake_worker();
+    Ok(Json(TaskIds { tasks: vec![id] }))
+}
+
+/// #2 `PATCH /cloud/v2/security_groups/{p}/{r}/{id}`: tags now, everything else in a task, and
+/// no task at all when nothing but tags would change.
+pub async fn update_v2(
+    State(state): AppState_,
+    caller: Caller,
+    Path((project, region, id)): Path<(String, String, String)>,
+    JsonBody(body): JsonBody,
+) -> Result<Json<TaskIds>> {
+    let scope = scope_of(&state, &caller, &project, &region)?;
+    let id = group_id(&id)?;
+    let input = UpdateGroup::parse(&body)?;
+    let raw_rules = body.get("rules").and_then(Value::as_array).cloned();
+    let data = task_data(&body, &[("security_group_id", json!(id))]);
+    let tasks = state
+        .write(move |tx| {
+            let group = ops::load_group(tx, &scope, id)?;
+            if let Some(patch) = &input.tags {
+                ops::patch_tags(tx, &scope, id, patch, now_ms())?;
+            }
+            let changes =
+                ops::update_changes_something(&group, input.name.as_deref(), input.description.as_deref(), input.rules.as_deref());
+            if !changes {
+                return Ok(Vec::new());
+            }
+            let payload = TaskPayload::UpdateGroup { group_id: id, name: input.name, description: input.description, rules: raw_rules };
+            let task = new_task(&caller, &scope, &payload, data);
+            Ok(vec![enqueue(tx, &task)?])
+        })
+        .await?;
+    if !tasks.is_empty() {
+        state.wake_worker();
+    }
+    Ok(Json(TaskIds { tasks }))
+}
+
+/// Parses `tag_key_value`-style JSON object filters.
+fn tag_pairs(text: &str, field: &str, errors: &mut FieldErrors) -> Vec<(String, String)> {
+    match serde_json::from_str::<Map<String, Value>>(text) {
+        Ok(obj) => obj
+            .into_iter()
+            .filter_map(|(k, v)| match v {
+                Value::String(s) => Some((k, s)),
+                _ => {
+                    errors.add(field, format!("The value of tag {k} should be a string"));
+                    None
+                }
+            })
+            .collect(),
+        Err(_) => {
+            errors.add(field, "Should be a JSON object of tag keys and values, such as {\"key\": \"value\"}");
+            Vec::new()
+        }
+    }
+}
+
+/// #3 `GET /cloud/v1/securitygroups/{p}/{r}`.
+pub async fn list(
+    State(state): AppState_,
+    caller: Caller,
+    Path((project, region)): Path<(String, String)>,
+    query: Query,
+) -> Result<Response> {
+    let scope = scope_of(&state, &caller, &project, &region)?;
+    let mut errors = FieldErrors::new();
+    let (limit, offset) = query.page(&mut errors);
+    let mut filter = GroupFilter { name: query.last("name").map(str::to_owned), limit, offset, ..GroupFilter::default() };
+    filter.tag_keys = query.all("tag_key").chain(query.all("metadata_k")).map(str::to_owned).collect();
+    for field in ["tag_key_value", "metadata_kv"] {
+        if let Some(text) = query.last(field) {
+            filter.tag_pairs.extend(tag_pairs(text, field, &mut errors));
+        }
+    }
+    if !errors.is_empty() {
+        return Err(errors.into());
+    }
+    let (count, groups) = state.read(move |tx| Ok(tx.list_groups(&scope, &filter)?)).await?;
+    let region = state.region_name(scope.region_id).unwrap_or_default();
+    let results = groups.iter().map(|g| GroupOut::new(g, region.clone())).collect();
+    Ok(Json(Page { count, results }).into_response())
+}
+
+/// #4 `GET /cloud/v1/securitygroups/{p}/{r}/{id}`.
+pub async fn get(
+    State(state): AppState_,
+    caller: Caller,
+    Path((project, region, id)): Path<(String, String, String)>,
+) -> Result<Response> {
+    let scope = scope_of(&state, &caller, &project, &region)?;
+    let id = group_id(&id)?;
+    let group = state.read(move |tx| Ok(ops::load_group(tx, &scope, id)?)).await?;
+    Ok(group_json(&state, &group))
+}
+
+/// #5 `DELETE /cloud/v1/securitygroups/{p}/{r}/{id}`.
+pub async fn delete(
+    State(state): AppState_,
+    caller: Caller,
+    Path((project, region, id)): Path<(String, String, String)>,
+) -> Result<StatusCode> {
+    let scope = scope_of(&state, &caller, &project, &region)?;
+    let id = group_id(&id)?;
+    state.write(move |tx| Ok(ops::delete_group(tx, &scope, id, now_ms())?)).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// #6 `POST .../{id}/copy` with `{"name": ...}`.
+pub async fn copy(
+    State(state): AppState_,
+    caller: Caller,
+    Path((project, region, id)): Path<(String, String, String)>,
+    JsonBody(body): JsonBody,
+) -> Result<Response> {
+    let scope = scope_of(&state, &caller, &project, &region)?;
+    let id = group_id(&id)?;
+    let obj = input::object(&body, "")?;
+    let mut errors = FieldErrors::new();
+    let name = match obj.get("name") {
+        None => {
+            errors.add("name", "Field required");
+            None
+        }
+        Some(value) => input::parse_name(value, "name", &mut errors),
+    };
+    let name = errors.into_result(name)?.unwrap_or_default();
+    let group = state.write(move |tx| Ok(ops::copy_group(tx, &scope, id, &name, now_ms())?)).await?;
+    Ok(group_json(&state, &group))
+}
+
+/// #7 `POST .../{id}/revert`: the default template replaces every rule.
+pub async fn revert(
+    State(state): AppState_,
+    caller: Caller,
+    Path((project, region, id)): Path<(String, String, String)>,
+) -> Result<Response> {
+    let scope = scope_of(&state, &caller, &project, &region)?;
+    let id = group_id(&id)?;
+    let template = state.template.clone();
+    let group = state.write(move |tx| Ok(ops::revert_group(tx, &scope, id, &template, now_ms())?)).await?;
+    Ok(group_json(&state, &group))
+}
+
+/// #8 `POST /cloud/v1/securitygroups/{p}/{r}` (deprecated, synchronous).
+pub async fn create_v1(
+    State(state): AppState_,
+    caller: Caller,
+    Path((project, region)): Path<(String, String)>,
+    JsonBody(body): JsonBody,
+) -> Result<Response> {
+    let scope = scope_of(&state, &caller, &project, &region)?;
+    let input = LegacyCreateGroup::parse(&body)?;
+    let template = state.template.clone();
+    let group = state
+        .write(move |tx| {
+            let group = input.group;
+            let new = NewGroup {
+                id: Uuid::new_v4(),
+                name: &group.name,
+                description: &group.description,
+                rules: group.rules.as_deref(),
+                tags: &group.tags,
+            };
+            Ok(ops::create_group(tx, &scope, new, &template, now_ms()).map_err(|e| legacy_fields(e, "security_group.security_group_rules"))?)
+        })
+        .await?;
+    Ok(group_json(&state, &group))
+}
+
+/// The legacy create names its rule list `security_group.security_group_rules`, not `rules`.
+fn legacy_fields(e: OpError, field: &str) -> OpError {
+    match e {
+        OpError::Rule(rule) => {
+            let renamed = rule.field().strip_prefix("rules").map(|rest| format!("{field}{rest}"));
+            match renamed {
+                Some(name) => OpError::Rule(rename_field(rule, name)),
+                None => OpError::Rule(rule),
+            }
+        }
+        other => other,
+    }
+}
+
+fn rename_field(rule: palisade_core::RuleError, field: String) -> palisade_core::RuleError {
+    use palisade_core::RuleError::*;
+    match rule {
+        Invalid { message, .. } => Invalid { field, message },
+        RemoteGroupNotFound { id, .. } => RemoteGroupNotFound { field, id },
+        Duplicate { existing, .. } => Duplicate { field, existing },
+    }
+}
+
+/// #9 `PATCH /cloud/v1/securitygroups/{p}/{r}/{id}` (deprecated, synchronous).
+pub async fn update_v1(
+    State(state): AppState_,
+    caller: Caller,
+    Path((project, region, id)): Path<(String, String, String)>,
+    JsonBody(body): JsonBody,
+) -> Result<Response> {
+    let scope = scope_of(&state, &caller, &project, &region)?;
+    let id = group_id(&id)?;
+    let input = LegacyUpdateGroup::parse(&body)?;
+    let group = state
+        .write(move |tx| {
+            Ok(ops::legacy_update(tx, &scope, id, input.name.as_deref(), input.tags.as_ref(), &input.changed_rules, now_ms())?)
+        })
+        .await?;
+    Ok(group_json(&state, &group))
+}
+
+/// #21 `GET .../{id}/instances`: instances whose ports use the group.
+pub async fn instances(
+    State(state): AppState_,
+    caller: Caller,
+    Path((project, region, id)): Path<(String, String, String)>,
+) -> Result<Response> {
+    let scope = scope_of(&state, &caller, &project, &region)?;
+    let id = group_id(&id)?;
+    state.read(move |tx| Ok(ops::load_group(tx, &scope, id)?)).await?;
+    // No port registry yet: no instance can use a group.
+    Ok(Json(Page::<Value> { count: 0, results: Vec::new() }).into_response())
+}
+
+/// #22 `GET .../{id}/metadata`: the group's tags as a collection.
+pub async fn metadata_list(
+    State(state): AppState_,
+    caller: Caller,
+    Path((project, region, id)): Path<(String, String, String)>,
+) -> Result<Response> {
+    let scope = scope_of(&state, &caller, &project, &region)?;
+    let id = group_id(&id)?;
+    let group = state.read(move |tx| Ok(ops::load_group(tx, &scope, id)?)).await?;
+    let results: Vec<TagOut> = group.tags.iter().map(TagOut::from).collect();
+    Ok(Json(Page { count: results.len() as u64, results }).into_response())
+}
+
+fn metadata_body(body: &Value) -> Result<Vec<(String, String)>> {
+    let mut errors = FieldErrors::new();
+    let tags = input::parse_tags(body, "body", &mut errors);
+    errors.into_result(tags).map_err(ApiError::from)
+}
+
+/// #22 `POST .../{id}/metadata`: adds or overwrites the given tags.
+pub async fn metadata_create(
+    State(state): AppState_,
+    caller: Caller,
+    Path((project, region, id)): Path<(String, String, String)>,
+    JsonBody(body): JsonBody,
+) -> Result<StatusCode> {
+    let scope = scope_of(&state, &caller, &project, &region)?;
+    let id = group_id(&id)?;
+    let tags = metadata_body(&body)?;
+    let patch = TagPatch::Merge(tags.into_iter().map(|(k, v)| (k, Some(v))).collect());
+    state.write(move |tx| Ok(ops::patch_tags(tx, &scope, id, &patch, now_ms())?)).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// #22 `PUT .../{id}/metadata`: replaces every user tag with the given ones.
+pub async fn metadata_replace(
+    State(state): AppState_,
+    caller: Caller,
+    Path((project, region, id)): Path<(String, String, String)>,
+    JsonBody(body): JsonBody,
+) -> Result<StatusCode> {
+    let scope = scope_of(&state, &caller, &project, &region)?;
+    let id = group_id(&id)?;
+    let tags = metadata_body(&body)?;
+    state
+        .write(move |tx| {
+            let group = ops::load_group(tx, &scope, id)?;
+            let mut changes: Vec<(String, Option<String>)> =
+                group.tags.iter().filter(|t| !tags.iter().any(|(k, _)| *k == t.key)).map(|t| (t.key.clone(), None)).collect();
+            changes.extend(tags.into_iter().map(|(k, v)| (k, Some(v))));
+            Ok(ops::patch_tags(tx, &scope, id, &TagPatch::Merge(changes), now_ms())?)
+        })
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+fn metadata_key(query: &Query) -> Result<String> {
+    query.last("key").map(str::to_owned).ok_or_else(|| ApiError::invalid("key", "Field required"))
+}
+
+/// #23 `GET .../{id}/metadata_item?key=K`.
+pub async fn metadata_item_get(
+    State(state): AppState_,
+    caller: Caller,
+    Path((project, region, id)): Path<(String, String, String)>,
+    query: Query,
+) -> Result<Response> {
+    let scope = scope_of(&state, &caller, &project, &region)?;
+    let id = group_id(&id)?;
+    let key = metadata_key(&query)?;
+    let group = state.read(move |tx| Ok(ops::load_group(tx, &scope, id)?)).await?;
+    let tag: &Tag = group.tags.iter().find(|t| t.key == key).ok_or_else(|| ApiError::not_found(format!("Tag {key} could not be found")))?;
+    Ok(Json(TagOut::from(tag)).into_response())
+}
+
+/// #23 `DELETE .../{id}/metadata_item?key=K`.
+pub async fn metadata_item_delete(
+    State(state): AppState_,
+    caller: Caller,
+    Path((project, region, id)): Path<(String, String, String)>,
+    query: Query,
+) -> Result<StatusCode> {
+    let scope = scope_of(&state, &caller, &project, &region)?;
+    let id = group_id(&id)?;
+    let key = metadata_key(&query)?;
+    state
+        .write(move |tx| {
+            let group = ops::load_group(tx, &scope, id)?;
+            match group.tags.iter().find(|t| t.key == key) {
+                None => Err(ApiError::not_found(format!("Tag {key} could not be found"))),
+                Some(tag) if tag.read_only => Err(ApiError::Forbidden(format!("Tag {key} is read-only"))),
+                Some(_) => Ok(ops::patch_tags(tx, &scope, id, &TagPatch::Merge(vec![(key, None)]), now_ms())?),
+            }
+        })
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}

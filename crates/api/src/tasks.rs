@@ -1,0 +1,208 @@
+//! The tasks API that clients poll (#15–#20). Tasks are scoped to the caller's client.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use palisade_core::error::FieldErrors;
+use palisade_store::{AckFilter, TaskFilter, TaskState};
+use palisade_worker::now_ms;
+use serde_json::Value;
+
+use crate::dto::{Page, TaskOut};
+use crate::error::{ApiError, Result};
+use crate::extract::{Caller, JsonBody, Query, path_int};
+use crate::state::AppState;
+use crate::time::parse_iso8601;
+
+fn task_not_found(id: &str) -> ApiError {
+    ApiError::not_found(format!("Task {id} could not be found"))
+}
+
+fn ints(query: &Query, key: &str, errors: &mut FieldErrors) -> Vec<i64> {
+    query
+        .all(key)
+        .filter_map(|v| match v.parse::<i64>() {
+            Ok(n) => Some(n),
+            Err(_) => {
+                errors.add(key, format!("Input should be a valid integer, got '{v}'"));
+                None
+            }
+        })
+        .collect()
+}
+
+fn timestamp(query: &Query, key: &str, errors: &mut FieldErrors) -> Option<i64> {
+    let text = query.last(key)?;
+    let ms = parse_iso8601(text);
+    if ms.is_none() {
+        errors.add(key, format!("Input should be a valid ISO 8601 datetime, got '{text}'"));
+    }
+    ms
+}
+
+fn filter_of(query: &Query) -> Result<TaskFilter> {
+    let mut errors = FieldErrors::new();
+    let (limit, offset) = query.page(&mut errors);
+    let mut ascending = false;
+    for key in ["sorting", "order_by"] {
+        match query.last(key) {
+            None => {}
+            Some("asc") => ascending = true,
+            Some("desc") => ascending = false,
+            Some(_) => errors.add(key, "Input should be 'asc' or 'desc'"),
+        }
+    }
+    let states = query
+        .all("state")
+        .filter_map(|s| {
+            let state = TaskState::parse(s);
+            if state.is_none() {
+                errors.add("state", "Input should be 'NEW', 'RUNNING', 'FINISHED' or 'ERROR'");
+            }
+            state
+        })
+        .collect();
+    let is_acknowledged = match query.last("is_acknowledged") {
+        None => None,
+        Some("true" | "True" | "1") => Some(true),
+        Some("false" | "False" | "0") => Some(false),
+        Some(_) => {
+            errors.add("is_acknowledged", "Input should be a valid boolean");
+            None
+        }
+    };
+    let filter = TaskFilter {
+        project_ids: ints(query, "project_id", &mut errors),
+        region_ids: ints(query, "region_id", &mut errors),
+        states,
+        task_type: query.last("task_type").map(str::to_owned),
+        is_acknowledged,
+        from_ms: timestamp(query, "from_timestamp", &mut errors),
+        to_ms: timestamp(query, "to_timestamp", &mut errors),
+        ascending,
+        limit,
+        offset,
+    };
+    Ok(errors.into_result(filter)?)
+}
+
+async fn list_page(state: &AppState, client_id: i64, filter: TaskFilter) -> Result<Response> {
+    let (count, tasks) = state.read(move |tx| Ok(tx.list_tasks(client_id, &filter)?)).await?;
+    let results: Vec<TaskOut> = tasks.iter().map(TaskOut::from).collect();
+    Ok(Json(Page { count, results }).into_response())
+}
+
+/// #16 `GET /cloud/v1/tasks`.
+pub async fn list(State(state): State<Arc<AppState>>, caller: Caller, query: Query) -> Result<Response> {
+    let filter = filter_of(&query)?;
+    list_page(&state, caller.client_id, filter).await
+}
+
+/// #20 `GET /cloud/v1/tasks/{p}/{r}/active`: NEW and RUNNING tasks of one project and region.
+pub async fn list_active(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+    Path((project, region)): Path<(String, String)>,
+    query: Query,
+) -> Result<Response> {
+    let scope = caller.scope(&state, path_int(&project, "Project")?, path_int(&region, "Region")?)?;
+    let mut errors = FieldErrors::new();
+    let (limit, offset) = query.page(&mut errors);
+    errors.into_result(())?;
+    let filter = TaskFilter {
+        project_ids: vec![scope.project_id],
+        region_ids: vec![scope.region_id],
+        states: vec![TaskState::New, TaskState::Running],
+        task_type: query.last("task_type").map(str::to_owned),
+        limit,
+        offset,
+        ..TaskFilter::default()
+    };
+    list_page(&state, caller.client_id, filter).await
+}
+
+/// #15 `GET /cloud/v1/tasks/{task_id}`.
+pub async fn get(State(state): State<Arc<AppState>>, caller: Caller, Path(id): Path<String>) -> Result<Response> {
+    let client_id = caller.client_id;
+    let lookup = id.clone();
+    let task = state.read(move |tx| Ok(tx.get_task(client_id, &lookup)?)).await?.ok_or_else(|| task_not_found(&id))?;
+    Ok(Json(TaskOut::from(&task)).into_response())
+}
+
+/// #17 `POST /cloud/v1/tasks/{task_id}/acknowledge`.
+pub async fn acknowledge_one(State(state): State<Arc<AppState>>, caller: Caller, Path(id): Path<String>) -> Result<Response> {
+    let lookup = id.clone();
+    let task = state
+        .write(move |tx| {
+            let Some(mut task) = tx.get_task(caller.client_id, &lookup)? else { return Ok(None) };
+            if task.acknowledged_at.is_none() {
+                task.acknowledged_at = Some(now_ms());
+                task.acknowledged_by = Some(caller.user_id);
+                tx.update_task(&task)?;
+            }
+            Ok(Some(task))
+        })
+        .await?
+        .ok_or_else(|| task_not_found(&id))?;
+    Ok(Json(TaskOut::from(&task)).into_response())
+}
+
+fn optional_int(query: &Query, key: &str, errors: &mut FieldErrors) -> Option<i64> {
+    query.int(key, i64::MIN, i64::MAX, errors)
+}
+
+/// #18 `POST /cloud/v1/tasks/acknowledge_all?project_id=&region_id=`.
+pub async fn acknowledge_all(State(state): State<Arc<AppState>>, caller: Caller, query: Query) -> Result<StatusCode> {
+    let mut errors = FieldErrors::new();
+    let filter = AckFilter {
+        project_id: optional_int(&query, "project_id", &mut errors),
+        region_id: optional_int(&query, "region_id", &mut errors),
+        task_ids: None,
+    };
+    errors.into_result(())?;
+    state.write(move |tx| Ok(tx.acknowledge_tasks(caller.client_id, &filter, caller.user_id, now_ms())?)).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// #19 `POST /cloud/v1/tasks/acknowledge` (deprecated): `{"task_ids": [...] | null}`.
+pub async fn acknowledge_many(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+    query: Query,
+    JsonBody(body): JsonBody,
+) -> Result<StatusCode> {
+    let mut errors = FieldErrors::new();
+    let task_ids = match body.get("task_ids") {
+        None | Some(Value::Null) => None,
+        Some(Value::Array(items)) => Some(
+            items
+                .iter()
+                .filter_map(|v| {
+                    let id = v.as_str().map(str::to_owned);
+                    if id.is_none() {
+                        errors.add("task_ids", "Input should be a list of task ids");
+                    }
+                    id
+                })
+                .collect(),
+        ),
+        Some(_) => {
+            errors.add("task_ids", "Input should be a valid list");
+            None
+        }
+    };
+    if !body.is_null() && !body.is_object() {
+        errors.add("body", "Input should be a valid dictionary or object");
+    }
+    let filter = AckFilter {
+        project_id: optional_int(&query, "project_id", &mut errors),
+        region_id: optional_int(&query, "region_id", &mut errors),
+        task_ids,
+    };
+    errors.into_result(())?;
+    state.write(move |tx| Ok(tx.acknowledge_tasks(caller.client_id, &filter, caller.user_id, now_ms())?)).await?;
+    Ok(StatusCode::NO_CONTENT)
+}

@@ -1,0 +1,126 @@
+//! Configuration: defaults, then an optional TOML file, then `PALISADE_*` variables, then flags
+//! (clap reads flags and variables together; either beats the file).
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use anyhow::{Context, bail};
+use clap::Args;
+use palisade_api::ApiConfig;
+use palisade_core::RuleSpec;
+use serde::Deserialize;
+
+/// Options shared by every command that opens the database.
+#[derive(Debug, Clone, Args)]
+pub struct DbArgs {
+    /// TOML configuration file.
+    #[arg(long, env = "PALISADE_CONFIG", global = true)]
+    pub config: Option<PathBuf>,
+    /// Directory of the embedded SQLite database (default `palisade-data`).
+    #[arg(long, env = "PALISADE_DATA_DIR", global = true)]
+    pub data_dir: Option<PathBuf>,
+    /// Database URL: `sqlite:PATH` (default `sqlite:<data-dir>/palisade.db`) or `postgres://...`.
+    #[arg(long, env = "PALISADE_DATABASE_URL", global = true)]
+    pub database_url: Option<String>,
+    /// SQLite `synchronous` mode: `normal` (survives process crashes) or `full` (also power loss).
+    #[arg(long, env = "PALISADE_SQLITE_SYNCHRONOUS", global = true)]
+    pub sqlite_synchronous: Option<String>,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ServeArgs {
+    /// Address to listen on (default `127.0.0.1:8080`).
+    #[arg(long, env = "PALISADE_LISTEN")]
+    pub listen: Option<String>,
+    /// Log format: `text` or `json`.
+    #[arg(long, env = "PALISADE_LOG_FORMAT")]
+    pub log_format: Option<String>,
+    /// Refuse region ids that the configuration does not name.
+    #[arg(long, env = "PALISADE_STRICT_REGIONS")]
+    pub strict_regions: Option<bool>,
+    /// Do not create and print an API key when the database has none.
+    #[arg(long, env = "PALISADE_NO_BOOTSTRAP_KEY")]
+    pub no_bootstrap_key: bool,
+}
+
+/// The TOML file.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    pub listen: Option<String>,
+    pub data_dir: Option<PathBuf>,
+    pub database_url: Option<String>,
+    pub sqlite_synchronous: Option<String>,
+    pub log_format: Option<String>,
+    pub strict_regions: Option<bool>,
+    /// Region id (as a string key) -> display name.
+    #[serde(default)]
+    pub regions: BTreeMap<String, String>,
+    /// Rules of new groups created without `rules`, in the API's rule-input form.
+    pub default_rules: Option<Vec<toml::Value>>,
+}
+
+/// Everything resolved.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub listen: String,
+    pub database_url: String,
+    pub sqlite_synchronous: String,
+    pub log_format: String,
+    pub bootstrap_key: bool,
+    pub api: ApiConfig,
+}
+
+fn read_file(path: Option<&PathBuf>) -> anyhow::Result<FileConfig> {
+    let Some(path) = path else { return Ok(FileConfig::default()) };
+    let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    toml::from_str(&text).with_context(|| format!("parsing {}", path.display()))
+}
+
+fn default_rules(values: &[toml::Value]) -> anyhow::Result<Vec<RuleSpec>> {
+    let mut specs = Vec::new();
+    for (i, value) in values.iter().enumerate() {
+        let json = serde_json::to_value(value)?;
+        let draft = palisade_core::input::parse_rule(&json, &format!("default_rules.{i}"))
+            .map_err(|e| anyhow::anyhow!("invalid default rule: {e}"))?;
+        specs.push(draft.normalize().map_err(|e| anyhow::anyhow!("default_rules.{i}: {e}"))?);
+    }
+    Ok(palisade_core::rule::dedupe(specs))
+}
+
+impl Config {
+    pub fn resolve(db: &DbArgs, serve: Option<&ServeArgs>) -> anyhow::Result<Config> {
+        let file = read_file(db.config.as_ref())?;
+        let data_dir = db.data_dir.clone().or(file.data_dir).unwrap_or_else(|| PathBuf::from("palisade-data"));
+        let database_url = db
+            .database_url
+            .clone()
+            .or(file.database_url)
+            .unwrap_or_else(|| format!("sqlite:{}", data_dir.join("palisade.db").display()));
+        let mut regions = BTreeMap::new();
+        for (id, name) in file.regions {
+            let id: i64 = id.parse().with_context(|| format!("region id {id:?} in the configuration is not an integer"))?;
+            regions.insert(id, name);
+        }
+        let log_format = serve.and_then(|s| s.log_format.clone()).or(file.log_format).unwrap_or_else(|| "text".into());
+        if !matches!(log_format.as_str(), "text" | "json") {
+            bail!("log format must be text or json, not {log_format}");
+        }
+        Ok(Config {
+            listen: serve.and_then(|s| s.listen.clone()).or(file.listen).unwrap_or_else(|| "127.0.0.1:8080".into()),
+            database_url,
+            sqlite_synchronous: db.sqlite_synchronous.clone().or(file.sqlite_synchronous).unwrap_or_else(|| "normal".into()),
+            log_format,
+            bootstrap_key: !serve.is_some_and(|s| s.no_bootstrap_key),
+            api: ApiConfig {
+                regions,
+                strict_regions: serve.and_then(|s| s.strict_regions).or(file.strict_regions).unwrap_or(false),
+                default_rules: match file.default_rules {
+                    Some(values) => default_rules(&values)?,
+                    None => palisade_core::rule::default_template(),
+                },
+                ..ApiConfig::default()
+            },
+        })
+    }
+}

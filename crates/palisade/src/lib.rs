@@ -1,0 +1,12 @@
+//! The `palisade` binary's wiring, as a library so black-box tests can start the service
+//! in-process. No domain logic lives here.
+
+pub mod config;
+pub mod startup;
+
+/// Logs to stderr as text or JSON; `RUST_LOG` filters (default `info`).
+pub fn init_logging(format: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let _ = if format == "json" { builder.json().try_init() } else { builder.try_init() };
+}

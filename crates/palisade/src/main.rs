@@ -1,0 +1,105 @@
+//! `palisade`: the security-group service and its tools.
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use palisade::config::{Config, DbArgs, ServeArgs};
+use palisade::startup::{Application, create_key, shutdown_signal};
+use palisade_store::{Database, Store};
+
+#[derive(Parser)]
+#[command(name = "palisade", version, about = "A security-group service that speaks the Gcore Cloud API")]
+struct Cli {
+    #[command(flatten)]
+    db: DbArgs,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve the API (and run the task worker).
+    Serve(ServeArgs),
+    /// Apply database migrations and exit.
+    Migrate,
+    /// Manage API keys.
+    Keys {
+        #[command(subcommand)]
+        command: KeysCommand,
+    },
+    /// Print the OpenAPI document.
+    Openapi,
+}
+
+#[derive(Subcommand)]
+enum KeysCommand {
+    /// Create a key and print its token (the last line of output).
+    Create {
+        #[arg(long, default_value_t = 1)]
+        client_id: i64,
+        #[arg(long, default_value_t = 1)]
+        user_id: i64,
+        /// Comma-separated project ids this key may use (default: all).
+        #[arg(long, value_delimiter = ',')]
+        projects: Option<Vec<i64>>,
+        #[arg(long, default_value = "")]
+        name: String,
+    },
+    /// List keys (never their tokens).
+    List,
+    /// Revoke a key by id.
+    Revoke { id: i64 },
+}
+
+fn open(db: &DbArgs) -> anyhow::Result<Database> {
+    let config = Config::resolve(db, None)?;
+    Database::open(&config.database_url, &config.sqlite_synchronous).with_context(|| format!("opening {}", config.database_url))
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Serve(serve) => {
+            let config = Config::resolve(&cli.db, Some(&serve))?;
+            palisade::init_logging(&config.log_format);
+            let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+            runtime.block_on(async {
+                let app = Application::build(config).await?;
+                app.run_until_stopped(shutdown_signal()).await
+            })
+        }
+        Command::Migrate => {
+            palisade::init_logging("text");
+            let store = open(&cli.db)?;
+            println!("database is at the latest schema ({})", store.backend());
+            Ok(())
+        }
+        Command::Keys { command } => {
+            let store = open(&cli.db)?;
+            match command {
+                KeysCommand::Create { client_id, user_id, projects, name } => {
+                    let token = create_key(&store, client_id, user_id, projects, &name)?;
+                    println!("{token}");
+                }
+                KeysCommand::List => {
+                    for key in store.read(|tx| tx.list_keys())? {
+                        let projects = key.projects.map(|p| format!("{p:?}")).unwrap_or_else(|| "all".into());
+                        let state = if key.revoked_at.is_some() { "revoked" } else { "active" };
+                        println!("{}\tclient={}\tuser={}\tprojects={projects}\t{state}\t{}", key.id, key.client_id, key.user_id, key.name);
+                    }
+                }
+                KeysCommand::Revoke { id } => {
+                    let revoked = store.write(|tx| tx.revoke_key(id, palisade_worker::now_ms()))?;
+                    if !revoked {
+                        anyhow::bail!("no active key with id {id}");
+                    }
+                    println!("revoked key {id}");
+                }
+            }
+            Ok(())
+        }
+        Command::Openapi => {
+            println!("{}", serde_json::to_string_pretty(&palisade_api::openapi::document())?);
+            Ok(())
+        }
+    }
+}

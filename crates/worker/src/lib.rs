@@ -1,0 +1,155 @@
+//! Executes tasks: claims pending task rows, applies their mutation and finishes the task in the
+//! same transaction, so a crash never leaves a half-applied change and a finished task never runs
+//! twice. Also home of [`ops`], the mutations the synchronous v1 endpoints share with tasks.
+//!
+//! Depends on `core` and `store`; knows nothing of HTTP.
+
+pub mod ops;
+pub mod payload;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use palisade_core::group::Scope;
+use palisade_core::input::parse_rule;
+use palisade_core::{RuleDraft, RuleError, RuleSpec};
+use palisade_store::{Database, Store, StoreError, StoreResult, TaskRecord, TaskState, Tx};
+use serde_json::{Value, json};
+use tokio::sync::{Notify, watch};
+
+use crate::ops::{NewGroup, OpError, OpResult};
+use crate::payload::TaskPayload;
+
+/// How many tasks one transaction executes at most. Batching amortises the commit.
+const BATCH: u32 = 128;
+
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
+}
+
+#[derive(Clone)]
+pub struct Worker {
+    store: Arc<Database>,
+    wake: Arc<Notify>,
+    template: Arc<Vec<RuleSpec>>,
+}
+
+impl Worker {
+    pub fn new(store: Arc<Database>, wake: Arc<Notify>, template: Arc<Vec<RuleSpec>>) -> Worker {
+        Worker { store, wake, template }
+    }
+
+    /// Executes one batch of pending tasks; returns how many ran.
+    pub fn try_execute_batch(&self) -> StoreResult<usize> {
+        self.store.write(|tx| {
+            let now = now_ms();
+            let tasks = tx.pending_tasks(now, BATCH)?;
+            for mut task in tasks.iter().cloned() {
+                tx.savepoint()?;
+                match execute(tx, &task, &self.template, now) {
+                    Ok(created_resources) => {
+                        tx.release_savepoint()?;
+                        task.state = TaskState::Finished;
+                        task.created_resources = created_resources;
+                    }
+                    Err(OpError::Store(e)) => return Err(e),
+                    Err(e) => {
+                        tx.rollback_to_savepoint()?;
+                        task.state = TaskState::Error;
+                        task.error = Some(task_error_message(&e));
+                    }
+                }
+                task.updated_on = Some(now);
+                task.finished_on = Some(now);
+                tx.update_task(&task)?;
+                tracing::debug!(task_id = %task.id, task_type = %task.task_type, state = task.state.as_str(), "task done");
+            }
+            Ok(tasks.len())
+        })
+    }
+
+    /// Runs batches until no task is pending (the test hook).
+    pub fn run_until_idle(&self) -> StoreResult<usize> {
+        let mut total = 0;
+        loop {
+            match self.try_execute_batch()? {
+                0 => return Ok(total),
+                n => total += n,
+            }
+        }
+    }
+
+    /// The worker loop: wakes on `wake` (every new task notifies it) or every second, and drains
+    /// pending tasks. On shutdown it drains once more, so accepted tasks finish before exit.
+    pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
+        loop {
+            let worker = self.clone();
+            match tokio::task::spawn_blocking(move || worker.run_until_idle()).await {
+                Ok(Ok(_)) => {}
+                Ok(Err(e)) => {
+                    tracing::warn!(error = %e, "task batch failed; retrying");
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+                Err(e) => tracing::error!(error = %e, "task batch panicked"),
+            }
+            if *shutdown.borrow() {
+                return;
+            }
+            tokio::select! {
+                _ = self.wake.notified() => {}
+                _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                _ = shutdown.changed() => {}
+            }
+        }
+    }
+}
+
+fn task_error_message(e: &OpError) -> String {
+    match e {
+        OpError::Rule(RuleError::Invalid { field, message }) => format!("{field}: {message}"),
+        OpError::Invalid(fields) => fields.to_string(),
+        other => other.to_string(),
+    }
+}
+
+fn drafts(values: &[Value], field: &str) -> OpResult<Vec<RuleDraft>> {
+    values
+        .iter()
+        .enumerate()
+        .map(|(i, v)| parse_rule(v, &format!("{field}.{i}")).map_err(OpError::Invalid))
+        .collect()
+}
+
+/// Runs one task's mutation; returns its `created_resources`.
+pub fn execute(tx: &mut dyn Tx, task: &TaskRecord, template: &[RuleSpec], now: i64) -> OpResult<Option<Value>> {
+    let payload: TaskPayload = serde_json::from_value(task.payload.clone())
+        .map_err(|e| StoreError::Internal(format!("task {} has an unreadable payload: {e}", task.id)))?;
+    let scope = Scope {
+        client_id: task.client_id,
+        project_id: task.project_id.unwrap_or_default(),
+        region_id: task.region_id.unwrap_or_default(),
+    };
+    match payload {
+        TaskPayload::CreateGroup { group_id, name, description, rules, tags } => {
+            let rules = rules.as_deref().map(|r| drafts(r, "rules")).transpose()?;
+            let new = NewGroup { id: group_id, name: &name, description: &description, rules: rules.as_deref(), tags: &tags };
+            let group = ops::create_group(tx, &scope, new, template, now)?;
+            let rule_ids: Vec<String> = group.rules.iter().map(|r| r.id.to_string()).collect();
+            Ok(Some(json!({"security_groups": [group.id.to_string()], "security_group_rules": rule_ids})))
+        }
+        TaskPayload::UpdateGroup { group_id, name, description, rules } => {
+            let rules = rules.as_deref().map(|r| drafts(r, "rules")).transpose()?;
+            let (_, added) = ops::update_group(tx, &scope, group_id, name.as_deref(), description.as_deref(), rules.as_deref(), now)?;
+            Ok((!added.is_empty()).then(|| json!({"security_group_rules": added.iter().map(|id| id.to_string()).collect::<Vec<_>>()})))
+        }
+        TaskPayload::CreateRule { group_id, rule } => {
+            let draft = parse_rule(&rule, "").map_err(OpError::Invalid)?;
+            let rule = ops::add_rule(tx, &scope, group_id, &draft, now)?;
+            Ok(Some(json!({"security_group_rules": [rule.id.to_string()]})))
+        }
+        TaskPayload::DeleteRule { group_id, rule_id } => {
+            ops::delete_rule(tx, &scope, Some(group_id), rule_id, now)?;
+            Ok(None)
+        }
+    }
+}

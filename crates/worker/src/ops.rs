@@ -1,0 +1,334 @@
+//! The mutations of security groups, each inside a caller's transaction. Task execution and the
+//! synchronous v1 endpoints share them, so both paths check and change state the same way.
+
+use palisade_core::error::FieldErrors;
+use palisade_core::group::{Group, Scope};
+use palisade_core::input::RuleChange;
+use palisade_core::rule::dedupe;
+use palisade_core::{Rule, RuleDraft, RuleError, RuleSpec, Tag, TagPatch, diff::diff_rules};
+use palisade_store::{StoreError, Tx};
+use uuid::Uuid;
+
+#[derive(Debug, thiserror::Error)]
+pub enum OpError {
+    /// 404 on synchronous paths.
+    #[error("{0}")]
+    NotFound(String),
+    /// 400 on synchronous paths (schema-level, found late).
+    #[error("{0}")]
+    Invalid(FieldErrors),
+    /// 400/404/409 on synchronous paths, task ERROR on v2 paths.
+    #[error("{0}")]
+    Rule(RuleError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+pub type OpResult<T> = Result<T, OpError>;
+
+pub fn group_not_found(id: Uuid) -> OpError {
+    OpError::NotFound(format!("Security group {id} could not be found"))
+}
+
+pub fn rule_not_found(id: Uuid) -> OpError {
+    OpError::NotFound(format!("Security group rule {id} could not be found"))
+}
+
+/// Loads a group of `scope` or fails with 404.
+pub fn load_group(tx: &mut dyn Tx, scope: &Scope, id: Uuid) -> OpResult<Group> {
+    tx.get_group(scope, id)?.ok_or_else(|| group_not_found(id))
+}
+
+/// Normalises drafts, reporting each error under `field.i`, and drops duplicate identities.
+pub fn normalize_all(drafts: &[RuleDraft], field: &str) -> Result<Vec<RuleSpec>, RuleError> {
+    let specs = drafts
+        .iter()
+        .enumerate()
+        .map(|(i, draft)| draft.normalize().map_err(|e| e.within(&format!("{field}.{i}"))))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(dedupe(specs))
+}
+
+/// `remote_group_id` must name a group of the same client, project and region (or the group itself).
+fn check_remote_groups(tx: &mut dyn Tx, scope: &Scope, own_id: Uuid, specs: &[RuleSpec], field: &str) -> OpResult<()> {
+    for (i, spec) in specs.iter().enumerate() {
+        if let Some(remote) = spec.remote_group_id {
+            if remote != own_id && !tx.group_exists(scope, remote)? {
+                let field = if field.is_empty() { "remote_group_id".to_string() } else { format!("{field}.{i}.remote_group_id") };
+                return Err(OpError::Rule(RuleError::RemoteGroupNotFound { field, id: remote }));
+            }
+        }
+    }
+    Ok(())
+}
+
+fn new_rule(group_id: Uuid, spec: RuleSpec, now: i64) -> Rule {
+    Rule { id: Uuid::new_v4(), group_id, spec, created_at: now }
+}
+
+fn touch(group: &mut Group, now: i64) {
+    group.revision_number += 1;
+    group.updated_at = now;
+}
+
+pub struct NewGroup<'a> {
+    pub id: Uuid,
+    pub name: &'a str,
+    pub description: &'a str,
+    /// `None` applies `template`.
+    pub rules: Option<&'a [RuleDraft]>,
+    pub tags: &'a [(String, String)],
+}
+
+pub fn create_group(tx: &mut dyn Tx, scope: &Scope, new: NewGroup<'_>, template: &[RuleSpec], now: i64) -> OpResult<Group> {
+    let specs = match new.rules {
+        None => template.to_vec(),
+        Some(drafts) => normalize_all(drafts, "rules").map_err(OpError::Rule)?,
+    };
+    check_remote_groups(tx, scope, new.id, &specs, "rules")?;
+    let mut tags: Vec<Tag> = new.tags.iter().map(|(k, v)| Tag::user(k.clone(), v.clone())).collect();
+    tags.sort();
+    let group = Group {
+        id: new.id,
+        scope: *scope,
+        name: new.name.to_string(),
+        description: new.description.to_string(),
+        created_at: now,
+        updated_at: now,
+        revision_number: 0,
+        rules: specs.into_iter().map(|spec| new_rule(new.id, spec, now)).collect(),
+        tags,
+    };
+    tx.insert_group(&group)?;
+    Ok(group)
+}
+
+/// Applies name, description and desired rules; returns the group and the ids of added rules.
+/// Nothing is written when nothing changes.
+pub fn update_group(
+    tx: &mut dyn Tx,
+    scope: &Scope,
+    id: Uuid,
+    name: Option<&str>,
+    description: Option<&str>,
+    rules: Option<&[RuleDraft]>,
+    now: i64,
+) -> OpResult<(Group, Vec<Uuid>)> {
+    let mut group = load_group(tx, scope, id)?;
+    let mut changed = false;
+    if let Some(name) = name.filter(|n| *n != group.name) {
+        group.name = name.to_string();
+        changed = true;
+    }
+    if let Some(description) = description.filter(|d| *d != group.description) {
+        group.description = description.to_string();
+        changed = true;
+    }
+    let mut added = Vec::new();
+    if let Some(drafts) = rules {
+        let desired = normalize_all(drafts, "rules").map_err(OpError::Rule)?;
+        check_remote_groups(tx, scope, id, &desired, "rules")?;
+        let diff = diff_rules(&group.rules, &desired);
+        for rule_id in &diff.delete {
+            tx.delete_rule(*rule_id)?;
+        }
+        group.rules.retain(|r| !diff.delete.contains(&r.id));
+        for spec in diff.create {
+            let rule = new_rule(id, spec, now);
+            tx.insert_rule(&rule)?;
+            added.push(rule.id);
+            group.rules.push(rule);
+        }
+        changed |= !diff.delete.is_empty() || !added.is_empty();
+    }
+    if changed {
+        touch(&mut group, now);
+        tx.update_group(&group)?;
+    }
+    Ok((group, added))
+}
+
+/// Would [`update_group`] change anything? Decides whether a v2 PATCH needs a task at all.
+pub fn update_changes_something(
+    group: &Group,
+    name: Option<&str>,
+    description: Option<&str>,
+    rules: Option<&[RuleDraft]>,
+) -> bool {
+    if name.is_some_and(|n| n != group.name) || description.is_some_and(|d| d != group.description) {
+        return true;
+    }
+    match rules {
+        None => false,
+        Some(drafts) => match normalize_all(drafts, "rules") {
+            // An invalid rule set is a change attempt: its task reports the error.
+            Err(_) => true,
+            Ok(desired) => !diff_rules(&group.rules, &desired).is_empty(),
+        },
+    }
+}
+
+pub fn patch_tags(tx: &mut dyn Tx, scope: &Scope, id: Uuid, patch: &TagPatch, now: i64) -> OpResult<Group> {
+    let mut group = load_group(tx, scope, id)?;
+    let tags = patch.apply(&group.tags);
+    if tags != group.tags {
+        tx.replace_tags(id, &tags)?;
+        group.tags = tags;
+        touch(&mut group, now);
+        tx.update_group(&group)?;
+    }
+    Ok(group)
+}
+
+pub fn add_rule(tx: &mut dyn Tx, scope: &Scope, group_id: Uuid, draft: &RuleDraft, now: i64) -> OpResult<Rule> {
+    let mut group = load_group(tx, scope, group_id)?;
+    let spec = draft.normalize().map_err(OpError::Rule)?;
+    check_remote_groups(tx, scope, group_id, std::slice::from_ref(&spec), "")?;
+    if let Some(existing) = group.duplicate_of(&spec) {
+        return Err(OpError::Rule(RuleError::Duplicate { field: "rule".into(), existing }));
+    }
+    let rule = new_rule(group_id, spec, now);
+    tx.insert_rule(&rule)?;
+    touch(&mut group, now);
+    tx.update_group(&group)?;
+    Ok(rule)
+}
+
+/// Deletes a rule; with `group_id` the rule must belong to that group.
+pub fn delete_rule(tx: &mut dyn Tx, scope: &Scope, group_id: Option<Uuid>, rule_id: Uuid, now: i64) -> OpResult<Group> {
+    let owner = tx.group_of_rule(scope, rule_id)?.ok_or_else(|| rule_not_found(rule_id))?;
+    if group_id.is_some_and(|g| g != owner) {
+        return Err(rule_not_found(rule_id));
+    }
+    let mut group = load_group(tx, scope, owner)?;
+    tx.delete_rule(rule_id)?;
+    group.rules.retain(|r| r.id != rule_id);
+    touch(&mut group, now);
+    tx.update_group(&group)?;
+    Ok(group)
+}
+
+/// The deprecated PUT: delete the rule and create one with the given attributes and a new id.
+pub fn replace_rule(
+    tx: &mut dyn Tx,
+    scope: &Scope,
+    rule_id: Uuid,
+    expected_group: Option<Uuid>,
+    draft: &RuleDraft,
+    now: i64,
+) -> OpResult<Rule> {
+    let owner = tx.group_of_rule(scope, rule_id)?.ok_or_else(|| rule_not_found(rule_id))?;
+    if let Some(expected) = expected_group.filter(|g| *g != owner) {
+        return Err(OpError::Invalid(FieldErrors::single(
+            "security_group_id",
+            format!("Rule {rule_id} belongs to security group {owner}, not {expected}"),
+        )));
+    }
+    let mut group = load_group(tx, scope, owner)?;
+    let spec = draft.normalize().map_err(OpError::Rule)?;
+    check_remote_groups(tx, scope, owner, std::slice::from_ref(&spec), "")?;
+    group.rules.retain(|r| r.id != rule_id);
+    if let Some(existing) = group.duplicate_of(&spec) {
+        return Err(OpError::Rule(RuleError::Duplicate { field: "rule".into(), existing }));
+    }
+    tx.delete_rule(rule_id)?;
+    let rule = new_rule(owner, spec, now);
+    tx.insert_rule(&rule)?;
+    touch(&mut group, now);
+    tx.update_group(&group)?;
+    Ok(rule)
+}
+
+/// The deprecated v1 PATCH: name, tags and `changed_rules` applied in order.
+pub fn legacy_update(
+    tx: &mut dyn Tx,
+    scope: &Scope,
+    id: Uuid,
+    name: Option<&str>,
+    tags: Option<&TagPatch>,
+    changes: &[RuleChange],
+    now: i64,
+) -> OpResult<Group> {
+    load_group(tx, scope, id)?;
+    if let Some(patch) = tags {
+        patch_tags(tx, scope, id, patch, now)?;
+    }
+    if name.is_some() {
+        update_group(tx, scope, id, name, None, None, now)?;
+    }
+    for (i, change) in changes.iter().enumerate() {
+        let field = format!("changed_rules.{i}");
+        match change {
+            RuleChange::Create(draft) => {
+                add_rule(tx, scope, id, draft, now).map_err(|e| match e {
+                    OpError::Rule(rule_error) => OpError::Rule(rule_error.within(&field)),
+                    other => other,
+                })?;
+            }
+            RuleChange::Delete(rule_id) => {
+                delete_rule(tx, scope, Some(id), *rule_id, now)?;
+            }
+        }
+    }
+    load_group(tx, scope, id)
+}
+
+pub fn copy_group(tx: &mut dyn Tx, scope: &Scope, id: Uuid, name: &str, now: i64) -> OpResult<Group> {
+    let source = load_group(tx, scope, id)?;
+    let new_id = Uuid::new_v4();
+    let copy = Group {
+        id: new_id,
+        scope: *scope,
+        name: name.to_string(),
+        description: source.description.clone(),
+        created_at: now,
+        updated_at: now,
+        revision_number: 0,
+        rules: source
+            .rules
+            .iter()
+            .map(|r| {
+                // A rule allowing its own group keeps allowing its own group in the copy.
+                let mut spec = r.spec.clone();
+                if spec.remote_group_id == Some(id) {
+                    spec.remote_group_id = Some(new_id);
+                }
+                new_rule(new_id, spec, now)
+            })
+            .collect(),
+        tags: source.tags.iter().filter(|t| !t.read_only).cloned().collect(),
+    };
+    tx.insert_group(&copy)?;
+    Ok(copy)
+}
+
+pub fn revert_group(tx: &mut dyn Tx, scope: &Scope, id: Uuid, template: &[RuleSpec], now: i64) -> OpResult<Group> {
+    let mut group = load_group(tx, scope, id)?;
+    for rule in &group.rules {
+        tx.delete_rule(rule.id)?;
+    }
+    group.rules = template.iter().map(|spec| new_rule(id, spec.clone(), now)).collect();
+    for rule in &group.rules {
+        tx.insert_rule(rule)?;
+    }
+    touch(&mut group, now);
+    tx.update_group(&group)?;
+    Ok(group)
+}
+
+/// Deletes a group. Rules of other groups that use it as `remote_group_id` are deleted with it,
+/// as Neutron does (their groups get a new revision), so no rule points at a missing group.
+pub fn delete_group(tx: &mut dyn Tx, scope: &Scope, id: Uuid, now: i64) -> OpResult<()> {
+    if !tx.group_exists(scope, id)? {
+        return Err(group_not_found(id));
+    }
+    for (rule_id, group_id) in tx.rules_referencing(id)? {
+        tx.delete_rule(rule_id)?;
+        if let Some(mut group) = tx.get_group(scope, group_id)? {
+            touch(&mut group, now);
+            tx.update_group(&group)?;
+        }
+    }
+    tx.delete_group(scope, id)?;
+    Ok(())
+}

@@ -1,0 +1,2 @@
+//! Black-box tests of the API over a real socket.
+mod helpers;
