@@ -81,6 +81,12 @@ impl From<OpError> for ApiError {
             OpError::NotFound(message) => ApiError::not_found(message),
             OpError::Invalid(fields) => ApiError::Validation(fields),
             OpError::Rule(rule) => rule.into(),
+            OpError::Quota(exceeded) => ApiError::Conflict {
+                class: "QuotaLimitExceed",
+                message: exceeded.to_string(),
+                field: Some(exceeded.quota.to_string()),
+                info: Some(json!({"quota": exceeded.quota, "limit": exceeded.limit, "requested": exceeded.requested})),
+            },
             OpError::Store(store) => store.into(),
         }
     }

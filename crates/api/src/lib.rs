@@ -9,6 +9,7 @@ pub mod error;
 pub mod extract;
 pub mod openapi;
 pub mod queue;
+pub mod quotas;
 pub mod request_id;
 pub mod rules;
 pub mod security_groups;
@@ -50,6 +51,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/cloud/v1/tasks/{id}", get(t::get))
         .route("/cloud/v1/tasks/{id}/acknowledge", post(t::acknowledge_one))
         .route("/cloud/v1/tasks/{id}/{region_id}/active", get(t::list_active))
+        .route("/palisade/v1/quotas/{project_id}/{region_id}", get(quotas::get).put(quotas::set))
         .route("/healthz", get(system::healthz))
         .route("/readyz", get(system::readyz))
         .route("/openapi.json", get(system::openapi_json))

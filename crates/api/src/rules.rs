@@ -83,7 +83,8 @@ pub async fn create_v1(
     let scope = scope_of(&state, &caller, &project, &region)?;
     let id = group_id(&id)?;
     let draft = parse_rule(&body, "")?;
-    let rule = state.write(move |tx| Ok(ops::add_rule(tx, &scope, id, &draft, now_ms())?)).await?;
+    let settings = state.settings.clone();
+    let rule = state.write(move |tx| Ok(ops::add_rule(tx, &scope, id, &draft, &settings, now_ms())?)).await?;
     Ok(Json(RuleOut::from(&rule)).into_response())
 }
 

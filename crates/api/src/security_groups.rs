@@ -195,7 +195,8 @@ pub async fn copy(
         Some(value) => input::parse_name(value, "name", &mut errors),
     };
     let name = errors.into_result(name)?.unwrap_or_default();
-    let group = state.write(move |tx| Ok(ops::copy_group(tx, &scope, id, &name, now_ms())?)).await?;
+    let settings = state.settings.clone();
+    let group = state.write(move |tx| Ok(ops::copy_group(tx, &scope, id, &name, &settings, now_ms())?)).await?;
     Ok(group_json(&state, &group))
 }
 
@@ -207,8 +208,8 @@ pub async fn revert(
 ) -> Result<Response> {
     let scope = scope_of(&state, &caller, &project, &region)?;
     let id = group_id(&id)?;
-    let template = state.template.clone();
-    let group = state.write(move |tx| Ok(ops::revert_group(tx, &scope, id, &template, now_ms())?)).await?;
+    let settings = state.settings.clone();
+    let group = state.write(move |tx| Ok(ops::revert_group(tx, &scope, id, &settings, now_ms())?)).await?;
     Ok(group_json(&state, &group))
 }
 
@@ -221,7 +222,7 @@ pub async fn create_v1(
 ) -> Result<Response> {
     let scope = scope_of(&state, &caller, &project, &region)?;
     let input = LegacyCreateGroup::parse(&body)?;
-    let template = state.template.clone();
+    let settings = state.settings.clone();
     let group = state
         .write(move |tx| {
             let group = input.group;
@@ -232,7 +233,7 @@ pub async fn create_v1(
                 rules: group.rules.as_deref(),
                 tags: &group.tags,
             };
-            Ok(ops::create_group(tx, &scope, new, &template, now_ms()).map_err(|e| legacy_fields(e, "security_group.security_group_rules"))?)
+            Ok(ops::create_group(tx, &scope, new, &settings, now_ms()).map_err(|e| legacy_fields(e, "security_group.security_group_rules"))?)
         })
         .await?;
     Ok(group_json(&state, &group))
@@ -271,9 +272,11 @@ pub async fn update_v1(
     let scope = scope_of(&state, &caller, &project, &region)?;
     let id = group_id(&id)?;
     let input = LegacyUpdateGroup::parse(&body)?;
+    let settings = state.settings.clone();
     let group = state
         .write(move |tx| {
-            Ok(ops::legacy_update(tx, &scope, id, input.name.as_deref(), input.tags.as_ref(), &input.changed_rules, now_ms())?)
+            let (name, tags) = (input.name.as_deref(), input.tags.as_ref());
+            Ok(ops::legacy_update(tx, &scope, id, name, tags, &input.changed_rules, &settings, now_ms())?)
         })
         .await?;
     Ok(group_json(&state, &group))

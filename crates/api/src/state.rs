@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 use palisade_core::RuleSpec;
 use palisade_store::keys::hash_token;
 use palisade_store::{ApiKey, Database, Store, Tx};
+use palisade_worker::ops::Settings;
 use tokio::sync::Notify;
 
 use crate::error::{ApiError, Result};
@@ -20,6 +21,8 @@ pub struct ApiConfig {
     pub strict_regions: bool,
     /// Rules of a group created without `rules`, and of a reverted group.
     pub default_rules: Vec<RuleSpec>,
+    /// Quotas of scopes that have none of their own.
+    pub default_quotas: palisade_core::quota::Limits,
     /// How long a verified API key is trusted before the database is asked again.
     pub key_cache_ttl: Duration,
 }
@@ -30,6 +33,7 @@ impl Default for ApiConfig {
             regions: BTreeMap::new(),
             strict_regions: false,
             default_rules: palisade_core::rule::default_template(),
+            default_quotas: palisade_core::quota::Limits::default(),
             key_cache_ttl: Duration::from_secs(5),
         }
     }
@@ -39,14 +43,14 @@ pub struct AppState {
     pub store: Arc<Database>,
     pub wake: Arc<Notify>,
     pub config: ApiConfig,
-    pub template: Arc<Vec<RuleSpec>>,
+    pub settings: Arc<Settings>,
     key_cache: Mutex<HashMap<String, (Option<ApiKey>, Instant)>>,
 }
 
 impl AppState {
     pub fn new(store: Arc<Database>, wake: Arc<Notify>, config: ApiConfig) -> AppState {
-        let template = Arc::new(config.default_rules.clone());
-        AppState { store, wake, config, template, key_cache: Mutex::new(HashMap::new()) }
+        let settings = Arc::new(Settings { template: config.default_rules.clone(), default_quotas: config.default_quotas });
+        AppState { store, wake, config, settings, key_cache: Mutex::new(HashMap::new()) }
     }
 
     pub fn region_name(&self, region_id: i64) -> Option<String> {

@@ -12,6 +12,7 @@ pub mod error;
 pub mod group;
 pub mod input;
 pub mod protocol;
+pub mod quota;
 pub mod rule;
 pub mod tags;
 

@@ -58,6 +58,15 @@ pub struct FileConfig {
     pub regions: BTreeMap<String, String>,
     /// Rules of new groups created without `rules`, in the API's rule-input form.
     pub default_rules: Option<Vec<toml::Value>>,
+    /// Default quotas per project and region (-1: unlimited).
+    pub quotas: Option<QuotaConfig>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct QuotaConfig {
+    pub security_group_count: Option<i64>,
+    pub security_group_rule_count: Option<i64>,
 }
 
 /// Everything resolved.
@@ -118,6 +127,14 @@ impl Config {
                 default_rules: match file.default_rules {
                     Some(values) => default_rules(&values)?,
                     None => palisade_core::rule::default_template(),
+                },
+                default_quotas: {
+                    let defaults = palisade_core::quota::Limits::default();
+                    let quotas = file.quotas.unwrap_or_default();
+                    palisade_core::quota::Limits {
+                        security_groups: quotas.security_group_count.unwrap_or(defaults.security_groups),
+                        security_group_rules: quotas.security_group_rule_count.unwrap_or(defaults.security_group_rules),
+                    }
                 },
                 ..ApiConfig::default()
             },

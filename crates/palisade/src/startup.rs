@@ -41,7 +41,7 @@ impl Application {
         let store = Arc::new(store);
         let wake = Arc::new(Notify::new());
         let state = Arc::new(AppState::new(store.clone(), wake.clone(), config.api.clone()));
-        let worker = Worker::new(store, wake, state.template.clone());
+        let worker = Worker::new(store, wake, state.settings.clone());
         let listener = TcpListener::bind(&config.listen).await.with_context(|| format!("binding {}", config.listen))?;
         Ok(Application { listener, state, worker })
     }

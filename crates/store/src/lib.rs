@@ -13,6 +13,7 @@ mod database;
 pub use database::Database;
 
 use palisade_core::group::{Group, Scope};
+use palisade_core::quota::{Limits, Usage};
 use palisade_core::{Rule, Tag};
 use uuid::Uuid;
 
@@ -60,6 +61,16 @@ pub trait Tx {
     /// Rules of other groups that name `group_id` as their remote group: (rule id, its group id).
     fn rules_referencing(&mut self, group_id: Uuid) -> StoreResult<Vec<(Uuid, Uuid)>>;
     fn count_groups(&mut self, scope: &Scope) -> StoreResult<u64>;
+    /// Groups and rules of the scope (kept by the database, read in O(1)).
+    fn usage(&mut self, scope: &Scope) -> StoreResult<Usage>;
+
+    // Quotas.
+    /// Serialises writers of one scope until the transaction ends, so quota checks are atomic
+    /// with the writes they guard (a no-op where the store has a single writer).
+    fn lock_scope(&mut self, scope: &Scope) -> StoreResult<()>;
+    /// The scope's own limits, if any were set.
+    fn get_quota(&mut self, scope: &Scope) -> StoreResult<Option<Limits>>;
+    fn set_quota(&mut self, scope: &Scope, limits: &Limits) -> StoreResult<()>;
 
     // Savepoints, so one task of a batch can fail without undoing the others.
     fn savepoint(&mut self) -> StoreResult<()>;

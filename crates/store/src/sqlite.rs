@@ -8,6 +8,7 @@ use std::str::FromStr;
 use std::sync::Mutex;
 
 use palisade_core::group::{Group, Scope};
+use palisade_core::quota::{Limits, Usage};
 use palisade_core::{Cidr, Direction, Ethertype, Protocol, Rule, RuleSpec, Tag};
 use rusqlite::{Connection, OptionalExtension, Row, params};
 use serde_json::Value;
@@ -17,7 +18,10 @@ use crate::{
     AckFilter, ApiKey, GroupFilter, NewApiKey, Store, StoreError, StoreResult, TaskFilter, TaskRecord, TaskState, Tx,
 };
 
-const MIGRATIONS: &[(i64, &str)] = &[(1, include_str!("../../../migrations/sqlite/0001_init.sql"))];
+const MIGRATIONS: &[(i64, &str)] = &[
+    (1, include_str!("../../../migrations/sqlite/0001_init.sql")),
+    (3, include_str!("../../../migrations/sqlite/0003_quotas.sql")),
+];
 
 const READERS: usize = 8;
 
@@ -423,6 +427,46 @@ impl Tx for SqliteTx<'_> {
             .prepare_cached("SELECT COUNT(*) FROM security_groups WHERE client_id = ?1 AND project_id = ?2 AND region_id = ?3")?;
         let count: i64 = stmt.query_row(params![scope.client_id, scope.project_id, scope.region_id], |r| r.get(0))?;
         Ok(count as u64)
+    }
+
+    fn usage(&mut self, scope: &Scope) -> StoreResult<Usage> {
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT groups, rules FROM scope_usage WHERE client_id = ?1 AND project_id = ?2 AND region_id = ?3")?;
+        let usage = stmt
+            .query_row(params![scope.client_id, scope.project_id, scope.region_id], |r| {
+                Ok(Usage { security_groups: r.get::<_, i64>(0)?.max(0) as u64, security_group_rules: r.get::<_, i64>(1)?.max(0) as u64 })
+            })
+            .optional()?;
+        Ok(usage.unwrap_or_default())
+    }
+
+    fn lock_scope(&mut self, _scope: &Scope) -> StoreResult<()> {
+        // Write transactions are BEGIN IMMEDIATE on one connection: already serialised.
+        Ok(())
+    }
+
+    fn get_quota(&mut self, scope: &Scope) -> StoreResult<Option<Limits>> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT security_group_count, security_group_rule_count FROM quotas WHERE client_id = ?1 AND project_id = ?2 AND region_id = ?3",
+        )?;
+        Ok(stmt
+            .query_row(params![scope.client_id, scope.project_id, scope.region_id], |r| {
+                Ok(Limits { security_groups: r.get(0)?, security_group_rules: r.get(1)? })
+            })
+            .optional()?)
+    }
+
+    fn set_quota(&mut self, scope: &Scope, limits: &Limits) -> StoreResult<()> {
+        self.conn
+            .prepare_cached(
+                "INSERT INTO quotas (client_id, project_id, region_id, security_group_count, security_group_rule_count)
+                 VALUES (?1, ?2, ?3, ?4, ?5)
+                 ON CONFLICT (client_id, project_id, region_id) DO UPDATE
+                 SET security_group_count = excluded.security_group_count, security_group_rule_count = excluded.security_group_rule_count",
+            )?
+            .execute(params![scope.client_id, scope.project_id, scope.region_id, limits.security_groups, limits.security_group_rules])?;
+        Ok(())
     }
 
     fn savepoint(&mut self) -> StoreResult<()> {

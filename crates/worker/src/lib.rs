@@ -12,12 +12,12 @@ use std::time::Duration;
 
 use palisade_core::group::Scope;
 use palisade_core::input::parse_rule;
-use palisade_core::{RuleDraft, RuleError, RuleSpec};
+use palisade_core::{RuleDraft, RuleError};
 use palisade_store::{Database, Store, StoreError, StoreResult, TaskRecord, TaskState, Tx};
 use serde_json::{Value, json};
 use tokio::sync::{Notify, watch};
 
-use crate::ops::{NewGroup, OpError, OpResult};
+use crate::ops::{NewGroup, OpError, OpResult, Settings};
 use crate::payload::TaskPayload;
 
 /// How many tasks one transaction executes at most. Batching amortises the commit.
@@ -31,12 +31,12 @@ pub fn now_ms() -> i64 {
 pub struct Worker {
     store: Arc<Database>,
     wake: Arc<Notify>,
-    template: Arc<Vec<RuleSpec>>,
+    settings: Arc<Settings>,
 }
 
 impl Worker {
-    pub fn new(store: Arc<Database>, wake: Arc<Notify>, template: Arc<Vec<RuleSpec>>) -> Worker {
-        Worker { store, wake, template }
+    pub fn new(store: Arc<Database>, wake: Arc<Notify>, settings: Arc<Settings>) -> Worker {
+        Worker { store, wake, settings }
     }
 
     /// Executes one batch of pending tasks; returns how many ran.
@@ -46,7 +46,7 @@ impl Worker {
             let tasks = tx.pending_tasks(now, BATCH)?;
             for mut task in tasks.iter().cloned() {
                 tx.savepoint()?;
-                match execute(tx, &task, &self.template, now) {
+                match execute(tx, &task, &self.settings, now) {
                     Ok(created_resources) => {
                         tx.release_savepoint()?;
                         task.state = TaskState::Finished;
@@ -121,7 +121,7 @@ fn drafts(values: &[Value], field: &str) -> OpResult<Vec<RuleDraft>> {
 }
 
 /// Runs one task's mutation; returns its `created_resources`.
-pub fn execute(tx: &mut dyn Tx, task: &TaskRecord, template: &[RuleSpec], now: i64) -> OpResult<Option<Value>> {
+pub fn execute(tx: &mut dyn Tx, task: &TaskRecord, settings: &Settings, now: i64) -> OpResult<Option<Value>> {
     let payload: TaskPayload = serde_json::from_value(task.payload.clone())
         .map_err(|e| StoreError::Internal(format!("task {} has an unreadable payload: {e}", task.id)))?;
     let scope = Scope {
@@ -133,18 +133,18 @@ pub fn execute(tx: &mut dyn Tx, task: &TaskRecord, template: &[RuleSpec], now: i
         TaskPayload::CreateGroup { group_id, name, description, rules, tags } => {
             let rules = rules.as_deref().map(|r| drafts(r, "rules")).transpose()?;
             let new = NewGroup { id: group_id, name: &name, description: &description, rules: rules.as_deref(), tags: &tags };
-            let group = ops::create_group(tx, &scope, new, template, now)?;
+            let group = ops::create_group(tx, &scope, new, settings, now)?;
             let rule_ids: Vec<String> = group.rules.iter().map(|r| r.id.to_string()).collect();
             Ok(Some(json!({"security_groups": [group.id.to_string()], "security_group_rules": rule_ids})))
         }
         TaskPayload::UpdateGroup { group_id, name, description, rules } => {
             let rules = rules.as_deref().map(|r| drafts(r, "rules")).transpose()?;
-            let (_, added) = ops::update_group(tx, &scope, group_id, name.as_deref(), description.as_deref(), rules.as_deref(), now)?;
+            let (_, added) = ops::update_group(tx, &scope, group_id, name.as_deref(), description.as_deref(), rules.as_deref(), settings, now)?;
             Ok((!added.is_empty()).then(|| json!({"security_group_rules": added.iter().map(|id| id.to_string()).collect::<Vec<_>>()})))
         }
         TaskPayload::CreateRule { group_id, rule } => {
             let draft = parse_rule(&rule, "").map_err(OpError::Invalid)?;
-            let rule = ops::add_rule(tx, &scope, group_id, &draft, now)?;
+            let rule = ops::add_rule(tx, &scope, group_id, &draft, settings, now)?;
             Ok(Some(json!({"security_group_rules": [rule.id.to_string()]})))
         }
         TaskPayload::DeleteRule { group_id, rule_id } => {

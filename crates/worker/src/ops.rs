@@ -3,6 +3,7 @@
 
 use palisade_core::error::FieldErrors;
 use palisade_core::group::{Group, Scope};
+use palisade_core::quota::{Limits, QuotaExceeded};
 use palisade_core::input::RuleChange;
 use palisade_core::rule::dedupe;
 use palisade_core::{Rule, RuleDraft, RuleError, RuleSpec, Tag, TagPatch, diff::diff_rules};
@@ -20,11 +21,46 @@ pub enum OpError {
     /// 400/404/409 on synchronous paths, task ERROR on v2 paths.
     #[error("{0}")]
     Rule(RuleError),
+    /// 409 `QuotaLimitExceed` on synchronous paths, task ERROR on v2 paths.
+    #[error("{0}")]
+    Quota(QuotaExceeded),
     #[error(transparent)]
     Store(#[from] StoreError),
 }
 
 pub type OpResult<T> = Result<T, OpError>;
+
+/// What the operations need from the service configuration.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Rules of a group created without `rules`, and of a reverted group.
+    pub template: Vec<RuleSpec>,
+    /// Limits of scopes that have none of their own.
+    pub default_quotas: Limits,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings { template: palisade_core::rule::default_template(), default_quotas: Limits::default() }
+    }
+}
+
+/// The limits that apply to `scope`.
+pub fn limits(tx: &mut dyn Tx, scope: &Scope, settings: &Settings) -> OpResult<Limits> {
+    Ok(tx.get_quota(scope)?.unwrap_or(settings.default_quotas))
+}
+
+/// Runs `change` and refuses it if it grew the scope's groups or rules beyond their limits.
+/// Usage is read before and after inside the same transaction, with the scope locked, so two
+/// concurrent writers can never both take the last slot.
+fn within_quota<T>(tx: &mut dyn Tx, scope: &Scope, settings: &Settings, change: impl FnOnce(&mut dyn Tx) -> OpResult<T>) -> OpResult<T> {
+    tx.lock_scope(scope)?;
+    let before = tx.usage(scope)?;
+    let value = change(tx)?;
+    let after = tx.usage(scope)?;
+    limits(tx, scope, settings)?.check(before, after).map_err(OpError::Quota)?;
+    Ok(value)
+}
 
 pub fn group_not_found(id: Uuid) -> OpError {
     OpError::NotFound(format!("Security group {id} could not be found"))
@@ -80,7 +116,11 @@ pub struct NewGroup<'a> {
     pub tags: &'a [(String, String)],
 }
 
-pub fn create_group(tx: &mut dyn Tx, scope: &Scope, new: NewGroup<'_>, template: &[RuleSpec], now: i64) -> OpResult<Group> {
+pub fn create_group(tx: &mut dyn Tx, scope: &Scope, new: NewGroup<'_>, settings: &Settings, now: i64) -> OpResult<Group> {
+    within_quota(tx, scope, settings, |tx| insert_new_group(tx, scope, new, &settings.template, now))
+}
+
+fn insert_new_group(tx: &mut dyn Tx, scope: &Scope, new: NewGroup<'_>, template: &[RuleSpec], now: i64) -> OpResult<Group> {
     let specs = match new.rules {
         None => template.to_vec(),
         Some(drafts) => normalize_all(drafts, "rules").map_err(OpError::Rule)?,
@@ -105,7 +145,21 @@ pub fn create_group(tx: &mut dyn Tx, scope: &Scope, new: NewGroup<'_>, template:
 
 /// Applies name, description and desired rules; returns the group and the ids of added rules.
 /// Nothing is written when nothing changes.
+#[allow(clippy::too_many_arguments)]
 pub fn update_group(
+    tx: &mut dyn Tx,
+    scope: &Scope,
+    id: Uuid,
+    name: Option<&str>,
+    description: Option<&str>,
+    rules: Option<&[RuleDraft]>,
+    settings: &Settings,
+    now: i64,
+) -> OpResult<(Group, Vec<Uuid>)> {
+    within_quota(tx, scope, settings, |tx| apply_update(tx, scope, id, name, description, rules, now))
+}
+
+fn apply_update(
     tx: &mut dyn Tx,
     scope: &Scope,
     id: Uuid,
@@ -180,7 +234,11 @@ pub fn patch_tags(tx: &mut dyn Tx, scope: &Scope, id: Uuid, patch: &TagPatch, no
     Ok(group)
 }
 
-pub fn add_rule(tx: &mut dyn Tx, scope: &Scope, group_id: Uuid, draft: &RuleDraft, now: i64) -> OpResult<Rule> {
+pub fn add_rule(tx: &mut dyn Tx, scope: &Scope, group_id: Uuid, draft: &RuleDraft, settings: &Settings, now: i64) -> OpResult<Rule> {
+    within_quota(tx, scope, settings, |tx| insert_rule(tx, scope, group_id, draft, now))
+}
+
+fn insert_rule(tx: &mut dyn Tx, scope: &Scope, group_id: Uuid, draft: &RuleDraft, now: i64) -> OpResult<Rule> {
     let mut group = load_group(tx, scope, group_id)?;
     let spec = draft.normalize().map_err(OpError::Rule)?;
     check_remote_groups(tx, scope, group_id, std::slice::from_ref(&spec), "")?;
@@ -247,6 +305,19 @@ pub fn legacy_update(
     name: Option<&str>,
     tags: Option<&TagPatch>,
     changes: &[RuleChange],
+    settings: &Settings,
+    now: i64,
+) -> OpResult<Group> {
+    within_quota(tx, scope, settings, |tx| apply_legacy_update(tx, scope, id, name, tags, changes, now))
+}
+
+fn apply_legacy_update(
+    tx: &mut dyn Tx,
+    scope: &Scope,
+    id: Uuid,
+    name: Option<&str>,
+    tags: Option<&TagPatch>,
+    changes: &[RuleChange],
     now: i64,
 ) -> OpResult<Group> {
     load_group(tx, scope, id)?;
@@ -254,13 +325,13 @@ pub fn legacy_update(
         patch_tags(tx, scope, id, patch, now)?;
     }
     if name.is_some() {
-        update_group(tx, scope, id, name, None, None, now)?;
+        apply_update(tx, scope, id, name, None, None, now)?;
     }
     for (i, change) in changes.iter().enumerate() {
         let field = format!("changed_rules.{i}");
         match change {
             RuleChange::Create(draft) => {
-                add_rule(tx, scope, id, draft, now).map_err(|e| match e {
+                insert_rule(tx, scope, id, draft, now).map_err(|e| match e {
                     OpError::Rule(rule_error) => OpError::Rule(rule_error.within(&field)),
                     other => other,
                 })?;
@@ -273,7 +344,11 @@ pub fn legacy_update(
     load_group(tx, scope, id)
 }
 
-pub fn copy_group(tx: &mut dyn Tx, scope: &Scope, id: Uuid, name: &str, now: i64) -> OpResult<Group> {
+pub fn copy_group(tx: &mut dyn Tx, scope: &Scope, id: Uuid, name: &str, settings: &Settings, now: i64) -> OpResult<Group> {
+    within_quota(tx, scope, settings, |tx| insert_copy(tx, scope, id, name, now))
+}
+
+fn insert_copy(tx: &mut dyn Tx, scope: &Scope, id: Uuid, name: &str, now: i64) -> OpResult<Group> {
     let source = load_group(tx, scope, id)?;
     let new_id = Uuid::new_v4();
     let copy = Group {
@@ -302,7 +377,11 @@ pub fn copy_group(tx: &mut dyn Tx, scope: &Scope, id: Uuid, name: &str, now: i64
     Ok(copy)
 }
 
-pub fn revert_group(tx: &mut dyn Tx, scope: &Scope, id: Uuid, template: &[RuleSpec], now: i64) -> OpResult<Group> {
+pub fn revert_group(tx: &mut dyn Tx, scope: &Scope, id: Uuid, settings: &Settings, now: i64) -> OpResult<Group> {
+    within_quota(tx, scope, settings, |tx| reset_rules(tx, scope, id, &settings.template, now))
+}
+
+fn reset_rules(tx: &mut dyn Tx, scope: &Scope, id: Uuid, template: &[RuleSpec], now: i64) -> OpResult<Group> {
     let mut group = load_group(tx, scope, id)?;
     for rule in &group.rules {
         tx.delete_rule(rule.id)?;
