@@ -86,6 +86,7 @@ def _free_port() -> int:
 
 
 def _create_key(binary: Path, data_dir: Path, client_id: int, user_id: int, name: str) -> str:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PALISADE_")}
     result = subprocess.run(
         [
             str(binary),
@@ -103,6 +104,7 @@ def _create_key(binary: Path, data_dir: Path, client_id: int, user_id: int, name
         capture_output=True,
         text=True,
         timeout=60,
+        env=env,
     )
     if result.returncode != 0:
         pytest.exit(
@@ -147,7 +149,9 @@ def server() -> Iterator[Server]:
     base_url = f"http://127.0.0.1:{port}"
     log_path = data_dir / "serve.log"
     log_file = open(log_path, "wb")
-    env = dict(os.environ)
+    # Hermetic: no PALISADE_* setting from the caller's shell (config file, database URL, ...)
+    # may point the server somewhere else than the fresh data dir.
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PALISADE_")}
     env.setdefault("RUST_LOG", "info")
     process = subprocess.Popen(
         [str(binary), "serve", "--listen", f"127.0.0.1:{port}", "--data-dir", str(data_dir)],

@@ -14,6 +14,7 @@ from collections import Counter
 from datetime import datetime, timedelta, timezone
 
 import gcore
+import httpx
 import pytest
 
 from conftest import CLIENT_ID, REGION_ID, USER_ID, next_project_id
@@ -657,6 +658,45 @@ def test_task_acknowledge_all_with_project_filter(client, project_id):
     assert task_ids(client, project_id=[other_project], is_acknowledged=False) == []
 
 
+def test_semantic_errors_end_in_error_tasks(client, project_id):
+    """v2 semantic failures are reported as task state ERROR, not HTTP errors (§5.9, §6.2)."""
+    # port_range_min > port_range_max: the create task fails, nothing is created
+    with pytest.raises(ValueError) as exc:
+        make_group(client, "broken", rules=[{"direction": "ingress", "protocol": "tcp",
+                                             "port_range_min": 90, "port_range_max": 80}])
+    failed = list(client.cloud.tasks.list(project_id=[project_id], state=["ERROR"]))
+    assert len(failed) == 1
+    assert failed[0].task_type == "create_security_group"
+    assert failed[0].error and str(exc.value) == failed[0].error
+    assert failed[0].finished_on and TASK_TIME_RE.match(failed[0].finished_on)
+    assert not (failed[0].created_resources and failed[0].created_resources.security_groups)
+    assert client.cloud.security_groups.list().count == 0
+
+    # a rule identical to an existing one: the rule task fails, the group is unchanged
+    sg = make_group(client, "dupes", rules=[SSH])
+    with pytest.raises(ValueError):
+        client.cloud.security_groups.rules.create_and_poll(sg.id, **SSH)
+    assert [r.id for r in client.cloud.security_groups.get(sg.id).security_group_rules] == [
+        r.id for r in sg.security_group_rules
+    ]
+    failed = list(client.cloud.tasks.list(project_id=[project_id], state=["ERROR"], order_by="asc"))
+    assert [t.task_type for t in failed] == ["create_security_group", "create_security_group_rule"]
+    assert set(task_ids(client, project_id=[project_id], state=["FINISHED"])).isdisjoint(t.id for t in failed)
+
+
+def test_single_port_sets_both_ends(client):
+    """Only one of min/max given: the other is set to the same value (§5.9)."""
+    sg = make_group(client, "one-port", rules=[{"direction": "ingress", "protocol": "tcp", "port_range_min": 8080}])
+    (rule,) = sg.security_group_rules
+    assert (rule.port_range_min, rule.port_range_max) == (8080, 8080)
+
+
+def test_duplicate_rules_in_one_request_are_created_once(client):
+    """§5.1: duplicate identical rules inside one request are created once."""
+    sg = make_group(client, "dedupe", rules=[SSH, dict(SSH), EGRESS_ALL])
+    assert Counter(actual(r) for r in sg.security_group_rules) == Counter([expected(SSH), expected(EGRESS_ALL)])
+
+
 # ------------------------------------------------------------------------------------------
 # errors
 
@@ -705,6 +745,20 @@ def test_update_validation_error_leaves_group_alone(client):
 
     with pytest.raises(gcore.BadRequestError):
         client.cloud.security_groups.copy(sg.id, name="x")
+
+
+def test_auth_scheme_is_case_insensitive(server):
+    """§1.1: `apikey <token>` works as well as `APIKey <token>`; no header or a bad token is 401."""
+    url = f"{server.base_url}/cloud/v1/securitygroups/{next_project_id()}/{REGION_ID}"
+    for scheme in ("APIKey", "apikey", "APIKEY"):
+        response = httpx.get(url, headers={"Authorization": f"{scheme} {server.api_key}"})
+        assert response.status_code == 200, (scheme, response.text)
+        assert response.json() == {"count": 0, "results": []}
+    for headers in ({}, {"Authorization": "APIKey nope"}, {"Authorization": f"APIKey {server.api_key}x"}):
+        response = httpx.get(url, headers=headers)
+        assert response.status_code == 401, (headers, response.text)
+        assert response.headers["content-type"].startswith("application/json")
+        assert response.json()["exception_class"], response.text
 
 
 def test_bad_api_key_is_401(server, recorder, project_id):
