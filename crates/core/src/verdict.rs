@@ -1,0 +1,354 @@
+//! The verdict engine: "would this flow be allowed, and which rule decided?", answered from the
+//! same compiled policy ([`crate::policy::Match`]) that the nftables renderer enforces.
+//!
+//! Security groups are allow-lists: a new connection is allowed when any rule of any group on the
+//! port matches it, and dropped otherwise; packets of an established connection are accepted by
+//! connection tracking whatever the rules say. The deciding rule is the first matching rule in
+//! the order the rules were given (the port's groups in order, each group's rules in order).
+//!
+//! The index partitions rules by (direction, family, protocol), then by remote prefix length: a
+//! lookup masks the remote address once per distinct prefix length, finds the rules of that prefix
+//! in a hash map, and binary-searches their port (or ICMP type/code) intervals, each interval
+//! holding the first rule that covers it. Remote groups are expanded to their members' host
+//! prefixes when the index is built, so membership changes mean a rebuild (milliseconds).
+
+use std::collections::{BTreeMap, BinaryHeap, HashMap};
+use std::cmp::Reverse;
+use std::hash::{BuildHasherDefault, Hasher};
+use std::net::IpAddr;
+
+use uuid::Uuid;
+
+use crate::policy::{Flow, L4, Match, Members, Remote};
+use crate::rule::{Direction, Ethertype};
+
+/// The answer for one flow.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Decision {
+    pub allowed: bool,
+    /// The first rule that allows the flow (none when denied, or when allowed as established).
+    pub rule: Option<RuleRef>,
+    /// True when the answer assumes a packet of an established connection.
+    pub established: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct RuleRef {
+    pub rule_id: Uuid,
+    pub group_id: Uuid,
+}
+
+/// A multiply-xor hasher for the fixed-size keys of the index (masked addresses).
+#[derive(Default)]
+struct AddrHasher(u64);
+
+impl Hasher for AddrHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for chunk in bytes.chunks(8) {
+            let mut word = [0u8; 8];
+            word[..chunk.len()].copy_from_slice(chunk);
+            self.write_u64(u64::from_le_bytes(word));
+        }
+    }
+
+    fn write_u32(&mut self, n: u32) {
+        self.write_u64(u64::from(n));
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.0 = (self.0.rotate_left(5) ^ n).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+    }
+
+    fn write_u128(&mut self, n: u128) {
+        self.write_u64(n as u64);
+        self.write_u64((n >> 64) as u64);
+    }
+}
+
+type FastMap<K, V> = HashMap<K, V, BuildHasherDefault<AddrHasher>>;
+
+const NONE: u32 = u32::MAX;
+
+/// Elementary intervals of the 16-bit L4 key space, each with the first rule covering it.
+#[derive(Debug, Default, Clone)]
+struct Intervals {
+    starts: Vec<u32>,
+    first_rule: Vec<u32>,
+}
+
+impl Intervals {
+    /// `ranges`: (lo, hi inclusive, rule index).
+    fn build(mut ranges: Vec<(u32, u32, u32)>) -> Intervals {
+        ranges.sort_unstable();
+        let mut bounds: Vec<u32> = ranges.iter().flat_map(|&(lo, hi, _)| [lo, hi + 1]).collect();
+        bounds.push(0);
+        bounds.sort_unstable();
+        bounds.dedup();
+        let mut active: BinaryHeap<Reverse<(u32, u32)>> = BinaryHeap::new(); // (rule index, hi)
+        let mut next = 0;
+        let mut out = Intervals::default();
+        for &start in &bounds {
+            if start > 0xFFFF {
+                break;
+            }
+            while next < ranges.len() && ranges[next].0 <= start {
+                active.push(Reverse((ranges[next].2, ranges[next].1)));
+                next += 1;
+            }
+            while let Some(&Reverse((_, hi))) = active.peek() {
+                if hi < start { active.pop(); } else { break; }
+            }
+            // The heap's top is the lowest rule index among active entries whose own end has not
+            // passed; entries below it that expired were popped, deeper expired ones are harmless
+            // because the top is checked first.
+            let first = active.peek().map_or(NONE, |&Reverse((idx, _))| idx);
+            if out.first_rule.last() != Some(&first) {
+                out.starts.push(start);
+                out.first_rule.push(first);
+            }
+        }
+        out
+    }
+
+    #[inline]
+    fn lookup(&self, key: u32) -> u32 {
+        match self.starts.binary_search(&key) {
+            Ok(i) => self.first_rule[i],
+            Err(0) => NONE,
+            Err(i) => self.first_rule[i - 1],
+        }
+    }
+}
+
+/// Rules of one (direction, family, protocol) bucket, by remote prefix.
+#[derive(Debug, Default, Clone)]
+struct Bucket {
+    /// (prefix length, masked address -> intervals), longest first.
+    by_length: Vec<(u8, FastMap<u128, Intervals>)>,
+}
+
+impl Bucket {
+    #[inline]
+    fn lookup(&self, addr: u128, width: u8, key: u32) -> u32 {
+        let mut best = NONE;
+        for (len, map) in &self.by_length {
+            if let Some(intervals) = map.get(&mask(addr, *len, width)) {
+                best = best.min(intervals.lookup(key));
+            }
+        }
+        best
+    }
+}
+
+#[inline]
+fn mask(addr: u128, len: u8, width: u8) -> u128 {
+    if len == 0 {
+        0
+    } else {
+        let shift = width - len;
+        (addr >> shift) << shift
+    }
+}
+
+fn addr_bits(ip: IpAddr) -> (u128, u8, Ethertype) {
+    match ip {
+        IpAddr::V4(a) => (u128::from(u32::from(a)), 32, Ethertype::IPv4),
+        IpAddr::V6(a) => (u128::from(a), 128, Ethertype::IPv6),
+    }
+}
+
+/// The L4 key of a flow: the destination port, or ICMP type * 256 + code.
+#[inline]
+fn flow_key(flow: &Flow) -> u32 {
+    if matches!(flow.protocol, 1 | 58) {
+        u32::from(flow.dport_or_type.min(255)) * 256 + u32::from(flow.code)
+    } else {
+        u32::from(flow.dport_or_type)
+    }
+}
+
+fn l4_range(l4: L4) -> (u32, u32) {
+    match l4 {
+        L4::Any => (0, 0xFFFF),
+        L4::Ports(lo, hi) => (u32::from(lo), u32::from(hi)),
+        L4::Icmp(kind, None) => (u32::from(kind) * 256, u32::from(kind) * 256 + 255),
+        L4::Icmp(kind, Some(code)) => {
+            let k = u32::from(kind) * 256 + u32::from(code);
+            (k, k)
+        }
+    }
+}
+
+type BucketKey = (Direction, Ethertype, Option<u8>);
+
+/// An index over an ordered list of rules and the members of the remote groups they name.
+#[derive(Debug, Clone)]
+pub struct VerdictIndex {
+    rules: Vec<Match>,
+    buckets: HashMap<BucketKey, Bucket>,
+}
+
+impl VerdictIndex {
+    pub fn build(rules: Vec<Match>, members: &BTreeMap<Uuid, Members>) -> VerdictIndex {
+        // bucket -> prefix length -> masked address -> ranges
+        let mut staged: HashMap<BucketKey, BTreeMap<u8, FastMap<u128, Vec<(u32, u32, u32)>>>> = HashMap::new();
+        for (index, rule) in rules.iter().enumerate() {
+            let index = index as u32;
+            let (lo, hi) = l4_range(rule.l4);
+            let width = if rule.family == Ethertype::IPv4 { 32 } else { 128 };
+            let lengths = staged.entry((rule.direction, rule.family, rule.protocol)).or_default();
+            let mut add = |addr: u128, len: u8| {
+                lengths.entry(len).or_default().entry(mask(addr, len, width)).or_default().push((lo, hi, index));
+            };
+            match rule.remote {
+                Remote::Any => add(0, 0),
+                Remote::Prefix(cidr) => {
+                    let (addr, _, _) = addr_bits(cidr.addr());
+                    add(addr, cidr.len());
+                }
+                Remote::Group(id) => {
+                    if let Some(m) = members.get(&id) {
+                        if rule.family == Ethertype::IPv4 {
+                            m.ipv4.iter().for_each(|a| add(u128::from(u32::from(*a)), 32));
+                        } else {
+                            m.ipv6.iter().for_each(|a| add(u128::from(*a), 128));
+                        }
+                    }
+                }
+            }
+        }
+        let buckets = staged
+            .into_iter()
+            .map(|(key, lengths)| {
+                let by_length = lengths
+                    .into_iter()
+                    .rev()
+                    .map(|(len, prefixes)| (len, prefixes.into_iter().map(|(p, ranges)| (p, Intervals::build(ranges))).collect()))
+                    .collect();
+                (key, Bucket { by_length })
+            })
+            .collect();
+        VerdictIndex { rules, buckets }
+    }
+
+    pub fn rules(&self) -> &[Match] {
+        &self.rules
+    }
+
+    /// The verdict for a new connection.
+    #[inline]
+    pub fn decide(&self, flow: &Flow) -> Decision {
+        let (addr, width, family) = addr_bits(flow.remote);
+        let key = flow_key(flow);
+        let mut best = NONE;
+        for protocol in [Some(flow.protocol), None] {
+            if let Some(bucket) = self.buckets.get(&(flow.direction, family, protocol)) {
+                best = best.min(bucket.lookup(addr, width, key));
+            }
+        }
+        match self.rules.get(best as usize) {
+            Some(rule) => Decision { allowed: true, rule: Some(RuleRef { rule_id: rule.rule_id, group_id: rule.group_id }), established: false },
+            None => Decision { allowed: false, rule: None, established: false },
+        }
+    }
+
+    /// The verdict, with connection tracking: an established connection's packets are accepted.
+    pub fn decide_with_state(&self, flow: &Flow, established: bool) -> Decision {
+        if established {
+            Decision { allowed: true, rule: None, established: true }
+        } else {
+            self.decide(flow)
+        }
+    }
+
+    /// Every rule that matches the flow, in order (for explanations; linear).
+    pub fn matching(&self, flow: &Flow, members: &BTreeMap<Uuid, Members>) -> Vec<RuleRef> {
+        self.rules
+            .iter()
+            .filter(|m| m.matches(flow, members))
+            .map(|m| RuleRef { rule_id: m.rule_id, group_id: m.group_id })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::{Ipv4Addr, Ipv6Addr};
+
+    use super::*;
+    use crate::cidr::Cidr;
+
+    fn rule(direction: Direction, family: Ethertype, protocol: Option<u8>, l4: L4, remote: Remote) -> Match {
+        Match { rule_id: Uuid::new_v4(), group_id: Uuid::nil(), direction, family, protocol, l4, remote }
+    }
+
+    fn flow(direction: Direction, remote: &str, protocol: u8, port: u16, code: u8) -> Flow {
+        Flow { direction, remote: remote.parse().unwrap(), protocol, dport_or_type: port, code }
+    }
+
+    fn prefix(text: &str) -> Remote {
+        Remote::Prefix(text.parse::<Cidr>().unwrap().network())
+    }
+
+    #[test]
+    fn first_matching_rule_decides() {
+        let group = Uuid::new_v4();
+        let mut members = BTreeMap::new();
+        members.insert(group, Members { ipv4: [Ipv4Addr::new(10, 9, 9, 9)].into(), ipv6: [Ipv6Addr::LOCALHOST].into() });
+        let rules = vec![
+            rule(Direction::Ingress, Ethertype::IPv4, Some(6), L4::Ports(80, 90), prefix("10.1.0.0/16")),
+            rule(Direction::Ingress, Ethertype::IPv4, Some(6), L4::Ports(85, 85), Remote::Any),
+            rule(Direction::Ingress, Ethertype::IPv4, Some(1), L4::Icmp(8, None), Remote::Any),
+            rule(Direction::Ingress, Ethertype::IPv4, None, L4::Any, Remote::Group(group)),
+            rule(Direction::Egress, Ethertype::IPv6, Some(17), L4::Ports(53, 53), Remote::Any),
+        ];
+        let index = VerdictIndex::build(rules.clone(), &members);
+        let decided = |f: Flow| index.decide(&f).rule.map(|r| r.rule_id);
+        assert_eq!(decided(flow(Direction::Ingress, "10.1.2.3", 6, 85, 0)), Some(rules[0].rule_id));
+        assert_eq!(decided(flow(Direction::Ingress, "10.2.2.3", 6, 85, 0)), Some(rules[1].rule_id));
+        assert_eq!(decided(flow(Direction::Ingress, "10.2.2.3", 6, 86, 0)), None);
+        assert_eq!(decided(flow(Direction::Ingress, "1.1.1.1", 1, 8, 3)), Some(rules[2].rule_id));
+        assert_eq!(decided(flow(Direction::Ingress, "1.1.1.1", 1, 0, 0)), None);
+        assert_eq!(decided(flow(Direction::Ingress, "10.9.9.9", 47, 0, 0)), Some(rules[3].rule_id));
+        assert_eq!(decided(flow(Direction::Egress, "2001:db8::1", 17, 53, 0)), Some(rules[4].rule_id));
+        assert_eq!(decided(flow(Direction::Ingress, "2001:db8::1", 17, 53, 0)), None);
+        assert!(index.decide_with_state(&flow(Direction::Ingress, "8.8.8.8", 6, 1, 0), true).allowed);
+    }
+
+    #[test]
+    fn intervals_pick_the_first_covering_rule() {
+        let intervals = Intervals::build(vec![(10, 20, 5), (15, 30, 2), (0, 0xFFFF, 9), (18, 18, 1)]);
+        let expect = [(0, 9), (10, 5), (14, 5), (15, 2), (18, 1), (19, 2), (30, 2), (31, 9), (65535, 9)];
+        for (key, rule) in expect {
+            assert_eq!(intervals.lookup(key), rule, "key {key}");
+        }
+    }
+}
+
+/// A stored rule as the engine and the nftables renderer see it.
+pub fn compile_rule(rule: &crate::Rule) -> Match {
+    let spec = &rule.spec;
+    let l4 = match (spec.protocol, spec.port_range_min, spec.port_range_max) {
+        (Some(p), Some(kind), code) if p.is_icmp() => L4::Icmp(kind.min(255) as u8, code.map(|c| c.min(255) as u8)),
+        (Some(p), Some(lo), hi) if p.takes_ports() => L4::Ports(lo, hi.unwrap_or(lo)),
+        _ => L4::Any,
+    };
+    let remote = match (spec.remote_ip_prefix, spec.remote_group_id) {
+        (Some(cidr), _) if !cidr.is_everything() => Remote::Prefix(cidr.network()),
+        (_, Some(group)) => Remote::Group(group),
+        _ => Remote::Any,
+    };
+    Match {
+        rule_id: rule.id,
+        group_id: rule.group_id,
+        direction: spec.direction,
+        family: spec.ethertype,
+        protocol: spec.protocol.map(|p| p.number()),
+        l4,
+        remote,
+    }
+}
