@@ -1,0 +1,313 @@
+//! Palisade's answers beyond Gcore: flow verdicts (`POST /palisade/v1/verdicts`), the effective
+//! rules of a port, and the analysis of a group. All of them compile the stored rules with
+//! `core::verdict::compile_rule` — the same IR the nftables renderer consumes — and decide with
+//! `core::verdict::VerdictIndex`.
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::{Path, State};
+use palisade_core::analysis::{Finding, analyze};
+use palisade_core::error::FieldErrors;
+use palisade_core::group::Group;
+use palisade_core::input::parse_protocol;
+use palisade_core::policy::{Flow, Match, Members};
+use palisade_core::rule::Direction;
+use palisade_core::verdict::{VerdictIndex, compile_rule};
+use palisade_store::Tx;
+use palisade_worker::ops;
+use serde::Serialize;
+use serde_json::{Value, json};
+use uuid::Uuid;
+
+use crate::dto::RuleOut;
+use crate::error::{ApiError, Result};
+use crate::extract::{Caller, JsonBody, path_uuid};
+use crate::security_groups::{group_id, scope_of};
+use crate::state::AppState;
+
+/// The most flows one request may ask about.
+pub const MAX_FLOWS: usize = 10_000;
+
+/// The compiled rules of some groups (in order), and the members of the remote groups they name.
+struct Policy {
+    groups: Vec<Group>,
+    rules: Vec<Match>,
+    members: BTreeMap<Uuid, Members>,
+}
+
+/// Loads `group_ids` (which must all be the caller's) and the members of their remote groups.
+fn load_policy(tx: &mut dyn Tx, client_id: i64, group_ids: &[Uuid]) -> Result<Policy> {
+    let mut groups = tx.groups_by_ids(group_ids)?;
+    groups.retain(|g| g.scope.client_id == client_id);
+    let mut ordered = Vec::with_capacity(group_ids.len());
+    for id in group_ids {
+        let group = groups.iter().find(|g| g.id == *id).cloned().ok_or_else(|| ops::group_not_found(*id))?;
+        ordered.push(group);
+    }
+    let rules: Vec<Match> = ordered.iter().flat_map(|g| g.rules.iter().map(compile_rule)).collect();
+    let remote_ids: Vec<Uuid> = rules
+        .iter()
+        .filter_map(|m| if let palisade_core::policy::Remote::Group(id) = m.remote { Some(id) } else { None })
+        .collect();
+    let mut members: BTreeMap<Uuid, Members> = remote_ids.iter().map(|id| (*id, Members::default())).collect();
+    if !remote_ids.is_empty() {
+        for port in tx.ports_in_groups(&remote_ids)? {
+            for group in port.security_group_ids.iter().filter(|g| remote_ids.contains(g)) {
+                let entry = members.entry(*group).or_default();
+                for ip in &port.fixed_ips {
+                    match ip {
+                        IpAddr::V4(a) => entry.ipv4.insert(*a),
+                        IpAddr::V6(a) => entry.ipv6.insert(*a),
+                    };
+                }
+            }
+        }
+    }
+    Ok(Policy { groups: ordered, rules, members })
+}
+
+/// One flow question, parsed.
+struct Question {
+    port_id: Option<Uuid>,
+    group_ids: Vec<Uuid>,
+    flow: Flow,
+    established: bool,
+}
+
+fn parse_question(value: &Value, prefix: &str, errors: &mut FieldErrors) -> Option<Question> {
+    let field = |name: &str| if prefix.is_empty() { name.to_string() } else { format!("{prefix}.{name}") };
+    let Some(obj) = value.as_object() else {
+        errors.add(if prefix.is_empty() { "body".to_string() } else { prefix.to_string() }, "Input should be an object");
+        return None;
+    };
+    let before = errors.0.len();
+    let port_id = match obj.get("port_id") {
+        None | Some(Value::Null) => None,
+        Some(v) => match v.as_str().map(Uuid::try_parse) {
+            Some(Ok(id)) => Some(id),
+            _ => {
+                errors.add(field("port_id"), "Input should be a valid UUID");
+                None
+            }
+        },
+    };
+    let mut group_ids = Vec::new();
+    match obj.get("security_group_ids") {
+        None | Some(Value::Null) => {}
+        Some(Value::Array(items)) => {
+            for item in items {
+                match item.as_str().map(Uuid::try_parse) {
+                    Some(Ok(id)) => group_ids.push(id),
+                    _ => errors.add(field("security_group_ids"), "Input should be a list of UUIDs"),
+                }
+            }
+        }
+        Some(_) => errors.add(field("security_group_ids"), "Input should be a list of UUIDs"),
+    }
+    if port_id.is_none() && group_ids.is_empty() && errors.0.len() == before {
+        errors.add(field("port_id"), "Give a port_id or a non-empty security_group_ids");
+    }
+    let direction = match obj.get("direction").and_then(Value::as_str).and_then(Direction::parse) {
+        Some(d) => Some(d),
+        None => {
+            errors.add(field("direction"), "Input should be 'ingress' or 'egress'");
+            None
+        }
+    };
+    let remote = match obj.get("remote_ip").and_then(Value::as_str).map(str::parse::<IpAddr>) {
+        Some(Ok(ip)) => Some(ip),
+        _ => {
+            errors.add(field("remote_ip"), "Input should be an IPv4 or IPv6 address (the source of ingress, the destination of egress)");
+            None
+        }
+    };
+    let protocol = match obj.get("protocol").map(parse_protocol) {
+        Some(Ok(Some(p))) => Some(p.number()),
+        _ => {
+            errors.add(field("protocol"), "Input should be a protocol name or number (not 'any': a packet has one protocol)");
+            None
+        }
+    };
+    let mut number = |name: &str, max: u64| -> u16 {
+        match obj.get(name) {
+            None | Some(Value::Null) => 0,
+            Some(v) => match v.as_u64() {
+                Some(n) if n <= max => n as u16,
+                _ => {
+                    errors.add(field(name), format!("Input should be an integer from 0 to {max}"));
+                    0
+                }
+            },
+        }
+    };
+    let port = number("port", 65535);
+    let icmp_type = number("icmp_type", 255);
+    let icmp_code = number("icmp_code", 255);
+    let established = match obj.get("established") {
+        None | Some(Value::Null) => false,
+        Some(Value::Bool(b)) => *b,
+        Some(_) => {
+            errors.add(field("established"), "Input should be a boolean");
+            false
+        }
+    };
+    let (direction, remote, protocol) = (direction?, remote?, protocol?);
+    if errors.0.len() != before {
+        return None;
+    }
+    let icmp = matches!(protocol, 1 | 58);
+    let flow = Flow {
+        direction,
+        remote,
+        protocol,
+        dport_or_type: if icmp { icmp_type } else { port },
+        code: if icmp { icmp_code as u8 } else { 0 },
+    };
+    Some(Question { port_id, group_ids, flow, established })
+}
+
+#[derive(Serialize)]
+struct RuleRefOut {
+    rule_id: String,
+    security_group_id: String,
+}
+
+fn answer(policy: &Policy, index: &VerdictIndex, question: &Question) -> Value {
+    let decision = index.decide_with_state(&question.flow, question.established);
+    let matching: Vec<RuleRefOut> = index
+        .matching(&question.flow, &policy.members)
+        .into_iter()
+        .map(|r| RuleRefOut { rule_id: r.rule_id.to_string(), security_group_id: r.group_id.to_string() })
+        .collect();
+    let reason = match (decision.established, decision.rule) {
+        (true, _) => "packets of an established or related connection are accepted by connection tracking".to_string(),
+        (false, Some(rule)) => format!("allowed by rule {} of security group {}", rule.rule_id, rule.group_id),
+        (false, None) => "no rule of the port's security groups matches: dropped by the default policy".to_string(),
+    };
+    json!({
+        "allowed": decision.allowed,
+        "verdict": if decision.allowed { "allow" } else { "deny" },
+        "connection": if decision.established { "established" } else { "new" },
+        "decided_by": decision.rule.map(|r| json!({"rule_id": r.rule_id.to_string(), "security_group_id": r.group_id.to_string()})),
+        "matching_rules": if decision.established { Vec::new() } else { matching },
+        "reason": reason,
+    })
+}
+
+/// `POST /palisade/v1/verdicts`: one flow (`{port_id | security_group_ids, direction, remote_ip,
+/// protocol, port | icmp_type, icmp_code, established}`) or a batch (`{"flows": [...]}`).
+pub async fn verdicts(State(state): State<Arc<AppState>>, caller: Caller, JsonBody(body): JsonBody) -> Result<Json<Value>> {
+    let mut errors = FieldErrors::new();
+    let batch = body.get("flows");
+    let questions: Vec<Question> = match batch {
+        Some(Value::Array(items)) if items.len() > MAX_FLOWS => {
+            return Err(ApiError::invalid("flows", format!("At most {MAX_FLOWS} flows per request")));
+        }
+        Some(Value::Array(items)) => {
+            items.iter().enumerate().filter_map(|(i, item)| parse_question(item, &format!("flows.{i}"), &mut errors)).collect()
+        }
+        Some(_) => return Err(ApiError::invalid("flows", "Input should be a list")),
+        None => parse_question(&body, "", &mut errors).into_iter().collect(),
+    };
+    errors.into_result(())?;
+    let client_id = caller.client_id;
+    let is_batch = batch.is_some();
+    let answers = state
+        .read(move |tx| {
+            // Flows about the same port or group list share one index.
+            let mut cache: Vec<(Option<Uuid>, Vec<Uuid>, Policy, VerdictIndex)> = Vec::new();
+            let mut answers = Vec::with_capacity(questions.len());
+            for question in &questions {
+                let key = (question.port_id, question.group_ids.clone());
+                let position = cache.iter().position(|(p, g, _, _)| (*p, g.clone()) == key);
+                let position = match position {
+                    Some(i) => i,
+                    None => {
+                        let group_ids = match question.port_id {
+                            Some(port_id) => {
+                                let port = tx
+                                    .get_port(client_id, port_id)?
+                                    .ok_or_else(|| ApiError::not_found(format!("Port {port_id} could not be found")))?;
+                                port.security_group_ids
+                            }
+                            None => question.group_ids.clone(),
+                        };
+                        let policy = load_policy(tx, client_id, &group_ids)?;
+                        let index = VerdictIndex::build(policy.rules.clone(), &policy.members);
+                        cache.push((key.0, key.1, policy, index));
+                        cache.len() - 1
+                    }
+                };
+                let (_, _, policy, index) = &cache[position];
+                answers.push(answer(policy, index, question));
+            }
+            Ok(answers)
+        })
+        .await?;
+    Ok(Json(if is_batch { json!({"results": answers}) } else { answers.into_iter().next().unwrap_or(Value::Null) }))
+}
+
+/// `GET /palisade/v1/ports/{port_id}/effective-rules`: the merged rules of every group on the port.
+pub async fn effective_rules(State(state): State<Arc<AppState>>, caller: Caller, Path(port): Path<String>) -> Result<Json<Value>> {
+    let port_id = path_uuid(&port, "Port")?;
+    let client_id = caller.client_id;
+    let (port, policy) = state
+        .read(move |tx| {
+            let port = tx.get_port(client_id, port_id)?.ok_or_else(|| ApiError::not_found(format!("Port {port_id} could not be found")))?;
+            let policy = load_policy(tx, client_id, &port.security_group_ids)?;
+            Ok((port, policy))
+        })
+        .await?;
+    let rules = |direction: Direction| -> Vec<Value> {
+        policy
+            .groups
+            .iter()
+            .flat_map(|g| g.rules.iter().filter(move |r| r.spec.direction == direction).map(move |r| (g, r)))
+            .map(|(g, r)| {
+                let mut rule = serde_json::to_value(RuleOut::from(r)).unwrap_or(Value::Null);
+                rule["security_group_name"] = json!(g.name);
+                rule
+            })
+            .collect()
+    };
+    let remote_groups: Vec<Value> = policy
+        .members
+        .iter()
+        .map(|(id, m)| json!({"id": id.to_string(), "ipv4": m.ipv4.iter().map(ToString::to_string).collect::<Vec<_>>(), "ipv6": m.ipv6.iter().map(ToString::to_string).collect::<Vec<_>>()}))
+        .collect();
+    Ok(Json(json!({
+        "port_id": port.id.to_string(),
+        "instance_id": port.instance_id.to_string(),
+        "security_groups": policy.groups.iter().map(|g| json!({"id": g.id.to_string(), "name": g.name})).collect::<Vec<_>>(),
+        "default_action": "drop",
+        "stateful": true,
+        "ingress": rules(Direction::Ingress),
+        "egress": rules(Direction::Egress),
+        "remote_groups": remote_groups,
+    })))
+}
+
+/// `GET /palisade/v1/securitygroups/{p}/{r}/{group_id}/analysis`.
+pub async fn analysis(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+    Path((project, region, id)): Path<(String, String, String)>,
+) -> Result<Json<Value>> {
+    let scope = scope_of(&state, &caller, &project, &region)?;
+    let id = group_id(&id)?;
+    let policy = state
+        .read(move |tx| {
+            ops::load_group(tx, &scope, id)?;
+            load_policy(tx, scope.client_id, &[id])
+        })
+        .await?;
+    let findings: Vec<Finding> = analyze(&policy.rules, &policy.members);
+    Ok(Json(json!({
+        "security_group_id": id.to_string(),
+        "rule_count": policy.rules.len(),
+        "findings": findings,
+    })))
+}
