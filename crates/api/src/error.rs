@@ -87,6 +87,7 @@ impl From<OpError> for ApiError {
                 field: Some(exceeded.quota.to_string()),
                 info: Some(json!({"quota": exceeded.quota, "limit": exceeded.limit, "requested": exceeded.requested})),
             },
+            OpError::Conflict { class, message, info } => ApiError::Conflict { class, message, field: None, info },
             OpError::Store(store) => store.into(),
         }
     }

@@ -4,10 +4,13 @@
 //! Handlers are thin: extract and validate (with `core`), run a store transaction (with the
 //! `worker` crate's operations), render the contract's JSON. No business rule lives here.
 
+pub mod agents;
 pub mod dto;
 pub mod error;
 pub mod extract;
+pub mod instances;
 pub mod openapi;
+pub mod ports;
 pub mod queue;
 pub mod quotas;
 pub mod request_id;
@@ -52,6 +55,14 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/cloud/v1/tasks/{id}/acknowledge", post(t::acknowledge_one))
         .route("/cloud/v1/tasks/{id}/{region_id}/active", get(t::list_active))
         .route("/palisade/v1/quotas/{project_id}/{region_id}", get(quotas::get).put(quotas::set))
+        .route("/cloud/v1/instances/{project_id}/{region_id}/{instance_id}/addsecuritygroup", post(instances::add_security_group))
+        .route("/cloud/v1/instances/{project_id}/{region_id}/{instance_id}/delsecuritygroup", post(instances::del_security_group))
+        .route("/cloud/v1/instances/{project_id}/{region_id}/{instance_id}/securitygroups", get(instances::security_groups))
+        .route("/palisade/v1/ports", get(ports::list).post(ports::create))
+        .route("/palisade/v1/ports/{port_id}", get(ports::get).patch(ports::update).delete(ports::delete))
+        .route("/palisade/v1/agents", get(agents::list))
+        .route("/palisade/v1/agents/{host}/policy", get(agents::policy))
+        .route("/palisade/v1/agents/{host}/status", put(agents::report))
         .route("/healthz", get(system::healthz))
         .route("/readyz", get(system::readyz))
         .route("/openapi.json", get(system::openapi_json))

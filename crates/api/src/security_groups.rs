@@ -290,9 +290,7 @@ pub async fn instances(
 ) -> Result<Response> {
     let scope = scope_of(&state, &caller, &project, &region)?;
     let id = group_id(&id)?;
-    state.read(move |tx| Ok(ops::load_group(tx, &scope, id)?)).await?;
-    // No port registry yet: no instance can use a group.
-    Ok(Json(Page::<Value> { count: 0, results: Vec::new() }).into_response())
+    crate::instances::using_group(&state, scope, id).await
 }
 
 /// #22 `GET .../{id}/metadata`: the group's tags as a collection.

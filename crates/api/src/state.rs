@@ -44,13 +44,15 @@ pub struct AppState {
     pub wake: Arc<Notify>,
     pub config: ApiConfig,
     pub settings: Arc<Settings>,
+    /// The policy revision agents long-poll on (`/palisade/v1/agents`).
+    pub policy: crate::agents::PolicyFeed,
     key_cache: Mutex<HashMap<String, (Option<ApiKey>, Instant)>>,
 }
 
 impl AppState {
     pub fn new(store: Arc<Database>, wake: Arc<Notify>, config: ApiConfig) -> AppState {
         let settings = Arc::new(Settings { template: config.default_rules.clone(), default_quotas: config.default_quotas });
-        AppState { store, wake, config, settings, key_cache: Mutex::new(HashMap::new()) }
+        AppState { store, wake, config, settings, policy: Default::default(), key_cache: Mutex::new(HashMap::new()) }
     }
 
     pub fn region_name(&self, region_id: i64) -> Option<String> {
@@ -80,9 +82,14 @@ impl AppState {
         F: FnOnce(&mut dyn Tx) -> Result<R> + Send + 'static,
     {
         let store = self.store.clone();
-        tokio::task::spawn_blocking(move || store.write(f))
+        let result = tokio::task::spawn_blocking(move || store.write(f))
             .await
-            .map_err(|e| ApiError::Internal(format!("write task failed: {e}")))?
+            .map_err(|e| ApiError::Internal(format!("write task failed: {e}")))?;
+        if result.is_ok() {
+            // A committed write may have grown the policy revision: let waiting agents know now.
+            self.policy.poke();
+        }
+        result
     }
 
     /// Tells the worker that a task is waiting.

@@ -11,6 +11,8 @@ pub mod diff;
 pub mod error;
 pub mod group;
 pub mod input;
+pub mod policy;
+pub mod port;
 pub mod protocol;
 pub mod quota;
 pub mod rule;

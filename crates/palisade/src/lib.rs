@@ -1,6 +1,7 @@
 //! The `palisade` binary's wiring, as a library so black-box tests can start the service
 //! in-process. No domain logic lives here.
 
+pub mod agent;
 pub mod config;
 pub mod startup;
 

@@ -28,6 +28,8 @@ enum Command {
     },
     /// Print the OpenAPI document.
     Openapi,
+    /// Run the host agent: enforce the groups of this host's ports with nftables.
+    Agent(palisade::agent::AgentArgs),
 }
 
 #[derive(Subcommand)]
@@ -97,6 +99,7 @@ fn main() -> anyhow::Result<()> {
             }
             Ok(())
         }
+        Command::Agent(args) => palisade::agent::run(args),
         Command::Openapi => {
             println!("{}", serde_json::to_string_pretty(&palisade_api::openapi::document())?);
             Ok(())

@@ -14,6 +14,7 @@ pub use database::Database;
 
 use palisade_core::group::{Group, Scope};
 use palisade_core::quota::{Limits, Usage};
+use palisade_core::port::Port;
 use palisade_core::{Rule, Tag};
 use uuid::Uuid;
 
@@ -71,6 +72,28 @@ pub trait Tx {
     /// The scope's own limits, if any were set.
     fn get_quota(&mut self, scope: &Scope) -> StoreResult<Option<Limits>>;
     fn set_quota(&mut self, scope: &Scope, limits: &Limits) -> StoreResult<()>;
+
+    // Ports and the data plane (migrations 0002_ports). Every change of a rule, a port or a
+    // binding grows the policy revision in the same transaction (database triggers).
+    /// Inserts the port with its bindings (`security_group_ids`, in order).
+    fn insert_port(&mut self, port: &Port) -> StoreResult<()>;
+    /// Writes instance name, host, device, MAC, fixed IPs and updated_at (not the bindings).
+    fn update_port(&mut self, port: &Port) -> StoreResult<()>;
+    /// Replaces the port's bound groups, in order.
+    fn set_port_groups(&mut self, port_id: Uuid, group_ids: &[Uuid]) -> StoreResult<()>;
+    fn get_port(&mut self, client_id: i64, id: Uuid) -> StoreResult<Option<Port>>;
+    /// The client's ports matching the filter, in creation order.
+    fn list_ports(&mut self, client_id: i64, filter: &PortFilter) -> StoreResult<Vec<Port>>;
+    fn delete_port(&mut self, client_id: i64, id: Uuid) -> StoreResult<bool>;
+    /// Ports bound to any of `group_ids` (on any host), in creation order.
+    fn ports_in_groups(&mut self, group_ids: &[Uuid]) -> StoreResult<Vec<Port>>;
+    /// Groups by id, whatever their scope (the data plane reads the groups ports are bound to).
+    fn groups_by_ids(&mut self, ids: &[Uuid]) -> StoreResult<Vec<Group>>;
+    /// The global policy revision.
+    fn policy_revision(&mut self) -> StoreResult<i64>;
+    /// Records the revision a host's agent reports it applied.
+    fn report_agent(&mut self, agent: &AgentRecord) -> StoreResult<()>;
+    fn list_agents(&mut self, client_id: i64) -> StoreResult<Vec<AgentRecord>>;
 
     // Savepoints, so one task of a batch can fail without undoing the others.
     fn savepoint(&mut self) -> StoreResult<()>;

@@ -111,3 +111,22 @@ pub struct ApiKey {
     pub created_at: i64,
     pub revoked_at: Option<i64>,
 }
+
+/// Which ports `list_ports` returns; every filter given must match.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct PortFilter {
+    pub project_id: Option<i64>,
+    pub region_id: Option<i64>,
+    pub host: Option<String>,
+    pub instance_id: Option<uuid::Uuid>,
+}
+
+/// What a host's agent last reported.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AgentRecord {
+    pub client_id: i64,
+    pub host: String,
+    pub applied_revision: i64,
+    /// Unix milliseconds, UTC.
+    pub reported_at: i64,
+}

@@ -8,18 +8,22 @@ use std::str::FromStr;
 use std::sync::Mutex;
 
 use palisade_core::group::{Group, Scope};
+use palisade_core::port::Port;
 use palisade_core::quota::{Limits, Usage};
 use palisade_core::{Cidr, Direction, Ethertype, Protocol, Rule, RuleSpec, Tag};
 use rusqlite::{Connection, OptionalExtension, Row, params};
 use serde_json::Value;
 use uuid::Uuid;
 
+mod ports;
+
 use crate::{
-    AckFilter, ApiKey, GroupFilter, NewApiKey, Store, StoreError, StoreResult, TaskFilter, TaskRecord, TaskState, Tx,
+    AgentRecord, PortFilter, AckFilter, ApiKey, GroupFilter, NewApiKey, Store, StoreError, StoreResult, TaskFilter, TaskRecord, TaskState, Tx,
 };
 
 const MIGRATIONS: &[(i64, &str)] = &[
     (1, include_str!("../../../migrations/sqlite/0001_init.sql")),
+    (2, include_str!("../../../migrations/sqlite/0002_ports.sql")),
     (3, include_str!("../../../migrations/sqlite/0003_quotas.sql")),
 ];
 
@@ -467,6 +471,50 @@ impl Tx for SqliteTx<'_> {
             )?
             .execute(params![scope.client_id, scope.project_id, scope.region_id, limits.security_groups, limits.security_group_rules])?;
         Ok(())
+    }
+
+    fn insert_port(&mut self, port: &Port) -> StoreResult<()> {
+        self.sqlite_insert_port(port)
+    }
+
+    fn update_port(&mut self, port: &Port) -> StoreResult<()> {
+        self.sqlite_update_port(port)
+    }
+
+    fn set_port_groups(&mut self, port_id: Uuid, group_ids: &[Uuid]) -> StoreResult<()> {
+        self.sqlite_set_port_groups(port_id, group_ids)
+    }
+
+    fn get_port(&mut self, client_id: i64, id: Uuid) -> StoreResult<Option<Port>> {
+        self.sqlite_get_port(client_id, id)
+    }
+
+    fn list_ports(&mut self, client_id: i64, filter: &PortFilter) -> StoreResult<Vec<Port>> {
+        self.sqlite_list_ports(client_id, filter)
+    }
+
+    fn delete_port(&mut self, client_id: i64, id: Uuid) -> StoreResult<bool> {
+        self.sqlite_delete_port(client_id, id)
+    }
+
+    fn ports_in_groups(&mut self, group_ids: &[Uuid]) -> StoreResult<Vec<Port>> {
+        self.sqlite_ports_in_groups(group_ids)
+    }
+
+    fn groups_by_ids(&mut self, ids: &[Uuid]) -> StoreResult<Vec<Group>> {
+        self.sqlite_groups_by_ids(ids)
+    }
+
+    fn policy_revision(&mut self) -> StoreResult<i64> {
+        self.sqlite_policy_revision()
+    }
+
+    fn report_agent(&mut self, agent: &AgentRecord) -> StoreResult<()> {
+        self.sqlite_report_agent(agent)
+    }
+
+    fn list_agents(&mut self, client_id: i64) -> StoreResult<Vec<AgentRecord>> {
+        self.sqlite_list_agents(client_id)
     }
 
     fn savepoint(&mut self) -> StoreResult<()> {

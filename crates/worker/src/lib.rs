@@ -6,6 +6,7 @@
 
 pub mod ops;
 pub mod payload;
+pub mod ports;
 
 use std::sync::Arc;
 use std::time::Duration;

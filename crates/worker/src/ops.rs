@@ -24,6 +24,9 @@ pub enum OpError {
     /// 409 `QuotaLimitExceed` on synchronous paths, task ERROR on v2 paths.
     #[error("{0}")]
     Quota(QuotaExceeded),
+    /// 409 with the exception class and structured `info` (e.g. a group still bound to ports).
+    #[error("{message}")]
+    Conflict { class: &'static str, message: String, info: Option<serde_json::Value> },
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -401,6 +404,7 @@ pub fn delete_group(tx: &mut dyn Tx, scope: &Scope, id: Uuid, now: i64) -> OpRes
     if !tx.group_exists(scope, id)? {
         return Err(group_not_found(id));
     }
+    crate::ports::check_group_unused(tx, id)?;
     for (rule_id, group_id) in tx.rules_referencing(id)? {
         tx.delete_rule(rule_id)?;
         if let Some(mut group) = tx.get_group(scope, group_id)? {

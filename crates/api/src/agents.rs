@@ -1,0 +1,212 @@
+//! `/palisade/v1/agents`: what each host's agent must enforce and what it reports it applied.
+//!
+//! Every change that can change enforcement (rules, ports, addresses, bindings) grows one global
+//! policy revision in its own transaction (store triggers). Agents long-poll
+//! `GET /palisade/v1/agents/{host}/policy?after=REV&wait=SECONDS`: the answer comes at once when
+//! the revision is past `after`, otherwise when it moves or `wait` runs out (304). One watcher
+//! task per node follows the revision in the database while anyone waits, so a change made by
+//! any node, through the API or a task, reaches the waiting agents within [`POLL`].
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::{HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use palisade_core::error::FieldErrors;
+use palisade_core::input;
+use palisade_core::policy::HostPolicy;
+use palisade_core::port::valid_host;
+use palisade_store::{AgentRecord, Database, PortFilter, Store};
+use palisade_worker::now_ms;
+use serde::Serialize;
+use serde_json::Value;
+use tokio::sync::{Notify, watch};
+use uuid::Uuid;
+
+use crate::error::{ApiError, Result};
+use crate::extract::{Caller, JsonBody, Query};
+use crate::state::AppState;
+use crate::time;
+
+/// How often the watcher reads the revision while an agent waits.
+const POLL: Duration = Duration::from_millis(10);
+/// The longest long-poll a request may ask for.
+const MAX_WAIT_SECONDS: i64 = 300;
+
+/// The node's view of the policy revision, fed by one watcher task while anyone waits.
+pub struct PolicyFeed {
+    revision: watch::Sender<i64>,
+    started: AtomicBool,
+    poke: Arc<Notify>,
+}
+
+impl Default for PolicyFeed {
+    fn default() -> Self {
+        PolicyFeed { revision: watch::Sender::new(0), started: AtomicBool::new(false), poke: Arc::new(Notify::new()) }
+    }
+}
+
+impl PolicyFeed {
+    /// Tells the watcher to read the revision now (after a local write).
+    pub fn poke(&self) {
+        self.poke.notify_one();
+    }
+
+    /// A receiver of revision changes; starts the watcher on first use.
+    pub fn subscribe(&self, store: &Arc<Database>) -> watch::Receiver<i64> {
+        let rx = self.revision.subscribe();
+        if !self.started.swap(true, Ordering::SeqCst) {
+            tokio::spawn(watch_revision(Arc::downgrade(store), self.revision.clone(), self.poke.clone()));
+        }
+        rx
+    }
+}
+
+async fn watch_revision(store: Weak<Database>, revision: watch::Sender<i64>, poke: Arc<Notify>) {
+    loop {
+        if revision.receiver_count() > 0 {
+            let Some(db) = store.upgrade() else { return };
+            match tokio::task::spawn_blocking(move || db.read(|tx| tx.policy_revision())).await {
+                Ok(Ok(current)) => {
+                    revision.send_if_modified(|seen| {
+                        let changed = *seen != current;
+                        *seen = current;
+                        changed
+                    });
+                }
+                Ok(Err(e)) => tracing::warn!(error = %e, "reading the policy revision"),
+                Err(e) => tracing::warn!(error = %e, "policy revision task failed"),
+            }
+        } else if store.strong_count() == 0 {
+            return;
+        }
+        let pause = if revision.receiver_count() > 0 { POLL } else { Duration::from_secs(1) };
+        tokio::select! {
+            _ = poke.notified() => {}
+            _ = tokio::time::sleep(pause) => {}
+        }
+    }
+}
+
+fn host_of(text: &str) -> Result<String> {
+    if valid_host(text) { Ok(text.to_string()) } else { Err(ApiError::not_found(format!("Host {text} could not be found"))) }
+}
+
+/// The host's policy at the current revision, read in one transaction.
+async fn read_policy(state: &AppState, client_id: i64, host: String) -> Result<HostPolicy> {
+    state
+        .read(move |tx| {
+            let revision = tx.policy_revision()?;
+            let ports = tx.list_ports(client_id, &PortFilter { host: Some(host.clone()), ..PortFilter::default() })?;
+            let mut group_ids: Vec<Uuid> = Vec::new();
+            for id in ports.iter().flat_map(|p| p.security_group_ids.iter()) {
+                if !group_ids.contains(id) {
+                    group_ids.push(*id);
+                }
+            }
+            let groups = tx.groups_by_ids(&group_ids)?;
+            let mut remote: Vec<Uuid> = groups.iter().flat_map(|g| g.rules.iter().filter_map(|r| r.spec.remote_group_id)).collect();
+            remote.sort();
+            remote.dedup();
+            let members = tx.ports_in_groups(&remote)?;
+            Ok(HostPolicy::build(&host, revision, &ports, &groups, &members))
+        })
+        .await
+}
+
+/// `GET /palisade/v1/agents/{host}/policy?after=REV&wait=SECONDS`: the policy of the caller's
+/// ports on `host` (200, header `x-policy-revision`), or 304 when the revision did not pass
+/// `after` within `wait` seconds.
+pub async fn policy(State(state): State<Arc<AppState>>, caller: Caller, Path(host): Path<String>, query: Query) -> Result<Response> {
+    let host = host_of(&host)?;
+    let mut errors = FieldErrors::new();
+    let after = query.int("after", 0, i64::MAX, &mut errors);
+    let wait = query.int("wait", 0, MAX_WAIT_SECONDS, &mut errors).unwrap_or(0);
+    if !errors.is_empty() {
+        return Err(errors.into());
+    }
+    if let Some(after) = after {
+        let mut rx = state.policy.subscribe(&state.store);
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(wait as u64);
+        let store = state.store.clone();
+        let mut current = tokio::task::spawn_blocking(move || store.read(|tx| tx.policy_revision()))
+            .await
+            .map_err(|e| ApiError::Internal(e.to_string()))??;
+        while current <= after {
+            match tokio::time::timeout_at(deadline, rx.changed()).await {
+                Ok(Ok(())) => current = *rx.borrow_and_update(),
+                Ok(Err(_)) | Err(_) => {
+                    let mut response = StatusCode::NOT_MODIFIED.into_response();
+                    response.headers_mut().insert("x-policy-revision", HeaderValue::from(current.max(after)));
+                    return Ok(response);
+                }
+            }
+        }
+    }
+    let policy = read_policy(&state, caller.client_id, host).await?;
+    let revision = policy.revision;
+    let mut response = Json(policy).into_response();
+    response.headers_mut().insert("x-policy-revision", HeaderValue::from(revision));
+    Ok(response)
+}
+
+#[derive(Serialize)]
+pub struct AgentOut {
+    pub host: String,
+    pub applied_revision: i64,
+    pub reported_at: String,
+    /// Whether the agent has applied the current policy revision.
+    pub in_sync: bool,
+}
+
+fn agent_out(agent: &AgentRecord, revision: i64) -> AgentOut {
+    AgentOut {
+        host: agent.host.clone(),
+        applied_revision: agent.applied_revision,
+        reported_at: time::with_zone(agent.reported_at),
+        in_sync: agent.applied_revision >= revision,
+    }
+}
+
+/// `PUT /palisade/v1/agents/{host}/status` with `{"applied_revision": N}`.
+pub async fn report(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+    Path(host): Path<String>,
+    JsonBody(body): JsonBody,
+) -> Result<Json<AgentOut>> {
+    let host = host_of(&host)?;
+    let obj = input::object(&body, "")?;
+    let applied_revision = match obj.get("applied_revision") {
+        Some(Value::Number(n)) if n.as_i64().is_some_and(|n| n >= 0) => n.as_i64().unwrap_or_default(),
+        Some(_) => return Err(ApiError::invalid("applied_revision", "Input should be a non-negative integer")),
+        None => return Err(ApiError::invalid("applied_revision", "Field required")),
+    };
+    let agent = AgentRecord { client_id: caller.client_id, host, applied_revision, reported_at: now_ms() };
+    let (agent, revision) = state
+        .write(move |tx| {
+            tx.report_agent(&agent)?;
+            Ok((agent, tx.policy_revision()?))
+        })
+        .await?;
+    Ok(Json(agent_out(&agent, revision)))
+}
+
+#[derive(Serialize)]
+pub struct AgentList {
+    pub policy_revision: i64,
+    pub count: u64,
+    pub results: Vec<AgentOut>,
+}
+
+/// `GET /palisade/v1/agents`: every agent of the caller's client, the revision it applied, and
+/// whether that is the current one.
+pub async fn list(State(state): State<Arc<AppState>>, caller: Caller) -> Result<Json<AgentList>> {
+    let client = caller.client_id;
+    let (agents, revision) = state.read(move |tx| Ok((tx.list_agents(client)?, tx.policy_revision()?))).await?;
+    let results: Vec<AgentOut> = agents.iter().map(|a| agent_out(a, revision)).collect();
+    Ok(Json(AgentList { policy_revision: revision, count: results.len() as u64, results }))
+}

@@ -1,0 +1,411 @@
+//! The policy IR: what one host must enforce, as the API ships it to the host's agent, and its
+//! compiled form that the nftables renderer (crate `dataplane`) and a verdict engine share.
+//!
+//! Rules and membership travel separately (SEMANTICS.md §2.4): a group's rules name a remote group
+//! by id, and the members of every remote group are listed once, never multiplied by the rules or
+//! the ports that use them.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::cidr::Cidr;
+use crate::group::Group;
+use crate::port::{MacAddr, Port};
+use crate::rule::{Direction, Ethertype};
+
+/// The policy of one host at one revision (the body of `GET /palisade/v1/agents/{host}/policy`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HostPolicy {
+    pub host: String,
+    /// The global policy revision this policy was read at.
+    pub revision: i64,
+    pub ports: Vec<PortPolicy>,
+    /// Every group bound to a port of the host, with its rules.
+    pub security_groups: Vec<GroupPolicy>,
+    /// The members of every group that a rule of `security_groups` names as its remote group.
+    pub remote_groups: Vec<RemoteGroup>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PortPolicy {
+    pub id: Uuid,
+    pub instance_id: Uuid,
+    pub device: String,
+    pub mac_address: String,
+    pub fixed_ips: Vec<IpAddr>,
+    pub security_group_ids: Vec<Uuid>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GroupPolicy {
+    pub id: Uuid,
+    pub rules: Vec<RulePolicy>,
+}
+
+/// A rule in canonical form, the protocol by number.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RulePolicy {
+    pub id: Uuid,
+    pub direction: String,
+    pub ethertype: String,
+    pub protocol: Option<u8>,
+    pub port_range_min: Option<u16>,
+    pub port_range_max: Option<u16>,
+    pub remote_ip_prefix: Option<String>,
+    pub remote_group_id: Option<Uuid>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RemoteGroup {
+    pub id: Uuid,
+    /// Fixed addresses of every port bound to the group, sorted.
+    pub members: Vec<IpAddr>,
+}
+
+impl HostPolicy {
+    /// Assembles a host's policy from its ports, the groups bound to them, and the ports bound to
+    /// the remote groups those groups' rules name (`members`, on any host).
+    pub fn build(host: &str, revision: i64, ports: &[Port], groups: &[Group], members: &[Port]) -> HostPolicy {
+        let ports_out = ports
+            .iter()
+            .map(|p| PortPolicy {
+                id: p.id,
+                instance_id: p.instance_id,
+                device: p.device.clone(),
+                mac_address: p.mac.to_string(),
+                fixed_ips: p.fixed_ips.clone(),
+                security_group_ids: p.security_group_ids.clone(),
+            })
+            .collect();
+        let mut remote_ids = BTreeSet::new();
+        let groups_out = groups
+            .iter()
+            .map(|g| GroupPolicy {
+                id: g.id,
+                rules: g
+                    .rules
+                    .iter()
+                    .map(|r| {
+                        if let Some(remote) = r.spec.remote_group_id {
+                            remote_ids.insert(remote);
+                        }
+                        RulePolicy {
+                            id: r.id,
+                            direction: r.spec.direction.as_str().to_string(),
+                            ethertype: r.spec.ethertype.as_str().to_string(),
+                            protocol: r.spec.protocol.map(|p| p.number()),
+                            port_range_min: r.spec.port_range_min,
+                            port_range_max: r.spec.port_range_max,
+                            remote_ip_prefix: r.spec.remote_ip_prefix.map(|c| c.to_string()),
+                            remote_group_id: r.spec.remote_group_id,
+                        }
+                    })
+                    .collect(),
+            })
+            .collect();
+        let remote_groups = remote_ids
+            .into_iter()
+            .map(|id| {
+                let set: BTreeSet<IpAddr> =
+                    members.iter().filter(|p| p.security_group_ids.contains(&id)).flat_map(|p| p.fixed_ips.iter().copied()).collect();
+                RemoteGroup { id, members: set.into_iter().collect() }
+            })
+            .collect();
+        HostPolicy { host: host.to_string(), revision, ports: ports_out, security_groups: groups_out, remote_groups }
+    }
+}
+
+/// What a rule matches at layer 4.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum L4 {
+    Any,
+    /// Destination ports, inclusive (TCP, UDP, UDP-Lite, SCTP, DCCP).
+    Ports(u16, u16),
+    /// ICMP or ICMPv6 type, and code if given.
+    Icmp(u8, Option<u8>),
+}
+
+/// Who is on the other side of a rule.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Remote {
+    Any,
+    Prefix(Cidr),
+    Group(Uuid),
+}
+
+/// One rule, ready to match packets.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Match {
+    pub rule_id: Uuid,
+    pub group_id: Uuid,
+    pub direction: Direction,
+    pub family: Ethertype,
+    pub protocol: Option<u8>,
+    pub l4: L4,
+    pub remote: Remote,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CompiledGroup {
+    pub id: Uuid,
+    pub ingress: Vec<Match>,
+    pub egress: Vec<Match>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CompiledPort {
+    pub id: Uuid,
+    pub device: String,
+    pub mac: MacAddr,
+    pub ipv4: Vec<Ipv4Addr>,
+    pub ipv6: Vec<Ipv6Addr>,
+    pub groups: Vec<Uuid>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Members {
+    pub ipv4: BTreeSet<Ipv4Addr>,
+    pub ipv6: BTreeSet<Ipv6Addr>,
+}
+
+/// A host's policy, checked and typed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CompiledHost {
+    pub revision: i64,
+    pub ports: Vec<CompiledPort>,
+    pub groups: BTreeMap<Uuid, CompiledGroup>,
+    /// Every remote group a rule names, with its members (empty when it has none).
+    pub remote_groups: BTreeMap<Uuid, Members>,
+}
+
+/// A packet as a verdict engine sees it, from the port's point of view.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Flow {
+    pub direction: Direction,
+    /// The other end: the source of an ingress packet, the destination of an egress one.
+    pub remote: IpAddr,
+    pub protocol: u8,
+    /// Destination port (TCP/UDP-like) or ICMP type.
+    pub dport_or_type: u16,
+    /// ICMP code.
+    pub code: u8,
+}
+
+impl Match {
+    pub fn matches(&self, flow: &Flow, members: &BTreeMap<Uuid, Members>) -> bool {
+        if flow.direction != self.direction {
+            return false;
+        }
+        let family = if flow.remote.is_ipv4() { Ethertype::IPv4 } else { Ethertype::IPv6 };
+        if family != self.family || self.protocol.is_some_and(|p| p != flow.protocol) {
+            return false;
+        }
+        let l4 = match self.l4 {
+            L4::Any => true,
+            L4::Ports(min, max) => (min..=max).contains(&flow.dport_or_type),
+            L4::Icmp(kind, code) => u16::from(kind) == flow.dport_or_type && code.is_none_or(|c| c == flow.code),
+        };
+        l4 && match self.remote {
+            Remote::Any => true,
+            Remote::Prefix(cidr) => cidr.contains(flow.remote),
+            Remote::Group(id) => members.get(&id).is_some_and(|m| match flow.remote {
+                IpAddr::V4(a) => m.ipv4.contains(&a),
+                IpAddr::V6(a) => m.ipv6.contains(&a),
+            }),
+        }
+    }
+}
+
+impl CompiledHost {
+    /// The first rule of the port's groups that allows `flow`, if any (connection tracking aside:
+    /// this is the verdict for a new connection).
+    pub fn verdict(&self, port: Uuid, flow: &Flow) -> Option<&Match> {
+        let port = self.ports.iter().find(|p| p.id == port)?;
+        port.groups.iter().filter_map(|g| self.groups.get(g)).find_map(|g| {
+            let rules = if flow.direction == Direction::Ingress { &g.ingress } else { &g.egress };
+            rules.iter().find(|m| m.matches(flow, &self.remote_groups))
+        })
+    }
+}
+
+/// Checks and types a host policy. A rule that cannot be understood is an error: an agent must
+/// not enforce a policy it reads differently from the API.
+pub fn compile(policy: &HostPolicy) -> Result<CompiledHost, String> {
+    let mut groups = BTreeMap::new();
+    let mut remote_groups: BTreeMap<Uuid, Members> = BTreeMap::new();
+    for group in &policy.security_groups {
+        let mut compiled = CompiledGroup { id: group.id, ingress: Vec::new(), egress: Vec::new() };
+        for rule in &group.rules {
+            let m = compile_rule(group.id, rule)?;
+            if let Remote::Group(id) = m.remote {
+                remote_groups.entry(id).or_default();
+            }
+            match m.direction {
+                Direction::Ingress => compiled.ingress.push(m),
+                Direction::Egress => compiled.egress.push(m),
+            }
+        }
+        groups.insert(group.id, compiled);
+    }
+    for remote in &policy.remote_groups {
+        let members = remote_groups.entry(remote.id).or_default();
+        for ip in &remote.members {
+            match ip {
+                IpAddr::V4(a) => members.ipv4.insert(*a),
+                IpAddr::V6(a) => members.ipv6.insert(*a),
+            };
+        }
+    }
+    let mut ports = Vec::new();
+    let mut devices = BTreeSet::new();
+    for port in &policy.ports {
+        if !crate::port::valid_device(&port.device) || !devices.insert(port.device.clone()) {
+            return Err(format!("port {}: device {:?} is invalid or used twice", port.id, port.device));
+        }
+        let mac = port.mac_address.parse().map_err(|_| format!("port {}: bad MAC address {:?}", port.id, port.mac_address))?;
+        for g in &port.security_group_ids {
+            if !groups.contains_key(g) {
+                return Err(format!("port {}: group {g} is bound but not shipped", port.id));
+            }
+        }
+        ports.push(CompiledPort {
+            id: port.id,
+            device: port.device.clone(),
+            mac,
+            ipv4: port.fixed_ips.iter().filter_map(|ip| if let IpAddr::V4(a) = ip { Some(*a) } else { None }).collect(),
+            ipv6: port.fixed_ips.iter().filter_map(|ip| if let IpAddr::V6(a) = ip { Some(*a) } else { None }).collect(),
+            groups: port.security_group_ids.clone(),
+        });
+    }
+    Ok(CompiledHost { revision: policy.revision, ports, groups, remote_groups })
+}
+
+fn compile_rule(group_id: Uuid, rule: &RulePolicy) -> Result<Match, String> {
+    let bad = |what: &str| format!("rule {}: {what}", rule.id);
+    let direction = Direction::parse(&rule.direction).ok_or_else(|| bad("unknown direction"))?;
+    let family = Ethertype::parse(&rule.ethertype).ok_or_else(|| bad("unknown ethertype"))?;
+    let l4 = match rule.protocol {
+        Some(1 | 58) => match rule.port_range_min {
+            None => L4::Any,
+            Some(kind) => L4::Icmp(
+                u8::try_from(kind).map_err(|_| bad("ICMP type out of range"))?,
+                rule.port_range_max.map(u8::try_from).transpose().map_err(|_| bad("ICMP code out of range"))?,
+            ),
+        },
+        Some(_) => match (rule.port_range_min, rule.port_range_max) {
+            (None, None) => L4::Any,
+            (Some(min), max) => L4::Ports(min, max.unwrap_or(min)),
+            (None, Some(_)) => return Err(bad("port_range_max without port_range_min")),
+        },
+        None if rule.port_range_min.is_some() || rule.port_range_max.is_some() => return Err(bad("ports without a protocol")),
+        None => L4::Any,
+    };
+    let remote = match (&rule.remote_ip_prefix, rule.remote_group_id) {
+        (Some(_), Some(_)) => return Err(bad("both a remote prefix and a remote group")),
+        (Some(text), None) => {
+            let cidr: Cidr = text.parse().map_err(|_| bad("bad remote_ip_prefix"))?;
+            if cidr.ethertype() != family {
+                return Err(bad("remote_ip_prefix of the other family"));
+            }
+            if cidr.is_everything() { Remote::Any } else { Remote::Prefix(cidr.network()) }
+        }
+        (None, Some(id)) => Remote::Group(id),
+        (None, None) => Remote::Any,
+    };
+    Ok(Match { rule_id: rule.id, group_id, direction, family, protocol: rule.protocol, l4, remote })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rule(direction: &str, ethertype: &str, protocol: Option<u8>, ports: (Option<u16>, Option<u16>), prefix: Option<&str>, group: Option<Uuid>) -> RulePolicy {
+        RulePolicy {
+            id: Uuid::new_v4(),
+            direction: direction.into(),
+            ethertype: ethertype.into(),
+            protocol,
+            port_range_min: ports.0,
+            port_range_max: ports.1,
+            remote_ip_prefix: prefix.map(str::to_owned),
+            remote_group_id: group,
+        }
+    }
+
+    fn policy() -> (HostPolicy, Uuid, Uuid) {
+        let web = Uuid::new_v4();
+        let remote = Uuid::new_v4();
+        let port = Uuid::new_v4();
+        let p = HostPolicy {
+            host: "h1".into(),
+            revision: 7,
+            ports: vec![PortPolicy {
+                id: port,
+                instance_id: Uuid::new_v4(),
+                device: "tap1".into(),
+                mac_address: "02:00:00:00:00:01".into(),
+                fixed_ips: vec!["10.0.0.5".parse().unwrap(), "fd00::5".parse().unwrap()],
+                security_group_ids: vec![web],
+            }],
+            security_groups: vec![GroupPolicy {
+                id: web,
+                rules: vec![
+                    rule("ingress", "IPv4", Some(6), (Some(80), Some(80)), Some("10.1.0.0/16"), None),
+                    rule("ingress", "IPv4", Some(1), (Some(8), None), None, None),
+                    rule("ingress", "IPv6", Some(17), (Some(53), Some(53)), None, Some(remote)),
+                    rule("egress", "IPv4", None, (None, None), Some("0.0.0.0/0"), None),
+                ],
+            }],
+            remote_groups: vec![RemoteGroup { id: remote, members: vec!["fd00::9".parse().unwrap(), "10.9.9.9".parse().unwrap()] }],
+        };
+        (p, port, remote)
+    }
+
+    fn flow(direction: Direction, remote: &str, protocol: u8, port: u16, code: u8) -> Flow {
+        Flow { direction, remote: remote.parse().unwrap(), protocol, dport_or_type: port, code }
+    }
+
+    #[test]
+    fn verdicts_follow_rules() {
+        let (p, port, _) = policy();
+        let host = compile(&p).unwrap();
+        let allowed = |f: Flow| host.verdict(port, &f).map(|m| m.rule_id);
+        let rules = &p.security_groups[0].rules;
+        assert_eq!(allowed(flow(Direction::Ingress, "10.1.2.3", 6, 80, 0)), Some(rules[0].id));
+        assert_eq!(allowed(flow(Direction::Ingress, "10.2.0.1", 6, 80, 0)), None, "outside the prefix");
+        assert_eq!(allowed(flow(Direction::Ingress, "10.1.2.3", 6, 81, 0)), None, "other port");
+        assert_eq!(allowed(flow(Direction::Ingress, "1.2.3.4", 1, 8, 0)), Some(rules[1].id), "echo request, any code");
+        assert_eq!(allowed(flow(Direction::Ingress, "1.2.3.4", 1, 0, 0)), None, "echo reply is another type");
+        assert_eq!(allowed(flow(Direction::Ingress, "fd00::9", 17, 53, 0)), Some(rules[2].id), "remote group member");
+        assert_eq!(allowed(flow(Direction::Ingress, "fd00::8", 17, 53, 0)), None, "not a member");
+        assert_eq!(allowed(flow(Direction::Egress, "8.8.8.8", 17, 53, 0)), Some(rules[3].id));
+        assert_eq!(allowed(flow(Direction::Egress, "2001:db8::1", 17, 53, 0)), None, "no IPv6 egress rule");
+    }
+
+    #[test]
+    fn membership_is_shipped_once_per_group() {
+        let (p, _, remote) = policy();
+        let host = compile(&p).unwrap();
+        assert_eq!(host.remote_groups.len(), 1);
+        assert_eq!(host.remote_groups[&remote].ipv4.len(), 1);
+        assert_eq!(host.remote_groups[&remote].ipv6.len(), 1);
+        // The everything-prefix is no restriction at all.
+        assert_eq!(host.groups.values().next().unwrap().egress[0].remote, Remote::Any);
+    }
+
+    #[test]
+    fn refuses_what_it_cannot_enforce() {
+        let (mut p, _, _) = policy();
+        p.ports[0].device = "bad\"name".into();
+        assert!(compile(&p).is_err());
+        let (mut p, _, _) = policy();
+        p.security_groups[0].rules[0].direction = "sideways".into();
+        assert!(compile(&p).is_err());
+        let (mut p, _, _) = policy();
+        p.ports[0].security_group_ids.push(Uuid::new_v4());
+        assert!(compile(&p).is_err());
+    }
+}

@@ -1,0 +1,47 @@
+//! `palisade agent`: the host agent's flags and wiring (the agent itself is `palisade_dataplane`).
+
+use clap::Args;
+use palisade_dataplane::agent::{Agent, AgentConfig};
+use palisade_dataplane::apply::Tools;
+
+#[derive(Debug, Clone, Args)]
+pub struct AgentArgs {
+    /// Base URL of the Palisade API, e.g. `http://127.0.0.1:8080`.
+    #[arg(long, env = "PALISADE_API")]
+    pub api: String,
+    /// This host's name, as ports are registered with it.
+    #[arg(long, env = "PALISADE_AGENT_HOST")]
+    pub host: String,
+    /// API key (`<id>$<secret>`) of the client whose ports this host runs.
+    #[arg(long, env = "PALISADE_API_KEY", hide_env_values = true)]
+    pub api_key: String,
+    /// Seconds one long-poll may wait for a change.
+    #[arg(long, default_value_t = 30)]
+    pub wait: u64,
+    /// The `nft` binary.
+    #[arg(long, default_value = "nft")]
+    pub nft: String,
+    /// The `conntrack` binary.
+    #[arg(long, default_value = "conntrack")]
+    pub conntrack: String,
+    /// Log format: `text` or `json`.
+    #[arg(long, env = "PALISADE_LOG_FORMAT", default_value = "text")]
+    pub log_format: String,
+}
+
+/// Runs the agent until SIGTERM or Ctrl-C.
+pub fn run(args: AgentArgs) -> anyhow::Result<()> {
+    crate::init_logging(&args.log_format);
+    if !palisade_core::port::valid_host(&args.host) {
+        anyhow::bail!("--host {:?} is not a valid host name", args.host);
+    }
+    let config = AgentConfig {
+        api: args.api,
+        host: args.host,
+        api_key: args.api_key,
+        wait: args.wait.clamp(1, 300),
+        tools: Tools { nft: args.nft, conntrack: args.conntrack },
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    runtime.block_on(async move { Agent::new(config)?.run(crate::startup::shutdown_signal()).await })
+}

@@ -1,0 +1,358 @@
+//! A host and its instances in network namespaces, the API and the real agent binary inside the
+//! host namespace, and a small API client.
+//!
+//! The host namespace routes between instances: each instance has a veth pair whose host end is
+//! the port's device (`tapN`), the instance's addresses are /32 and /128 with a default route to
+//! 169.254.1.1 / fe80::1 on the host end, and the host has a route per instance address. Routed
+//! traffic crosses the host's prerouting and forward hooks, where the agent's table filters it.
+//! Nothing is done outside the namespaces this file creates; each is deleted on drop.
+
+use std::net::{Ipv4Addr, Ipv6Addr};
+use std::os::fd::AsRawFd;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use palisade::config::Config;
+use palisade::startup::{Application, create_key};
+use palisade_api::ApiConfig;
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use uuid::Uuid;
+
+static NEXT: AtomicUsize = AtomicUsize::new(0);
+
+/// True when the tests can run here (root, with `ip`, `nft` and `conntrack`); otherwise says why.
+pub fn can_run() -> bool {
+    let root = unsafe { libc::geteuid() } == 0;
+    let tools = ["ip", "nft", "conntrack"].iter().all(|t| Command::new(t).arg("-V").output().is_ok() || Command::new(t).arg("--version").output().is_ok());
+    if !root || !tools {
+        eprintln!("SKIPPED: the data-plane tests need root and ip, nft and conntrack (network namespaces); root={root} tools={tools}");
+        return false;
+    }
+    true
+}
+
+#[track_caller]
+pub fn run(args: &[&str]) -> String {
+    let output = Command::new(args[0]).args(&args[1..]).output().unwrap_or_else(|e| panic!("running {args:?}: {e}"));
+    assert!(output.status.success(), "{args:?} failed: {}", String::from_utf8_lossy(&output.stderr));
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+/// A named network namespace, deleted on drop.
+pub struct Netns {
+    pub name: String,
+}
+
+impl Netns {
+    pub fn new(role: &str) -> Netns {
+        let name = format!("pal{}-{}-{role}", std::process::id(), NEXT.fetch_add(1, Ordering::SeqCst));
+        run(&["ip", "netns", "add", &name]);
+        let ns = Netns { name };
+        ns.sh("ip link set lo up");
+        ns
+    }
+
+    /// Runs a shell command inside the namespace; panics when it fails.
+    #[track_caller]
+    pub fn sh(&self, command: &str) -> String {
+        run(&["ip", "netns", "exec", &self.name, "sh", "-c", command])
+    }
+
+    /// Runs `f` on a thread that entered the namespace: sockets it creates live there.
+    pub fn enter<T: Send + 'static>(&self, f: impl FnOnce() -> T + Send + 'static) -> T {
+        let path = format!("/run/netns/{}", self.name);
+        std::thread::spawn(move || {
+            let file = std::fs::File::open(&path).expect("opening the namespace");
+            assert_eq!(unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) }, 0, "setns: {}", std::io::Error::last_os_error());
+            f()
+        })
+        .join()
+        .expect("namespace thread panicked")
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        let _ = Command::new("ip").args(["netns", "del", &self.name]).status();
+    }
+}
+
+/// An instance: its namespace and the port the platform registers for it.
+pub struct Instance {
+    pub ns: Netns,
+    pub device: String,
+    pub mac: String,
+    pub v4: Ipv4Addr,
+    pub v6: Ipv6Addr,
+    pub port_id: Uuid,
+    pub instance_id: Uuid,
+}
+
+pub struct Lab {
+    pub instances: Vec<Instance>,
+    pub host: Netns,
+    pub dir: PathBuf,
+}
+
+impl Lab {
+    pub fn new(count: usize) -> Lab {
+        let host = Netns::new("host");
+        for setting in ["net.ipv4.ip_forward=1", "net.ipv6.conf.all.forwarding=1", "net.ipv4.conf.all.rp_filter=0", "net.ipv4.conf.default.rp_filter=0"] {
+            host.sh(&format!("sysctl -qw {setting}"));
+        }
+        let mut instances = Vec::new();
+        for i in 1..=count {
+            let ns = Netns::new(&format!("vm{i}"));
+            let device = format!("tap{i}");
+            let mac = format!("02:00:00:00:00:{:02x}", i);
+            let v4 = Ipv4Addr::new(10, 77, 0, 10 + i as u8);
+            let v6: Ipv6Addr = format!("fd77::{}", 10 + i).parse().unwrap();
+            host.sh(&format!("ip link add {device} type veth peer name eth0 netns {}", ns.name));
+            host.sh(&format!(
+                "sysctl -qw net.ipv4.conf.{device}.rp_filter=0 && ip link set {device} up && ip addr add 169.254.1.1/32 dev {device} \
+                 && ip -6 addr add fe80::1/64 dev {device} nodad && ip route add {v4}/32 dev {device} && ip -6 route add {v6}/128 dev {device}"
+            ));
+            ns.sh(&format!(
+                "ip link set eth0 address {mac} && ip addr add {v4}/32 dev eth0 && ip -6 addr add {v6}/128 dev eth0 nodad \
+                 && ip link set eth0 up && ip route add 169.254.1.1 dev eth0 && ip route add default via 169.254.1.1 dev eth0 \
+                 && ip -6 route add default via fe80::1 dev eth0"
+            ));
+            instances.push(Instance { ns, device, mac, v4, v6, port_id: Uuid::new_v4(), instance_id: Uuid::new_v4() });
+        }
+        let dir = std::env::temp_dir().join(format!("palisade-dataplane-{}", Uuid::new_v4().simple()));
+        std::fs::create_dir_all(&dir).unwrap();
+        Lab { instances, host, dir }
+    }
+
+    /// The ruleset of the host namespace (the agent's table and nothing else).
+    pub fn nft(&self, command: &str) -> String {
+        self.host.sh(&format!("nft {command}"))
+    }
+
+    /// Runs `body` on a runtime whose threads live in the host namespace (the API, the agent and
+    /// the test's API client all run there); a panic in `body` fails the test after cleanup.
+    pub fn run<'a, F, Fut>(&'a self, body: F)
+    where
+        F: FnOnce(&'a Lab) -> Fut + Send,
+        Fut: std::future::Future<Output = ()>,
+    {
+        let path = format!("/run/netns/{}", self.host.name);
+        let result = std::thread::scope(|scope| {
+            scope
+                .spawn(move || {
+                    let file = std::fs::File::open(&path).expect("opening the host namespace");
+                    assert_eq!(unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) }, 0);
+                    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+                    runtime.block_on(body(self));
+                })
+                .join()
+        });
+        if let Err(panic) = result {
+            std::panic::resume_unwind(panic);
+        }
+    }
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+pub const API: &str = "127.0.0.1:8080";
+
+/// The service, in-process, listening on [`API`] in the namespace of the calling thread.
+pub struct Server {
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    handle: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl Server {
+    pub async fn start(dir: &std::path::Path) -> Server {
+        let config = Config {
+            listen: API.into(),
+            database_url: format!("sqlite:{}", dir.join("palisade.db").display()),
+            sqlite_synchronous: "normal".into(),
+            log_format: "text".into(),
+            bootstrap_key: false,
+            api: ApiConfig::default(),
+        };
+        let app = Application::build(config).await.expect("starting the API");
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let handle = tokio::spawn(async move {
+            app.run_until_stopped(async move {
+                let _ = stopped.await;
+            })
+            .await
+            .expect("serving");
+        });
+        Server { stop: Some(stop), handle: Some(handle) }
+    }
+
+    pub async fn stop(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(handle) = self.handle.take() {
+            handle.abort();
+            let _ = handle.await;
+        }
+    }
+}
+
+/// Creates an API key in the database at `dir` (client 1, user 1).
+pub fn new_key(dir: &std::path::Path) -> String {
+    let url = format!("sqlite:{}", dir.join("palisade.db").display());
+    let store = palisade_store::Database::open(&url, "normal").expect("opening the database");
+    create_key(&store, 1, 1, None, "dataplane-test").expect("creating a key")
+}
+
+/// The real `palisade agent` process, killed on drop.
+pub struct AgentProcess {
+    child: Child,
+    pub log: PathBuf,
+}
+
+impl AgentProcess {
+    /// Spawned from a thread of the host namespace, so it runs there.
+    pub fn spawn(dir: &std::path::Path, token: &str, host: &str) -> AgentProcess {
+        let log = dir.join(format!("agent-{}.log", NEXT.fetch_add(1, Ordering::SeqCst)));
+        let child = Command::new(env!("CARGO_BIN_EXE_palisade"))
+            .args(["agent", "--api", &format!("http://{API}"), "--host", host, "--wait", "20"])
+            .env("PALISADE_API_KEY", token)
+            .env("RUST_LOG", "info,palisade_dataplane=debug")
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .expect("spawning palisade agent");
+        AgentProcess { child, log }
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for AgentProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A JSON client of the API.
+#[derive(Clone)]
+pub struct Api {
+    client: reqwest::Client,
+    token: String,
+}
+
+impl Api {
+    pub fn new(token: &str) -> Api {
+        Api { client: reqwest::Client::new(), token: token.to_string() }
+    }
+
+    pub async fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> (StatusCode, Value) {
+        let mut request = self.client.request(method, format!("http://{API}{path}")).header("Authorization", format!("APIKey {}", self.token));
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request.send().await.expect("calling the API");
+        let status = response.status();
+        let text = response.text().await.unwrap_or_default();
+        (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+    }
+
+    #[track_caller]
+    pub fn expect(status: StatusCode, want: u16, body: &Value) {
+        assert_eq!(status.as_u16(), want, "body: {body}");
+    }
+
+    /// Creates a group (legacy synchronous create) with the given rules; returns its id.
+    pub async fn group(&self, name: &str, rules: Vec<Value>) -> Uuid {
+        let (status, body) = self
+            .call(reqwest::Method::POST, "/cloud/v1/securitygroups/1/1", Some(json!({"security_group": {"name": name, "security_group_rules": rules}})))
+            .await;
+        Api::expect(status, 200, &body);
+        body["id"].as_str().unwrap().parse().unwrap()
+    }
+
+    /// Adds a rule synchronously; returns its id.
+    pub async fn add_rule(&self, group: Uuid, rule: Value) -> Uuid {
+        let (status, body) = self.call(reqwest::Method::POST, &format!("/cloud/v1/securitygroups/1/1/{group}/rules"), Some(rule)).await;
+        Api::expect(status, 200, &body);
+        body["id"].as_str().unwrap().parse().unwrap()
+    }
+
+    pub async fn delete_rule(&self, rule: Uuid) {
+        let (status, body) = self.call(reqwest::Method::DELETE, &format!("/cloud/v1/securitygrouprules/1/1/{rule}"), None).await;
+        Api::expect(status, 204, &body);
+    }
+
+    /// Registers the instance's port on `host`, bound to `groups`.
+    pub async fn register(&self, instance: &Instance, host: &str, groups: &[Uuid]) {
+        let body = json!({
+            "id": instance.port_id,
+            "project_id": 1,
+            "region_id": 1,
+            "instance_id": instance.instance_id,
+            "host": host,
+            "device": instance.device,
+            "mac_address": instance.mac,
+            "fixed_ips": [instance.v4.to_string(), instance.v6.to_string()],
+            "security_group_ids": groups,
+        });
+        let (status, body) = self.call(reqwest::Method::POST, "/palisade/v1/ports", Some(body)).await;
+        Api::expect(status, 201, &body);
+    }
+
+    pub async fn bind(&self, instance: &Instance, groups: &[Uuid]) {
+        let (status, body) = self
+            .call(reqwest::Method::PATCH, &format!("/palisade/v1/ports/{}", instance.port_id), Some(json!({"security_group_ids": groups})))
+            .await;
+        Api::expect(status, 200, &body);
+    }
+
+    /// Waits until the agent of `host` reports the current policy revision; returns it.
+    pub async fn converge(&self, host: &str) -> i64 {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let (status, body) = self.call(reqwest::Method::GET, "/palisade/v1/agents", None).await;
+            Api::expect(status, 200, &body);
+            let current = body["policy_revision"].as_i64().unwrap();
+            let applied = body["results"].as_array().unwrap().iter().find(|a| a["host"] == host).and_then(|a| a["applied_revision"].as_i64());
+            if applied.is_some_and(|a| a >= current) {
+                return current;
+            }
+            assert!(Instant::now() < deadline, "agent of {host} did not apply revision {current} (applied {applied:?})");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+/// A TCP or UDP rule body for the v1 rule create.
+pub fn rule(direction: &str, ethertype: &str, protocol: Option<&str>, port: Option<u16>, prefix: Option<&str>, remote_group: Option<Uuid>) -> Value {
+    let mut r = json!({"direction": direction, "ethertype": ethertype});
+    if let Some(p) = protocol {
+        r["protocol"] = json!(p);
+    }
+    if let Some(port) = port {
+        r["port_range_min"] = json!(port);
+        r["port_range_max"] = json!(port);
+    }
+    if let Some(prefix) = prefix {
+        r["remote_ip_prefix"] = json!(prefix);
+    }
+    if let Some(group) = remote_group {
+        r["remote_group_id"] = json!(group);
+    }
+    r
+}
+
+/// Egress allow-all for both families.
+pub fn egress_all() -> Vec<Value> {
+    vec![rule("egress", "IPv4", None, None, None, None), rule("egress", "IPv6", None, None, None, None)]
+}
