@@ -96,6 +96,27 @@ struct Args {
     /// A label copied into the output (e.g. "sqlite" or "postgres-2-nodes").
     #[arg(long, default_value = "")]
     label: String,
+    /// Process ids of the servers (same machine): their CPU time during the run is reported per
+    /// operation next to the load generator's own, which tells where the cores went.
+    #[arg(long, value_delimiter = ',')]
+    server_pid: Vec<u32>,
+}
+
+/// CPU time (user + system, all threads) of a process, in microseconds, from `/proc/<pid>/stat`.
+fn cpu_micros(pid: &str) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the command name (which may hold spaces) start at field 3 (state).
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: u64 = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+    // USER_HZ is 100 on Linux.
+    Some(ticks * 10_000)
+}
+
+/// CPU time of the servers and of this process.
+fn cpu_snapshot(pids: &[u32]) -> (u64, u64) {
+    let servers = pids.iter().filter_map(|pid| cpu_micros(&pid.to_string())).sum();
+    (servers, cpu_micros("self").unwrap_or(0))
 }
 
 /// Everything an operation needs, shared by the workers.
@@ -262,6 +283,8 @@ async fn create_v1(ctx: &Ctx, client: &mut Client, name: &str, rules: usize) -> 
 struct Outcome {
     samples: Samples,
     elapsed: Duration,
+    server_cpu_us: u64,
+    client_cpu_us: u64,
 }
 
 /// Runs `ops` operations (at most) on `concurrency` workers until `deadline`.
@@ -299,7 +322,7 @@ async fn drive(ctx: Arc<Ctx>, targets: Arc<Vec<Target>>, args: &Args, ops: u64, 
     for worker in workers {
         samples.merge(worker.await?);
     }
-    Ok(Outcome { samples, elapsed: started.elapsed() })
+    Ok(Outcome { samples, elapsed: started.elapsed(), server_cpu_us: 0, client_cpu_us: 0 })
 }
 
 /// Creates `n` groups of `rules` rules (v1 create, `concurrency` at once); returns their ids.
@@ -391,7 +414,11 @@ async fn run(args: Args) -> anyhow::Result<()> {
     }
 
     let deadline = Instant::now() + Duration::from_secs_f64(args.duration);
-    let outcome = drive(Arc::new(ctx), targets.clone(), &args, ops, deadline).await?;
+    let cpu_before = cpu_snapshot(&args.server_pid);
+    let mut outcome = drive(Arc::new(ctx), targets.clone(), &args, ops, deadline).await?;
+    let cpu_after = cpu_snapshot(&args.server_pid);
+    outcome.server_cpu_us = cpu_after.0.saturating_sub(cpu_before.0);
+    outcome.client_cpu_us = cpu_after.1.saturating_sub(cpu_before.1);
     report(&args, outcome);
     Ok(())
 }
@@ -412,7 +439,7 @@ impl Ctx {
 }
 
 fn report(args: &Args, outcome: Outcome) {
-    let Outcome { mut samples, elapsed } = outcome;
+    let Outcome { mut samples, elapsed, server_cpu_us, client_cpu_us } = outcome;
     let secs = elapsed.as_secs_f64();
     let summary = Summary::of(&mut samples.ops);
     let ok = summary.n as u64;
@@ -437,6 +464,11 @@ fn report(args: &Args, outcome: Outcome) {
         "max_ms": round3(summary.max_ms),
         "polls_per_op": if ok > 0 { round3(samples.polls as f64 / (ok + samples.errors) as f64) } else { 0.0 },
         "phases": phases,
+        // CPU per successful operation (µs); the server's only with --server-pid.
+        "server_cpu_us_per_op": if ok > 0 && !args.server_pid.is_empty() { round3(server_cpu_us as f64 / ok as f64) } else { 0.0 },
+        "client_cpu_us_per_op": if ok > 0 { round3(client_cpu_us as f64 / ok as f64) } else { 0.0 },
+        "server_cpu_cores": if secs > 0.0 { round3(server_cpu_us as f64 / 1e6 / secs) } else { 0.0 },
+        "client_cpu_cores": if secs > 0.0 { round3(client_cpu_us as f64 / 1e6 / secs) } else { 0.0 },
         "error_samples": samples.error_samples,
     });
     let mut table = String::new();
@@ -454,6 +486,12 @@ fn report(args: &Args, outcome: Outcome) {
             phase["mean_ms"].as_f64().unwrap_or(0.0),
             phase["p50_ms"].as_f64().unwrap_or(0.0),
             phase["p99_ms"].as_f64().unwrap_or(0.0)
+        ));
+    }
+    if !args.server_pid.is_empty() {
+        table.push_str(&format!(
+            "      CPU per operation: server {} us, load generator {} us (cores busy: server {}, load generator {})\n",
+            result["server_cpu_us_per_op"], result["client_cpu_us_per_op"], result["server_cpu_cores"], result["client_cpu_cores"]
         ));
     }
     if samples.polls > 0 {

@@ -1,0 +1,185 @@
+#!/usr/bin/env bash
+# Palisade's API benchmarks (docs/benchmarks.md, "API load"): builds release binaries, starts
+# `palisade serve` on a fresh data dir on 127.0.0.1, creates an API key, runs the load generator's
+# workloads W1 (c=1 and c=16), W2, W3, W4, W5, the list-scaling run (100 of 1,000 groups vs 100 of
+# 100,000 groups of 10 rules) and the resident memory of serve with those 100,000 groups, prints a
+# table and writes every result as JSON lines; then stops the server.
+#
+#   scripts/bench.sh                          SQLite (the embedded default)
+#   scripts/bench.sh --database-url postgres://postgres@127.0.0.1:5432/palisade_bench
+#                                             PostgreSQL (the database is dropped and created anew),
+#                                             then the same workloads on two nodes round-robin
+#   options: --duration S   seconds per workload (default 10)
+#            --quick        short runs, no 100,000-group step (a smoke test of the harness)
+#            --no-big       skip the 100,000-group list/RSS step
+#            --nodes N      nodes for the multi-node step with --database-url (default 2; 1 = skip)
+#            --out DIR      where results.jsonl and the server logs go (default: a temp dir)
+#            --skip-build   use the binaries already in target/release
+# Only loopback addresses are ever loaded; each run is bounded by count and time.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+duration=10
+database_url=""
+quick=0
+big=1
+nodes=2
+out=""
+build=1
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --duration) duration="$2"; shift 2 ;;
+        --database-url) database_url="$2"; shift 2 ;;
+        --quick) quick=1; big=0; duration=2; shift ;;
+        --no-big) big=0; shift ;;
+        --nodes) nodes="$2"; shift 2 ;;
+        --out) out="$2"; shift 2 ;;
+        --skip-build) build=0; shift ;;
+        -h|--help) sed -n '2,20p' "$0"; exit 0 ;;
+        *) echo "unknown option $1" >&2; exit 2 ;;
+    esac
+done
+
+if [ "$build" = 1 ]; then
+    # Two invocations on purpose: building them together would unify features (hyper's client)
+    # into the server's build and rebuild it differently from scripts/serve.sh.
+    cargo build --release --locked -p palisade
+    cargo build --release --locked -p palisade-loadgen
+fi
+bin=target/release/palisade
+loadgen=target/release/palisade-loadgen
+
+work="$(mktemp -d /tmp/palisade-bench.XXXXXX)"
+out="${out:-$work}"
+mkdir -p "$out"
+results="$out/results.jsonl"
+: > "$results"
+pids=()
+
+cleanup() {
+    for pid in "${pids[@]}"; do
+        kill "$pid" 2>/dev/null || true
+    done
+    for pid in "${pids[@]}"; do # not our children (started in $(...)): poll until gone
+        for _ in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    done
+    rm -rf "$work/data"
+}
+trap cleanup EXIT
+
+free_port() {
+    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()'
+}
+
+# Quotas off: the runs create tens of thousands of groups in one project (the default quota is 10,000).
+config="$work/palisade.toml"
+printf '[quotas]\nsecurity_group_count = -1\nsecurity_group_rule_count = -1\n' > "$config"
+
+db_args=()
+label=sqlite
+if [ -n "$database_url" ]; then
+    label=postgres
+    dbname="${database_url##*/}"
+    dbname="${dbname%%\?*}"
+    admin="${database_url%/*}/postgres"
+    psql -q "$admin" -c "DROP DATABASE IF EXISTS \"$dbname\"" -c "CREATE DATABASE \"$dbname\""
+    db_args=(--database-url "$database_url")
+else
+    db_args=(--data-dir "$work/data")
+fi
+if ! "$bin" --config "$config" "${db_args[@]}" migrate >/dev/null 2>&1; then
+    echo "this palisade does not take [quotas] in its config; running without" >&2
+    : > "$config"
+fi
+
+start_server() { # name -> prints the port; the pid goes into pids[] via a file
+    local name="$1" port
+    port="$(free_port)"
+    RUST_LOG=warn "$bin" --config "$config" "${db_args[@]}" serve --listen "127.0.0.1:$port" --no-bootstrap-key \
+        > "$out/$name.log" 2>&1 &
+    echo $! > "$work/$name.pid"
+    for _ in $(seq 1 100); do
+        if curl -fsS "http://127.0.0.1:$port/healthz" >/dev/null 2>&1; then
+            echo "$port"
+            return 0
+        fi
+        sleep 0.1
+    done
+    echo "palisade serve did not start; see $out/$name.log" >&2
+    cat "$out/$name.log" >&2
+    return 1
+}
+
+port="$(start_server node1)"
+pids+=("$(cat "$work/node1.pid")")
+server_pid="${pids[0]}"
+token="$("$bin" --config "$config" "${db_args[@]}" keys create --name bench | tail -n 1)"
+url="http://127.0.0.1:$port"
+echo "palisade ($label) at $url, pid $server_pid; results in $results" >&2
+
+count=1000000
+[ "$quick" = 1 ] && count=2000
+
+# run LABEL PROJECT ARGS... : one load-generator run, JSON appended to results.jsonl.
+run() {
+    local run_label="$1" project="$2"
+    shift 2
+    local server_pids
+    server_pids="$(IFS=,; echo "${pids[*]}")"
+    PALISADE_API_KEY="$token" "$loadgen" --url "$url" --project "$project" --region 1 --server-pid "$server_pids" \
+        --duration "$duration" --json --label "$run_label" "$@" >> "$results"
+}
+
+run "$label" 1 --workload W1 --concurrency 1 --count "$count"
+run "$label" 2 --workload W1 --concurrency 16 --count "$count"
+run "$label" 3 --workload W2 --concurrency 16 --count "$count"
+run "$label" 4 --workload W3 --concurrency 16 --count "$count" --seed-groups 1000
+run "$label" 5 --workload W4 --concurrency 16 --count "$count" --groups 1000
+w5_count=$([ "$quick" = 1 ] && echo 2000 || echo 40000)
+run "$label" 6 --workload W5 --concurrency 16 --count "$w5_count"
+
+rss() { awk '/^(VmRSS|VmHWM)/ {printf "%s %d MB  ", $1, $2/1024}' "/proc/$1/status"; }
+
+if [ "$big" = 1 ]; then
+    # List scaling: 100 groups of a project holding 1,000 groups, then of one holding 100,000
+    # (both groups of 10 rules), and the memory of serve with the 100,000.
+    run "$label-1k-groups-10-rules" 10 --workload W3 --concurrency 16 --count "$count" --seed-groups 1000 --seed-rules 10
+    echo "RSS before seeding 100,000 groups: $(rss "$server_pid")" >&2
+    PALISADE_API_KEY="$token" "$loadgen" --url "$url" --project 11 --region 1 --workload seed --concurrency 16 \
+        --count 100000 --duration 600 --seed-rules 10 --json --label "$label-seed-100k" >> "$results"
+    run "$label-100k-groups-10-rules" 11 --workload W3 --concurrency 16 --count "$count" --seed-groups 100000 --seed-rules 10
+    rss_line="$(rss "$server_pid")"
+    echo "RSS with 100,000 groups of 10 rules (after listing them): $rss_line" >&2
+    printf '{"workload":"rss","label":"%s-100k-groups-10-rules","status":"%s"}\n' "$label" "$rss_line" >> "$results"
+fi
+
+if [ -n "$database_url" ] && [ "$nodes" -gt 1 ]; then
+    urls="$url"
+    for n in $(seq 2 "$nodes"); do
+        p="$(start_server "node$n")"
+        pids+=("$(cat "$work/node$n.pid")")
+        urls="$urls,http://127.0.0.1:$p"
+    done
+    url="$urls"
+    multi="$label-${nodes}-nodes"
+    run "$multi" 21 --workload W1 --concurrency 1 --count "$count"
+    run "$multi" 22 --workload W1 --concurrency 16 --count "$count"
+    run "$multi" 23 --workload W2 --concurrency 16 --count "$count"
+    run "$multi" 24 --workload W3 --concurrency 16 --count "$count" --seed-groups 1000
+    run "$multi" 25 --workload W4 --concurrency 16 --count "$count" --groups 1000
+    run "$multi" 26 --workload W5 --concurrency 16 --count "$w5_count"
+fi
+
+echo
+python3 - "$results" <<'EOF'
+import json, sys
+print(f"{'workload':<9}{'conc':>5}{'ops':>9}{'errors':>7}{'ops/s':>9}{'p50 ms':>9}{'p99 ms':>9}{'max ms':>9}{'srv us/op':>10}{'lg us/op':>9}  label")
+for line in open(sys.argv[1]):
+    r = json.loads(line)
+    if r.get("workload") == "rss":
+        print(f"{'rss':<9}{'':>75}  {r['label']}: {r['status']}")
+        continue
+    print(f"{r['workload']:<9}{r['concurrency']:>5}{r['ops']:>9}{r['errors']:>7}{r['ops_per_s']:>9.0f}"
+          f"{r['p50_ms']:>9.3f}{r['p99_ms']:>9.3f}{r['max_ms']:>9.3f}"
+          f"{r.get('server_cpu_us_per_op', 0):>10.0f}{r.get('client_cpu_us_per_op', 0):>9.0f}  {r['label']}")
+EOF
