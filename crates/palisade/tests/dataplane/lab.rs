@@ -162,18 +162,21 @@ impl Drop for Lab {
     }
 }
 
+/// Where the API listens inside a lab's host namespace (the namespace is the lab's own).
 pub const API: &str = "127.0.0.1:8080";
 
-/// The service, in-process, listening on [`API`] in the namespace of the calling thread.
+/// The service, in-process, listening in the namespace of the calling thread.
 pub struct Server {
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     handle: Option<tokio::task::JoinHandle<()>>,
+    pub port: u16,
 }
 
 impl Server {
-    pub async fn start(dir: &std::path::Path) -> Server {
+    /// Serves on `listen` (`127.0.0.1:0` for any free port) with the database in `dir`.
+    pub async fn start(dir: &std::path::Path, listen: &str) -> Server {
         let config = Config {
-            listen: API.into(),
+            listen: listen.into(),
             database_url: format!("sqlite:{}", dir.join("palisade.db").display()),
             sqlite_synchronous: "normal".into(),
             log_format: "text".into(),
@@ -181,6 +184,7 @@ impl Server {
             api: ApiConfig::default(),
         };
         let app = Application::build(config).await.expect("starting the API");
+        let port = app.port();
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let handle = tokio::spawn(async move {
             app.run_until_stopped(async move {
@@ -189,7 +193,7 @@ impl Server {
             .await
             .expect("serving");
         });
-        Server { stop: Some(stop), handle: Some(handle) }
+        Server { stop: Some(stop), handle: Some(handle), port }
     }
 
     pub async fn stop(mut self) {
@@ -200,6 +204,42 @@ impl Server {
             handle.abort();
             let _ = handle.await;
         }
+    }
+}
+
+/// `palisade serve` as a process in the namespace of the calling thread, killed on drop: a
+/// restart test needs the API really gone, connections and all.
+pub struct ServerProcess {
+    child: Child,
+}
+
+impl ServerProcess {
+    pub async fn start(dir: &std::path::Path) -> ServerProcess {
+        let child = Command::new(env!("CARGO_BIN_EXE_palisade"))
+            .args(["--database-url", &format!("sqlite:{}", dir.join("palisade.db").display()), "serve", "--listen", API, "--no-bootstrap-key"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawning palisade serve");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while tokio::net::TcpStream::connect(API).await.is_err() {
+            assert!(Instant::now() < deadline, "palisade serve did not start");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        ServerProcess { child }
+    }
+
+    /// SIGKILL: no graceful anything.
+    pub fn kill(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
 
@@ -248,15 +288,16 @@ impl Drop for AgentProcess {
 pub struct Api {
     client: reqwest::Client,
     token: String,
+    base: String,
 }
 
 impl Api {
-    pub fn new(token: &str) -> Api {
-        Api { client: reqwest::Client::new(), token: token.to_string() }
+    pub fn new(token: &str, port: u16) -> Api {
+        Api { client: reqwest::Client::new(), token: token.to_string(), base: format!("http://127.0.0.1:{port}") }
     }
 
     pub async fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> (StatusCode, Value) {
-        let mut request = self.client.request(method, format!("http://{API}{path}")).header("Authorization", format!("APIKey {}", self.token));
+        let mut request = self.client.request(method, format!("{}{path}", self.base)).header("Authorization", format!("APIKey {}", self.token));
         if let Some(body) = body {
             request = request.json(&body);
         }
@@ -309,13 +350,6 @@ impl Api {
         Api::expect(status, 201, &body);
     }
 
-    pub async fn bind(&self, instance: &Instance, groups: &[Uuid]) {
-        let (status, body) = self
-            .call(reqwest::Method::PATCH, &format!("/palisade/v1/ports/{}", instance.port_id), Some(json!({"security_group_ids": groups})))
-            .await;
-        Api::expect(status, 200, &body);
-    }
-
     /// Waits until the agent of `host` reports the current policy revision; returns it.
     pub async fn converge(&self, host: &str) -> i64 {
         let deadline = Instant::now() + Duration::from_secs(20);
@@ -355,4 +389,45 @@ pub fn rule(direction: &str, ethertype: &str, protocol: Option<&str>, port: Opti
 /// Egress allow-all for both families.
 pub fn egress_all() -> Vec<Value> {
     vec![rule("egress", "IPv4", None, None, None, None), rule("egress", "IPv6", None, None, None, None)]
+}
+
+impl Api {
+    /// Gcore #24 / #25 with `{"name": ...}`: binds or unbinds a group on every port of the instance.
+    pub async fn instance_group(&self, instance: &Instance, name: &str, add: bool) {
+        let action = if add { "addsecuritygroup" } else { "delsecuritygroup" };
+        let (status, body) = self
+            .call(reqwest::Method::POST, &format!("/cloud/v1/instances/1/1/{}/{action}", instance.instance_id), Some(json!({"name": name})))
+            .await;
+        Api::expect(status, 204, &body);
+    }
+}
+
+/// The rules of a chain with their handles, counters left out (they move with traffic).
+pub fn rules_with_handles(listing: &str) -> Vec<String> {
+    listing
+        .lines()
+        .filter(|l| l.contains("# handle") && !l.contains("chain "))
+        .map(|l| {
+            let words: Vec<&str> = l.split_whitespace().collect();
+            let mut out = Vec::new();
+            let mut i = 0;
+            while i < words.len() {
+                if words[i] == "packets" || words[i] == "bytes" {
+                    i += 2;
+                    continue;
+                }
+                out.push(words[i]);
+                i += 1;
+            }
+            out.join(" ")
+        })
+        .collect()
+}
+
+/// The packet count of the first rule of `listing` whose comment contains `comment`.
+pub fn counter(listing: &str, comment: &str) -> u64 {
+    let line = listing.lines().find(|l| l.contains(comment)).unwrap_or_else(|| panic!("no rule {comment:?} in {listing}"));
+    let words: Vec<&str> = line.split_whitespace().collect();
+    let at = words.iter().position(|w| *w == "packets").expect("a counter");
+    words[at + 1].parse().unwrap()
 }

@@ -1,14 +1,17 @@
 //! Data-plane tests: groups created through the API, bound to ports of instances that are network
 //! namespaces on a "host" namespace, enforced by the real `palisade agent` with nftables, and
-//! checked with real traffic. Root only (CI runs as root); they skip with a message otherwise.
+//! checked with real traffic. The netns tests need root (CI runs as root) and skip with a message
+//! otherwise; the API tests of ports and instances run anywhere.
 
 mod lab;
 mod traffic;
 
 use std::net::{IpAddr, SocketAddr};
 
-use lab::{AgentProcess, Api, Lab, Server, can_run, egress_all, new_key, rule};
-use traffic::{tcp_echo_server, tcp_ok};
+use lab::{AgentProcess, Api, Lab, Server, ServerProcess, can_run, counter, egress_all, new_key, rule, rules_with_handles};
+use reqwest::Method;
+use serde_json::{Value, json};
+use traffic::{ping, tcp_connect, tcp_echo_server, tcp_ok, udp_echo_server, udp_ok};
 
 const HOST: &str = "h1";
 
@@ -16,9 +19,17 @@ fn addr(ip: impl Into<IpAddr>, port: u16) -> SocketAddr {
     SocketAddr::new(ip.into(), port)
 }
 
-fn with(mut rules: Vec<serde_json::Value>, more: Vec<serde_json::Value>) -> Vec<serde_json::Value> {
+fn with(mut rules: Vec<Value>, more: Vec<Value>) -> Vec<Value> {
     rules.extend(more);
     rules
+}
+
+/// The lab's API and a token, inside the host namespace.
+async fn start(lab: &Lab) -> (Server, Api, String) {
+    let server = Server::start(&lab.dir, lab::API).await;
+    let token = new_key(&lab.dir);
+    let api = Api::new(&token, server.port);
+    (server, api, token)
 }
 
 #[test]
@@ -28,9 +39,7 @@ fn tcp_by_port_and_by_source_prefix() {
     }
     let lab = Lab::new(3);
     lab.run(|lab| async move {
-        let server = Server::start(&lab.dir).await;
-        let token = new_key(&lab.dir);
-        let api = Api::new(&token);
+        let (server, api, token) = start(lab).await;
         let (a, b, c) = (&lab.instances[0], &lab.instances[1], &lab.instances[2]);
         let a_prefix = format!("{}/32", a.v4);
         let web = api
@@ -62,11 +71,365 @@ fn tcp_by_port_and_by_source_prefix() {
 
         // Per-rule counters name their rule.
         let table = lab.nft("list table inet palisade");
-        let (_, group) = api.call(reqwest::Method::GET, &format!("/cloud/v1/securitygroups/1/1/{web}"), None).await;
+        let (_, group) = api.call(Method::GET, &format!("/cloud/v1/securitygroups/1/1/{web}"), None).await;
         for r in group["security_group_rules"].as_array().unwrap() {
             assert!(table.contains(&format!("accept comment \"rule {}\"", r["id"].as_str().unwrap())), "{table}");
         }
         drop(agent);
         server.stop().await;
     });
+}
+
+#[test]
+fn udp_icmp_by_type_and_ipv6() {
+    if !can_run() {
+        return;
+    }
+    let lab = Lab::new(2);
+    lab.run(|lab| async move {
+        let (server, api, token) = start(lab).await;
+        let (a, c) = (&lab.instances[0], &lab.instances[1]);
+        let web = api
+            .group(
+                "web",
+                with(egress_all(), vec![
+                    rule("ingress", "IPv4", Some("udp"), Some(53), None, None),
+                    rule("ingress", "IPv6", Some("tcp"), Some(80), None, None),
+                    rule("ingress", "IPv6", Some("udp"), Some(53), None, None),
+                ]),
+            )
+            .await;
+        let clients = api.group("clients", egress_all()).await;
+        api.register(a, HOST, &[clients]).await;
+        api.register(c, HOST, &[web]).await;
+        for port in [53, 54] {
+            udp_echo_server(&c.ns, addr(c.v4, port));
+            udp_echo_server(&c.ns, addr(c.v6, port));
+        }
+        for port in [80, 81] {
+            tcp_echo_server(&c.ns, addr(c.v6, port));
+            tcp_echo_server(&c.ns, addr(c.v4, port));
+        }
+        let _agent = AgentProcess::spawn(&lab.dir, &token, HOST);
+        api.converge(HOST).await;
+
+        assert!(udp_ok(&a.ns, addr(c.v4, 53)), "udp 53 is open");
+        assert!(!udp_ok(&a.ns, addr(c.v4, 54)), "udp 54 is not");
+        assert!(udp_ok(&a.ns, addr(c.v6, 53)), "udp 53 over IPv6 is open");
+        assert!(tcp_ok(&a.ns, addr(c.v6, 80)), "tcp 80 over IPv6 is open");
+        assert!(!tcp_ok(&a.ns, addr(c.v6, 81)), "tcp 81 over IPv6 is not");
+        assert!(!tcp_ok(&a.ns, addr(c.v4, 80)), "the tcp 80 rule is IPv6 only");
+
+        // ICMP by type: an echo is refused until a rule for type 8 (IPv4) / 128 (IPv6) exists; a
+        // rule for another type does not open it.
+        assert!(!ping(&a.ns, c.v4.into()) && !ping(&a.ns, c.v6.into()), "no ICMP rule yet");
+        api.add_rule(web, json!({"direction": "ingress", "ethertype": "IPv4", "protocol": "icmp", "port_range_min": 13})).await;
+        api.converge(HOST).await;
+        assert!(!ping(&a.ns, c.v4.into()), "timestamp (13) is not echo (8)");
+        api.add_rule(web, json!({"direction": "ingress", "ethertype": "IPv4", "protocol": "icmp", "port_range_min": 8, "port_range_max": 0})).await;
+        api.add_rule(web, json!({"direction": "ingress", "ethertype": "IPv6", "protocol": "ipv6-icmp", "port_range_min": 128})).await;
+        api.converge(HOST).await;
+        assert!(ping(&a.ns, c.v4.into()), "echo request type 8 code 0 is open");
+        assert!(ping(&a.ns, c.v6.into()), "ICMPv6 echo request type 128 is open");
+        server.stop().await;
+    });
+}
+
+#[test]
+fn remote_group_membership_is_a_set_element_change() {
+    if !can_run() {
+        return;
+    }
+    let lab = Lab::new(3);
+    lab.run(|lab| async move {
+        let (server, api, token) = start(lab).await;
+        let (a, b, c) = (&lab.instances[0], &lab.instances[1], &lab.instances[2]);
+        let clients = api.group("clients", egress_all()).await;
+        let others = api.group("others", egress_all()).await;
+        let web = api
+            .group(
+                "web",
+                with(egress_all(), vec![
+                    rule("ingress", "IPv4", Some("tcp"), Some(80), None, Some(clients)),
+                    rule("ingress", "IPv6", Some("tcp"), Some(80), None, Some(clients)),
+                ]),
+            )
+            .await;
+        api.register(a, HOST, &[clients]).await;
+        api.register(b, HOST, &[others]).await;
+        api.register(c, HOST, &[web]).await;
+        tcp_echo_server(&c.ns, addr(c.v4, 80));
+        tcp_echo_server(&c.ns, addr(c.v6, 80));
+        let _agent = AgentProcess::spawn(&lab.dir, &token, HOST);
+        api.converge(HOST).await;
+
+        assert!(tcp_ok(&a.ns, addr(c.v4, 80)) && tcp_ok(&a.ns, addr(c.v6, 80)), "a is a member of clients");
+        assert!(!tcp_ok(&b.ns, addr(c.v4, 80)) && !tcp_ok(&b.ns, addr(c.v6, 80)), "b is not");
+        let chain = format!("gi_{}", web.simple());
+        let rules_before = rules_with_handles(&lab.nft(&format!("-a list chain inet palisade {chain}")));
+        assert_eq!(rules_before.len(), 2, "{rules_before:?}");
+
+        // b joins clients (Gcore #24 by name): it reaches c, and web's rules were not rewritten —
+        // same rules, same handles; only the set of members changed.
+        api.instance_group(b, "clients", true).await;
+        api.converge(HOST).await;
+        assert!(tcp_ok(&b.ns, addr(c.v4, 80)) && tcp_ok(&b.ns, addr(c.v6, 80)), "b joined clients");
+        assert_eq!(rules_with_handles(&lab.nft(&format!("-a list chain inet palisade {chain}"))), rules_before);
+        let members = lab.nft(&format!("list set inet palisade rg4_{}", clients.simple()));
+        assert!(members.contains(&b.v4.to_string()) && members.contains(&a.v4.to_string()), "{members}");
+        let (_, groups) = api.call(Method::GET, &format!("/cloud/v1/instances/1/1/{}/securitygroups", b.instance_id), None).await;
+        assert_eq!(groups, json!({"count": 2, "results": [{"id": others, "name": "others"}, {"id": clients, "name": "clients"}]}));
+
+        // b leaves (#25): refused again, still without rewriting web's rules.
+        api.instance_group(b, "clients", false).await;
+        api.converge(HOST).await;
+        assert!(!tcp_ok(&b.ns, addr(c.v4, 80)) && !tcp_ok(&b.ns, addr(c.v6, 80)), "b left clients");
+        assert!(tcp_ok(&a.ns, addr(c.v4, 80)), "a is still a member");
+        assert_eq!(rules_with_handles(&lab.nft(&format!("-a list chain inet palisade {chain}"))), rules_before);
+        server.stop().await;
+    });
+}
+
+#[test]
+fn revoking_a_rule_cuts_its_established_connections_only() {
+    if !can_run() {
+        return;
+    }
+    let lab = Lab::new(2);
+    lab.run(|lab| async move {
+        let (server, api, token) = start(lab).await;
+        let (a, c) = (&lab.instances[0], &lab.instances[1]);
+        let web = api.group("web", egress_all()).await;
+        let http = api.add_rule(web, rule("ingress", "IPv4", Some("tcp"), Some(80), None, None)).await;
+        api.add_rule(web, rule("ingress", "IPv4", Some("tcp"), Some(8080), None, None)).await;
+        let clients = api.group("clients", egress_all()).await;
+        api.register(a, HOST, &[clients]).await;
+        api.register(c, HOST, &[web]).await;
+        tcp_echo_server(&c.ns, addr(c.v4, 80));
+        tcp_echo_server(&c.ns, addr(c.v4, 8080));
+        let _agent = AgentProcess::spawn(&lab.dir, &token, HOST);
+        api.converge(HOST).await;
+
+        let mut cut = tcp_connect(&a.ns, None, addr(c.v4, 80)).expect("tcp 80 is open");
+        let mut kept = tcp_connect(&a.ns, None, addr(c.v4, 8080)).expect("tcp 8080 is open");
+        assert!(cut.echo("before") && kept.echo("before"));
+        api.delete_rule(http).await;
+        api.converge(HOST).await;
+        assert!(!cut.echo("after"), "the established connection of the revoked rule is cut");
+        assert!(kept.echo("after"), "a connection of a rule still in force lives on");
+        assert!(!tcp_ok(&a.ns, addr(c.v4, 80)), "and no new one opens");
+        server.stop().await;
+    });
+}
+
+#[test]
+fn spoofed_sources_are_dropped() {
+    if !can_run() {
+        return;
+    }
+    let lab = Lab::new(3);
+    lab.run(|lab| async move {
+        let (server, api, token) = start(lab).await;
+        let (a, b, c) = (&lab.instances[0], &lab.instances[1], &lab.instances[2]);
+        let web = api
+            .group(
+                "web",
+                with(egress_all(), vec![
+                    rule("ingress", "IPv4", Some("tcp"), Some(80), None, None),
+                    rule("ingress", "IPv6", Some("tcp"), Some(80), None, None),
+                ]),
+            )
+            .await;
+        let clients = api.group("clients", egress_all()).await;
+        for vm in [a, b] {
+            api.register(vm, HOST, &[clients]).await;
+        }
+        api.register(c, HOST, &[web]).await;
+        tcp_echo_server(&c.ns, addr(c.v4, 80));
+        tcp_echo_server(&c.ns, addr(c.v6, 80));
+        // a also holds addresses that are not its port's; the host even routes them back to a,
+        // so only the anti-spoofing rules stand between a and c.
+        a.ns.sh("ip addr add 10.77.0.99/32 dev eth0 && ip -6 addr add fd77::99/128 dev eth0 nodad");
+        lab.host.sh(&format!("ip route add 10.77.0.99/32 dev {0} && ip -6 route add fd77::99/128 dev {0}", a.device));
+        let _agent = AgentProcess::spawn(&lab.dir, &token, HOST);
+        api.converge(HOST).await;
+
+        assert!(tcp_connect(&a.ns, Some(a.v4.into()), addr(c.v4, 80)).is_some(), "a's own address is fine");
+        assert!(tcp_connect(&a.ns, Some(a.v6.into()), addr(c.v6, 80)).is_some(), "a's own IPv6 address is fine");
+        assert!(tcp_connect(&a.ns, Some("10.77.0.99".parse().unwrap()), addr(c.v4, 80)).is_none(), "spoofed IPv4 source");
+        assert!(tcp_connect(&a.ns, Some("fd77::99".parse().unwrap()), addr(c.v6, 80)).is_none(), "spoofed IPv6 source");
+        let chain = lab.nft(&format!("list chain inet palisade pe_{}", a.port_id.simple()));
+        assert!(counter(&chain, "spoofed IPv4 source") > 0 && counter(&chain, "spoofed IPv6 source") > 0, "{chain}");
+
+        // b takes another MAC address: its frames are dropped even from its own IP address.
+        assert!(tcp_ok(&b.ns, addr(c.v4, 80)));
+        b.ns.sh("ip link set eth0 address 02:00:00:00:00:99");
+        lab.host.sh(&format!("ip neigh flush dev {}", b.device));
+        assert!(!tcp_ok(&b.ns, addr(c.v4, 80)), "spoofed source MAC");
+        let chain = lab.nft(&format!("list chain inet palisade pe_{}", b.port_id.simple()));
+        assert!(counter(&chain, "spoofed MAC") > 0, "{chain}");
+        server.stop().await;
+    });
+}
+
+#[test]
+fn agent_replaces_a_stale_table_survives_api_restarts_and_skips_unchanged_policies() {
+    if !can_run() {
+        return;
+    }
+    let lab = Lab::new(2);
+    lab.run(|lab| async move {
+        // A table left by an earlier agent, with a chain the policy does not have.
+        lab.nft("add table inet palisade");
+        lab.nft("add chain inet palisade stale_leftover");
+        let server = ServerProcess::start(&lab.dir).await;
+        let token = new_key(&lab.dir);
+        let api = Api::new(&token, 8080);
+        let (a, c) = (&lab.instances[0], &lab.instances[1]);
+        let web = api.group("web", egress_all()).await;
+        let clients = api.group("clients", egress_all()).await;
+        api.register(a, HOST, &[clients]).await;
+        api.register(c, HOST, &[web]).await;
+        tcp_echo_server(&c.ns, addr(c.v4, 80));
+        let agent = AgentProcess::spawn(&lab.dir, &token, HOST);
+        api.converge(HOST).await;
+        assert!(!lab.nft("list table inet palisade").contains("stale_leftover"), "the stale table was replaced");
+        assert!(!tcp_ok(&a.ns, addr(c.v4, 80)));
+
+        // A change elsewhere (a port of another host) moves the revision; this host's agent
+        // reports it without touching its kernel.
+        let before = lab.nft("-a list table inet palisade");
+        let mut other = json!({"project_id": 1, "region_id": 1, "instance_id": uuid::Uuid::new_v4(), "host": "h2",
+            "mac_address": "02:00:00:00:01:01", "fixed_ips": ["10.88.0.1"], "security_group_ids": [clients]});
+        let (status, body) = api.call(Method::POST, "/palisade/v1/ports", Some(other.take())).await;
+        Api::expect(status, 201, &body);
+        api.converge(HOST).await;
+        assert_eq!(rules_with_handles(&lab.nft("-a list table inet palisade")), rules_with_handles(&before));
+        assert!(agent.log_text().contains("policy unchanged"), "{}", agent.log_text());
+
+        // The API dies; the agent keeps the table and retries; the API comes back and the next
+        // change reaches the kernel.
+        server.kill();
+        tokio::time::sleep(std::time::Duration::from_millis(700)).await;
+        let table = lab.nft("list table inet palisade");
+        assert!(table.contains("oifname vmap @port_ingress"), "the table stays while the API is away");
+        let server = ServerProcess::start(&lab.dir).await;
+        api.add_rule(web, rule("ingress", "IPv4", Some("tcp"), Some(80), None, None)).await;
+        api.converge(HOST).await;
+        assert!(tcp_ok(&a.ns, addr(c.v4, 80)), "the change made after the restart is enforced");
+        assert!(agent.log_text().contains("agent step failed"), "the agent saw the API go: {}", agent.log_text());
+        server.kill();
+    });
+}
+
+/// The API of ports and instances; runs without root.
+#[test]
+fn ports_and_instances_api() {
+    let dir = std::env::temp_dir().join(format!("palisade-ports-{}", uuid::Uuid::new_v4().simple()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    runtime.block_on(async {
+        let server = Server::start(&dir, "127.0.0.1:0").await;
+        let api = Api::new(&new_key(&dir), server.port);
+        let web = api.group("web", egress_all()).await;
+        let db = api.group("dbs", egress_all()).await;
+        let instance = uuid::Uuid::new_v4();
+        let port_body = |ip: &str, mac: &str| {
+            json!({"project_id": 1, "region_id": 1, "instance_id": instance, "host": "h1", "mac_address": mac,
+                   "fixed_ips": [ip], "security_group_ids": [web]})
+        };
+        let (status, p1) = api.call(Method::POST, "/palisade/v1/ports", Some(port_body("10.0.0.1", "FA:16:3E:00:00:01"))).await;
+        Api::expect(status, 201, &p1);
+        assert_eq!(p1["mac_address"], "fa:16:3e:00:00:01");
+        assert_eq!(p1["device"], format!("tap{}", &p1["id"].as_str().unwrap()[..11]));
+        let (status, p2) = api.call(Method::POST, "/palisade/v1/ports", Some(port_body("10.0.0.2", "fa:16:3e:00:00:02"))).await;
+        Api::expect(status, 201, &p2);
+        let (p1_id, p2_id) = (p1["id"].as_str().unwrap().to_string(), p2["id"].as_str().unwrap().to_string());
+
+        // Bad input is a 400 with invalid_fields, and nothing is stored.
+        let (status, body) = api
+            .call(Method::POST, "/palisade/v1/ports", Some(json!({"project_id": 1, "region_id": 1, "instance_id": "x", "host": "bad host",
+                "mac_address": "zz", "fixed_ips": ["300.1.1.1"]})))
+            .await;
+        Api::expect(status, 400, &body);
+        for field in ["instance_id", "host", "mac_address", "fixed_ips.0"] {
+            assert!(body["invalid_fields"].get(field).is_some(), "{field}: {body}");
+        }
+        let mut unknown_group = port_body("10.0.0.3", "fa:16:3e:00:00:03");
+        unknown_group["security_group_ids"] = json!([uuid::Uuid::new_v4()]);
+        let (status, body) = api.call(Method::POST, "/palisade/v1/ports", Some(unknown_group)).await;
+        Api::expect(status, 404, &body);
+        let (_, list) = api.call(Method::GET, "/palisade/v1/ports?host=h1", None).await;
+        assert_eq!(list["count"], 2);
+        let (_, list) = api.call(Method::GET, "/palisade/v1/ports?host=h2", None).await;
+        assert_eq!(list["count"], 0);
+
+        // #24 / #25 / #26 by name; per port and for all ports.
+        let path = |action: &str| format!("/cloud/v1/instances/1/1/{instance}/{action}");
+        let (status, body) = api
+            .call(Method::POST, &path("addsecuritygroup"), Some(json!({"ports_security_group_names": [{"port_id": p2_id, "security_group_names": ["dbs"]}]})))
+            .await;
+        Api::expect(status, 204, &body);
+        let (_, p2_now) = api.call(Method::GET, &format!("/palisade/v1/ports/{p2_id}"), None).await;
+        assert_eq!(p2_now["security_group_ids"], json!([web, db]));
+        let (_, p1_now) = api.call(Method::GET, &format!("/palisade/v1/ports/{p1_id}"), None).await;
+        assert_eq!(p1_now["security_group_ids"], json!([web]));
+        let (_, groups) = api.call(Method::GET, &path("securitygroups"), None).await;
+        assert_eq!(groups, json!({"count": 2, "results": [{"id": web, "name": "web"}, {"id": db, "name": "dbs"}]}));
+        // An unknown name anywhere in the body is a 404 and changes nothing.
+        let (status, body) = api
+            .call(Method::POST, &path("delsecuritygroup"), Some(json!({"ports_security_group_names": [
+                {"port_id": null, "security_group_names": ["web"]}, {"port_id": null, "security_group_names": ["nope"]}]})))
+            .await;
+        Api::expect(status, 404, &body);
+        let (_, groups_after) = api.call(Method::GET, &path("securitygroups"), None).await;
+        assert_eq!(groups_after, groups);
+        let (status, body) = api.call(Method::POST, &format!("/cloud/v1/instances/1/1/{}/addsecuritygroup", uuid::Uuid::new_v4()), Some(json!({"name": "web"}))).await;
+        Api::expect(status, 404, &body);
+        let (status, body) = api.call(Method::POST, "/cloud/v1/instances/1/1/instance_id/addsecuritygroup", Some(json!({"name": "web"}))).await;
+        Api::expect(status, 404, &body);
+        let (status, body) = api.call(Method::POST, &path("addsecuritygroup"), Some(json!({}))).await;
+        Api::expect(status, 400, &body);
+
+        // #21: the instances whose ports use a group.
+        let (status, users) = api.call(Method::GET, &format!("/cloud/v1/securitygroups/1/1/{db}/instances"), None).await;
+        Api::expect(status, 200, &users);
+        assert_eq!(users["count"], 1);
+        assert_eq!(users["results"][0]["id"], json!(instance));
+        assert_eq!(users["results"][0]["ports"][0]["id"], json!(p2_id));
+
+        // A group bound to a port cannot be deleted: 409 naming the ports and instances.
+        let (status, body) = api.call(Method::DELETE, &format!("/cloud/v1/securitygroups/1/1/{web}"), None).await;
+        Api::expect(status, 409, &body);
+        assert_eq!(body["exception_class"], "SecurityGroupInUse");
+        assert_eq!(body["info"], json!({"ports": [p1_id, p2_id], "instances": [instance]}));
+        // Unbound everywhere (#25 with port_id null), it can.
+        let (status, body) = api.call(Method::POST, &path("delsecuritygroup"), Some(json!({"name": "web"}))).await;
+        Api::expect(status, 204, &body);
+        let (status, body) = api.call(Method::DELETE, &format!("/cloud/v1/securitygroups/1/1/{web}"), None).await;
+        Api::expect(status, 204, &body);
+
+        // The policy revision grows with bindings, and an agent's long-poll returns on a change.
+        let (status, policy) = api.call(Method::GET, "/palisade/v1/agents/h1/policy", None).await;
+        Api::expect(status, 200, &policy);
+        let revision = policy["revision"].as_i64().unwrap();
+        assert_eq!(policy["ports"].as_array().unwrap().len(), 2);
+        assert_eq!(policy["security_groups"].as_array().unwrap().len(), 1, "only db is bound now");
+        let waiter = {
+            let api = api.clone();
+            tokio::spawn(async move { api.call(Method::GET, &format!("/palisade/v1/agents/h1/policy?after={revision}&wait=10"), None).await })
+        };
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        assert!(!waiter.is_finished(), "nothing changed yet");
+        let (status, body) = api.call(Method::DELETE, &format!("/palisade/v1/ports/{p1_id}"), None).await;
+        Api::expect(status, 204, &body);
+        let (status, newer) = waiter.await.unwrap();
+        Api::expect(status, 200, &newer);
+        assert!(newer["revision"].as_i64().unwrap() > revision);
+        assert_eq!(newer["ports"].as_array().unwrap().len(), 1);
+        let (status, _) = api.call(Method::GET, &format!("/palisade/v1/agents/h1/policy?after={}&wait=1", newer["revision"]), None).await;
+        assert_eq!(status.as_u16(), 304, "no change within the wait");
+        server.stop().await;
+    });
+    let _ = std::fs::remove_dir_all(&dir);
 }
