@@ -1,17 +1,29 @@
 //! The store a running service uses, chosen at start from the database URL.
 
+use std::sync::Arc;
+
+use crate::postgres::{PgStore, is_postgres_url};
 use crate::sqlite::SqliteStore;
 use crate::{Store, StoreError, StoreResult, Tx};
 
 pub enum Database {
     Sqlite(SqliteStore),
+    Postgres(PgStore),
 }
 
 impl Database {
-    /// `sqlite:PATH` (or a bare path) opens the embedded store.
+    /// `sqlite:PATH` (or a bare path) opens the embedded store; `postgres://...` (or
+    /// `postgresql://...`) the shared one. Pending migrations are applied.
     pub fn open(url: &str, sqlite_synchronous: &str) -> StoreResult<Database> {
-        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-            return Err(StoreError::Internal("PostgreSQL support is not built into this version".into()));
+        Database::open_with(url, sqlite_synchronous, true)
+    }
+
+    /// Like [`Database::open`]; without `migrate`, a PostgreSQL schema that is behind this build
+    /// is an error instead of being migrated (an embedded SQLite file is always migrated: only
+    /// one process opens it).
+    pub fn open_with(url: &str, sqlite_synchronous: &str, migrate: bool) -> StoreResult<Database> {
+        if is_postgres_url(url) {
+            return Ok(Database::Postgres(PgStore::open_with(url, migrate)?));
         }
         let path = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:")).unwrap_or(url);
         let path = path.split('?').next().unwrap_or(path);
@@ -21,6 +33,17 @@ impl Database {
     pub fn backend(&self) -> &'static str {
         match self {
             Database::Sqlite(_) => "sqlite",
+            Database::Postgres(_) => "postgres",
+        }
+    }
+
+    /// Wakes `wake` whenever another node (or this one) queues a task: for PostgreSQL a thread
+    /// LISTENs on a dedicated connection, reconnecting with backoff, until `wake` is dropped.
+    /// For SQLite this does nothing: one process owns the file and wakes its worker directly.
+    pub fn spawn_task_listener(&self, wake: Arc<tokio::sync::Notify>) {
+        match self {
+            Database::Sqlite(_) => {}
+            Database::Postgres(store) => store.spawn_task_listener(wake),
         }
     }
 }
@@ -29,18 +52,21 @@ impl Store for Database {
     fn read<R, E: From<StoreError>>(&self, f: impl FnOnce(&mut dyn Tx) -> Result<R, E>) -> Result<R, E> {
         match self {
             Database::Sqlite(store) => store.read(f),
+            Database::Postgres(store) => store.read(f),
         }
     }
 
     fn write<R, E: From<StoreError>>(&self, f: impl FnOnce(&mut dyn Tx) -> Result<R, E>) -> Result<R, E> {
         match self {
             Database::Sqlite(store) => store.write(f),
+            Database::Postgres(store) => store.write(f),
         }
     }
 
     fn ping(&self) -> StoreResult<()> {
         match self {
             Database::Sqlite(store) => store.ping(),
+            Database::Postgres(store) => store.ping(),
         }
     }
 }

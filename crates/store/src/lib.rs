@@ -1,13 +1,16 @@
 //! Durable state: security groups, rules, tags, the task queue and API keys.
 //!
-//! [`Store`] is the one interface; [`sqlite::SqliteStore`] is the embedded default. A store hands
+//! [`Store`] is the one interface; [`sqlite::SqliteStore`] is the embedded default and
+//! [`postgres::PgStore`] the shared store of several nodes. A store hands
 //! out transactions ([`Tx`]) to closures: `write` commits when the closure returns `Ok` and rolls
 //! back otherwise, so a request's resource and task rows, or a task's mutation and its completion,
 //! land together or not at all. This crate knows nothing of HTTP.
 
 pub mod keys;
+pub mod postgres;
 pub mod records;
 pub mod sqlite;
+pub mod transfer;
 
 mod database;
 pub use database::Database;
@@ -116,4 +119,17 @@ pub trait Tx {
     fn find_key(&mut self, token_hash: &str) -> StoreResult<Option<ApiKey>>;
     fn list_keys(&mut self) -> StoreResult<Vec<ApiKey>>;
     fn revoke_key(&mut self, id: i64, now_ms: i64) -> StoreResult<bool>;
+
+    // Export and import (moving an installation between backends, see `transfer`). Positions are
+    // opaque creation-order cursors: pass 0 to start, then the last position returned.
+    /// Groups of every scope (rules and tags included) after position `after`, in creation order.
+    fn export_groups(&mut self, after: i64, limit: u32) -> StoreResult<Vec<(i64, Group)>>;
+    /// Tasks of every client after position `after`, in creation order.
+    fn export_tasks(&mut self, after: i64, limit: u32) -> StoreResult<Vec<(i64, TaskRecord)>>;
+    /// Every API key with its token hash, by id.
+    fn export_keys(&mut self) -> StoreResult<Vec<(ApiKey, String)>>;
+    /// Every scope's own quota limits.
+    fn export_quotas(&mut self) -> StoreResult<Vec<(Scope, Limits)>>;
+    /// Inserts a key keeping its id and revocation, so its tokens stay valid.
+    fn import_key(&mut self, key: &ApiKey, token_hash: &str) -> StoreResult<()>;
 }

@@ -672,4 +672,70 @@ impl Tx for SqliteTx<'_> {
             .execute(params![id, now_ms])?;
         Ok(changed > 0)
     }
+
+    fn export_groups(&mut self, after: i64, limit: u32) -> StoreResult<Vec<(i64, Group)>> {
+        let mut stmt = self
+            .conn
+            .prepare_cached(&format!("SELECT rowid, {GROUP_COLUMNS} FROM security_groups WHERE rowid > ?1 ORDER BY rowid LIMIT ?2"))?;
+        let mut rows = stmt.query(params![after, limit])?;
+        let mut positions = Vec::new();
+        let mut groups = Vec::new();
+        while let Some(row) = rows.next()? {
+            positions.push(row.get::<_, i64>(0)?);
+            groups.push(Group {
+                id: parse_uuid(row.get(1)?)?,
+                scope: Scope { client_id: row.get(2)?, project_id: row.get(3)?, region_id: row.get(4)? },
+                name: row.get(5)?,
+                description: row.get(6)?,
+                created_at: row.get(7)?,
+                updated_at: row.get(8)?,
+                revision_number: row.get(9)?,
+                rules: Vec::new(),
+                tags: Vec::new(),
+            });
+        }
+        drop(rows);
+        self.attach_children(&mut groups)?;
+        Ok(positions.into_iter().zip(groups).collect())
+    }
+
+    fn export_tasks(&mut self, after: i64, limit: u32) -> StoreResult<Vec<(i64, TaskRecord)>> {
+        let mut stmt =
+            self.conn.prepare_cached(&format!("SELECT {TASK_COLUMNS}, rowid FROM tasks WHERE rowid > ?1 ORDER BY rowid LIMIT ?2"))?;
+        let rows = stmt.query_map(params![after, limit], |row| Ok((row.get::<_, i64>(17)?, task_from_row(row)?)))?;
+        Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+    }
+
+    fn export_keys(&mut self) -> StoreResult<Vec<(ApiKey, String)>> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT id, client_id, user_id, name, projects, created_at, revoked_at, token_hash FROM api_keys ORDER BY id",
+        )?;
+        let rows = stmt.query_map([], |row| Ok((key_from_row(row)?, row.get::<_, String>(7)?)))?;
+        Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+    }
+
+    fn export_quotas(&mut self) -> StoreResult<Vec<(Scope, Limits)>> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT client_id, project_id, region_id, security_group_count, security_group_rule_count FROM quotas
+             ORDER BY client_id, project_id, region_id",
+        )?;
+        let rows = stmt.query_map([], |r| {
+            Ok((
+                Scope { client_id: r.get(0)?, project_id: r.get(1)?, region_id: r.get(2)? },
+                Limits { security_groups: r.get(3)?, security_group_rules: r.get(4)? },
+            ))
+        })?;
+        Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+    }
+
+    fn import_key(&mut self, key: &ApiKey, token_hash: &str) -> StoreResult<()> {
+        let projects = key.projects.as_ref().map(|p| serde_json::to_string(p).expect("ints serialise"));
+        self.conn
+            .prepare_cached(
+                "INSERT INTO api_keys (id, token_hash, client_id, user_id, projects, name, created_at, revoked_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+            )?
+            .execute(params![key.id, token_hash, key.client_id, key.user_id, projects, key.name, key.created_at, key.revoked_at])?;
+        Ok(())
+    }
 }
