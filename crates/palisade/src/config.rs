@@ -41,6 +41,10 @@ pub struct ServeArgs {
     /// Do not create and print an API key when the database has none.
     #[arg(long, env = "PALISADE_NO_BOOTSTRAP_KEY")]
     pub no_bootstrap_key: bool,
+    /// Do not apply pending PostgreSQL migrations at start (run `palisade migrate` first);
+    /// refuse to start when the schema is behind.
+    #[arg(long, env = "PALISADE_NO_MIGRATE")]
+    pub no_migrate: bool,
 }
 
 /// The TOML file.

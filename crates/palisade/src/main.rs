@@ -28,6 +28,18 @@ enum Command {
     },
     /// Print the OpenAPI document.
     Openapi,
+    /// Write every group, rule, tag, task, API key and quota as JSON lines (to move a database).
+    Export {
+        /// The file to write (`-` for standard output).
+        #[arg(long)]
+        output: std::path::PathBuf,
+    },
+    /// Load a `palisade export` file into an empty database, all or nothing.
+    Import {
+        /// The file to read (`-` for standard input).
+        #[arg(long)]
+        input: std::path::PathBuf,
+    },
     /// Run the host agent: enforce the groups of this host's ports with nftables.
     Agent(palisade::agent::AgentArgs),
 }
@@ -65,7 +77,7 @@ fn main() -> anyhow::Result<()> {
             palisade::init_logging(&config.log_format);
             let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
             runtime.block_on(async {
-                let app = Application::build(config).await?;
+                let app = Application::build_with(config, !serve.no_migrate).await?;
                 app.run_until_stopped(shutdown_signal()).await
             })
         }
@@ -100,6 +112,36 @@ fn main() -> anyhow::Result<()> {
             Ok(())
         }
         Command::Agent(args) => palisade::agent::run(args),
+        Command::Export { output } => {
+            let store = open(&cli.db)?;
+            let mut out: Box<dyn std::io::Write> = if output.as_os_str() == "-" {
+                Box::new(std::io::BufWriter::new(std::io::stdout().lock()))
+            } else {
+                let file = std::fs::File::create(&output).with_context(|| format!("creating {}", output.display()))?;
+                Box::new(std::io::BufWriter::new(file))
+            };
+            let summary = palisade_store::transfer::export(&store, store.backend(), &mut out)?;
+            eprintln!(
+                "exported {} groups, {} rules, {} tags, {} tasks, {} API keys, {} quotas from {}",
+                summary.groups, summary.rules, summary.tags, summary.tasks, summary.api_keys, summary.quotas, store.backend()
+            );
+            Ok(())
+        }
+        Command::Import { input } => {
+            let store = open(&cli.db)?;
+            let mut reader: Box<dyn std::io::BufRead> = if input.as_os_str() == "-" {
+                Box::new(std::io::BufReader::new(std::io::stdin().lock()))
+            } else {
+                let file = std::fs::File::open(&input).with_context(|| format!("opening {}", input.display()))?;
+                Box::new(std::io::BufReader::new(file))
+            };
+            let summary = palisade_store::transfer::import(&store, &mut reader)?;
+            eprintln!(
+                "imported {} groups, {} rules, {} tags, {} tasks, {} API keys, {} quotas into {}",
+                summary.groups, summary.rules, summary.tags, summary.tasks, summary.api_keys, summary.quotas, store.backend()
+            );
+            Ok(())
+        }
         Command::Openapi => {
             println!("{}", serde_json::to_string_pretty(&palisade_api::openapi::document())?);
             Ok(())

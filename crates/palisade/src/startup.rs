@@ -28,18 +28,33 @@ pub fn create_key(store: &Database, client_id: i64, user_id: i64, projects: Opti
 
 impl Application {
     pub async fn build(config: Config) -> anyhow::Result<Application> {
-        let store = Database::open(&config.database_url, &config.sqlite_synchronous)
-            .with_context(|| format!("opening the database {}", config.database_url))?;
-        if config.bootstrap_key {
-            let keys = store.read(|tx| tx.list_keys())?;
-            if keys.is_empty() {
-                let token = create_key(&store, 1, 1, None, "bootstrap")?;
-                println!("No API keys existed, so one was created for client 1, user 1. It is shown only this once:");
-                println!("  Authorization: APIKey {token}");
+        Application::build_with(config, true).await
+    }
+
+    /// Like [`Application::build`]; without `migrate` a PostgreSQL schema that is behind this
+    /// build is refused instead of migrated (`serve --no-migrate`).
+    pub async fn build_with(config: Config, migrate: bool) -> anyhow::Result<Application> {
+        // The store is synchronous: the PostgreSQL client must not run on an async worker thread.
+        let (url, synchronous, bootstrap_key) = (config.database_url.clone(), config.sqlite_synchronous.clone(), config.bootstrap_key);
+        let store = tokio::task::spawn_blocking(move || -> anyhow::Result<Database> {
+            let store =
+                Database::open_with(&url, &synchronous, migrate).with_context(|| format!("opening the database {url}"))?;
+            if bootstrap_key {
+                let keys = store.read(|tx| tx.list_keys())?;
+                if keys.is_empty() {
+                    let token = create_key(&store, 1, 1, None, "bootstrap")?;
+                    println!("No API keys existed, so one was created for client 1, user 1. It is shown only this once:");
+                    println!("  Authorization: APIKey {token}");
+                }
             }
-        }
+            Ok(store)
+        })
+        .await
+        .context("opening the database")??;
         let store = Arc::new(store);
         let wake = Arc::new(Notify::new());
+        // Tasks queued on other nodes wake this worker too (LISTEN/NOTIFY; a no-op for SQLite).
+        store.spawn_task_listener(wake.clone());
         let state = Arc::new(AppState::new(store.clone(), wake.clone(), config.api.clone()));
         let worker = Worker::new(store, wake, state.settings.clone());
         let listener = TcpListener::bind(&config.listen).await.with_context(|| format!("binding {}", config.listen))?;
