@@ -10,6 +10,8 @@
 //!   the final state is that of some serial order.
 //! - `sqlite_to_postgres_move`: 1,000 groups made on SQLite, `palisade export`, `palisade import`
 //!   into PostgreSQL, served by a PostgreSQL node: the same groups, tasks and keys.
+//! - `database_outage_is_503_then_recovers`: the database refuses connections; the node answers
+//!   503 and is not ready; when the database returns, the node recovers by itself.
 
 mod support;
 
@@ -379,4 +381,56 @@ async fn sqlite_to_postgres_move() {
     let (status, _) = Api::new(&second).get(&node.base, "/cloud/v1/tasks?limit=1").await.unwrap();
     assert_eq!(status, 200);
     eprintln!("moved 1000 groups from SQLite to PostgreSQL (export + import) in {moved_in:?}");
+}
+
+/// Runs SQL as the admin user through psql (the test's hand on the database server).
+fn admin_sql(sql: &str) {
+    let output = std::process::Command::new("psql")
+        .args([support::admin_url().as_str(), "-v", "ON_ERROR_STOP=1", "-qAt", "-c", sql])
+        .output()
+        .expect("run psql");
+    assert!(output.status.success(), "psql {sql}: {}", String::from_utf8_lossy(&output.stderr));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn database_outage_is_503_then_recovers() {
+    let db = PgDb::new();
+    let scratch = Scratch::new("outage");
+    let api = Api::new(&create_key(&db.url));
+    let node = Node::start("a", &db.url, &scratch.0).await;
+    let group = seed_groups(&api, &node.base, &db.url, 1).await.remove(0);
+    let group_path = format!("/cloud/v1/securitygroups/{P}/{R}/{group}");
+    assert_eq!(api.get(&node.base, &group_path).await.unwrap().0, 200);
+
+    // The database goes away: it refuses new connections and every open one is cut.
+    admin_sql(&format!("ALTER DATABASE {} WITH ALLOW_CONNECTIONS false", db.name));
+    admin_sql(&format!("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{}'", db.name));
+    let outage = Instant::now();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let (status, body) = api.get(&node.base, "/readyz").await.unwrap();
+    assert_eq!(status, 503, "{body}");
+    let (status, body) = api.get(&node.base, &group_path).await.unwrap();
+    assert_eq!(status, 503, "reads answer 503: {body}");
+    assert!(body.is_object(), "with the error body: {body}");
+    let (status, body) = api.post(&node.base, GROUPS_PATH, &json!({"name": "during-outage"})).await.unwrap();
+    assert_eq!(status, 503, "writes answer 503: {body}");
+    assert_eq!(api.get(&node.base, "/healthz").await.unwrap().0, 200, "the process itself is alive");
+
+    // It comes back: the node recovers by itself.
+    admin_sql(&format!("ALTER DATABASE {} WITH ALLOW_CONNECTIONS true", db.name));
+    let back = Instant::now();
+    let deadline = back + Duration::from_secs(15);
+    loop {
+        if api.get(&node.base, "/readyz").await.unwrap().0 == 200 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "not ready again; log:\n{}", node.log_text());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let ready_after = back.elapsed();
+    assert_eq!(api.get(&node.base, &group_path).await.unwrap().0, 200);
+    let task = Api::task_of(api.post(&node.base, GROUPS_PATH, &json!({"name": "after-outage"})).await).expect("create after recovery");
+    let snap = until_all_done(&db.url, Duration::from_secs(15)).await;
+    assert!(snap.tasks.iter().any(|t| t.id == task && t.state == TaskState::Finished));
+    eprintln!("outage: 503 during {:?} of outage, ready again {ready_after:?} after the database returned", back - outage);
 }

@@ -194,7 +194,12 @@ impl Pool {
 }
 
 fn connect(config: &postgres::Config) -> StoreResult<PgConn> {
-    let mut client = config.connect(NoTls).map_err(map_error)?;
+    // Whatever keeps us from connecting (server down, database not accepting connections or
+    // gone, too many clients) means the store is unavailable until it is fixed: 503, not 500.
+    let mut client = config.connect(NoTls).map_err(|e| match map_error(e) {
+        StoreError::Internal(text) => StoreError::Unavailable(text),
+        unavailable => unavailable,
+    })?;
     let mut statements = String::new();
     for (name, default, ours) in SESSION_DEFAULTS {
         statements.push_str(&format!(
