@@ -3,9 +3,12 @@
 //!
 //! Layout of `table inet palisade`:
 //! - `prerouting` (hook prerouting, priority filter) dispatches every packet a port sends by
-//!   `iifname vmap @port_egress` to the port's egress chain `pe_<port>`: anti-spoofing (source MAC
-//!   and source addresses of the port), `ct state established,related accept`,
-//!   `ct state invalid drop`, DHCP/NDP, a jump to the egress chain of each bound group, then drop.
+//!   `iifname vmap @port_egress` to the port's egress chain `pe_<port>`: a jump to
+//!   `port_egress_common`, a jump to the egress chain of each bound group, then drop.
+//!   `port_egress_common` is shared by every port: anti-spoofing by set lookups
+//!   (`iifname . ether saddr` in `@port_mac`, `iifname . ip saddr` in `@port_ip4`,
+//!   `iifname . ip6 saddr` in `@port_ip6` or link-local), no RA or DHCP server from a port, NDP and
+//!   DHCP client allowed, `ct state established,related accept`, `ct state invalid drop`.
 //! - `forward` (hook forward, priority filter) dispatches every packet routed to a port by
 //!   `oifname vmap @port_ingress` to `pi_<port>`: conntrack, the groups' ingress chains, drop.
 //! - `ge_<group>` / `gi_<group>` hold a group's rules once, shared by every port bound to it;
@@ -25,10 +28,10 @@ use uuid::Uuid;
 
 pub const TABLE: &str = "inet palisade";
 
-/// A named set of addresses.
+/// A named set.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NftSet {
-    /// `ipv4_addr` or `ipv6_addr`.
+    /// The element type: `ipv4_addr`, `ipv6_addr`, `ifname . ether_addr`, ...
     pub kind: &'static str,
     pub elements: BTreeSet<String>,
 }
@@ -124,30 +127,35 @@ pub fn rule_statement(m: &Match) -> String {
     s
 }
 
+const EGRESS_COMMON: &str = "port_egress_common";
+const PORT_MAC: &str = "port_mac";
+const PORT_IP4: &str = "port_ip4";
+const PORT_IP6: &str = "port_ip6";
+
+/// What every port may and may not send, whatever its groups: its own MAC and addresses only,
+/// no router advertisements and no DHCP server replies, NDP and DHCP requests always, then
+/// connection tracking. Returns to the port's chain for the groups' egress rules.
+fn egress_common() -> Chain {
+    let rules = vec![
+        format!("iifname . ether saddr != @{PORT_MAC} counter drop comment \"spoofed MAC\""),
+        "ip saddr 0.0.0.0 ip daddr 255.255.255.255 udp sport 68 udp dport 67 accept".into(),
+        format!("meta nfproto ipv4 iifname . ip saddr != @{PORT_IP4} counter drop comment \"spoofed IPv4 source\""),
+        "ip6 saddr :: icmpv6 type { nd-neighbor-solicit, nd-router-solicit, mld2-listener-report } accept".into(),
+        format!("ip6 saddr != fe80::/10 iifname . ip6 saddr != @{PORT_IP6} counter drop comment \"spoofed IPv6 source\""),
+        "icmpv6 type nd-router-advert counter drop comment \"router advertisement from a port\"".into(),
+        "udp sport 67 udp dport 68 counter drop comment \"DHCP server on a port\"".into(),
+        "udp sport 547 udp dport 546 counter drop comment \"DHCPv6 server on a port\"".into(),
+        "icmpv6 type { nd-neighbor-solicit, nd-neighbor-advert, nd-router-solicit, mld2-listener-report } accept".into(),
+        "ct state established,related accept".into(),
+        "ct state invalid counter drop".into(),
+        "udp sport 68 udp dport 67 accept".into(),
+        "udp sport 546 udp dport 547 accept".into(),
+    ];
+    Chain { base: None, rules }
+}
+
 fn egress_chain(port: &CompiledPort) -> Chain {
-    let mut rules = vec![format!("ether saddr != {} counter drop comment \"spoofed MAC {}\"", port.mac, port.id)];
-    // IPv4: only the port's addresses, and the all-zero source of a DHCP discover.
-    rules.push("meta nfproto ipv4 ip saddr 0.0.0.0 ip daddr 255.255.255.255 udp sport 68 udp dport 67 accept".into());
-    if port.ipv4.is_empty() {
-        rules.push(format!("meta nfproto ipv4 counter drop comment \"spoofed IPv4 source {}\"", port.id));
-    } else {
-        let ips: Vec<String> = port.ipv4.iter().map(ToString::to_string).collect();
-        rules.push(format!("ip saddr != {{ {} }} counter drop comment \"spoofed IPv4 source {}\"", ips.join(", "), port.id));
-    }
-    // IPv6: the port's addresses and link-local ones (never routed), and `::` for DAD.
-    rules.push("ip6 saddr :: icmpv6 type { nd-neighbor-solicit, nd-router-solicit, mld2-listener-report } accept".into());
-    let mut ips6: Vec<String> = vec!["fe80::/10".into()];
-    ips6.extend(port.ipv6.iter().map(ToString::to_string));
-    rules.push(format!("ip6 saddr != {{ {} }} counter drop comment \"spoofed IPv6 source {}\"", ips6.join(", "), port.id));
-    // A port is no router and no DHCP server.
-    rules.push("icmpv6 type nd-router-advert counter drop".into());
-    rules.push("udp sport 67 udp dport 68 counter drop".into());
-    rules.push("udp sport 547 udp dport 546 counter drop".into());
-    rules.push("icmpv6 type { nd-neighbor-solicit, nd-neighbor-advert, nd-router-solicit, mld2-listener-report } accept".into());
-    rules.push("ct state established,related accept".into());
-    rules.push("ct state invalid counter drop".into());
-    rules.push("udp sport 68 udp dport 67 accept".into());
-    rules.push("udp sport 546 udp dport 547 accept".into());
+    let mut rules = vec![format!("jump {EGRESS_COMMON}")];
     rules.extend(port.groups.iter().map(|g| format!("jump {}", group_chain(*g, Direction::Egress))));
     rules.push(format!("counter drop comment \"default drop egress {}\"", port.id));
     Chain { base: None, rules }
@@ -190,7 +198,14 @@ pub fn render(host: &CompiledHost) -> Ruleset {
     }
     let mut egress = NftMap::default();
     let mut ingress = NftMap::default();
+    let mut macs = NftSet { kind: "ifname . ether_addr", elements: BTreeSet::new() };
+    let mut ip4 = NftSet { kind: "ifname . ipv4_addr", elements: BTreeSet::new() };
+    let mut ip6 = NftSet { kind: "ifname . ipv6_addr", elements: BTreeSet::new() };
     for port in &host.ports {
+        let device = quoted_key(&port.device);
+        macs.elements.insert(format!("{device} . {}", port.mac));
+        ip4.elements.extend(port.ipv4.iter().map(|ip| format!("{device} . {ip}")));
+        ip6.elements.extend(port.ipv6.iter().map(|ip| format!("{device} . {ip}")));
         let pe = port_chain(port.id, Direction::Egress);
         let pi = port_chain(port.id, Direction::Ingress);
         egress.elements.insert(port.device.clone(), format!("jump {pe}"));
@@ -198,6 +213,10 @@ pub fn render(host: &CompiledHost) -> Ruleset {
         rs.chains.insert(pe, egress_chain(port));
         rs.chains.insert(pi, ingress_chain(port));
     }
+    rs.sets.insert(PORT_MAC.into(), macs);
+    rs.sets.insert(PORT_IP4.into(), ip4);
+    rs.sets.insert(PORT_IP6.into(), ip6);
+    rs.chains.insert(EGRESS_COMMON.into(), egress_common());
     rs.maps.insert(EGRESS_MAP.into(), egress);
     rs.maps.insert(INGRESS_MAP.into(), ingress);
     rs.chains.insert(
@@ -220,6 +239,7 @@ fn quoted_key(key: &str) -> String {
 fn chain_order(rs: &Ruleset) -> Vec<&String> {
     let rank = |name: &str| match name.get(..3) {
         Some("ge_" | "gi_") => 0,
+        _ if name == EGRESS_COMMON => 0,
         Some("pe_" | "pi_") => 1,
         _ => 2,
     };
@@ -301,14 +321,18 @@ impl Ruleset {
         // 3. Chains whose rules changed, and the rules of new chains.
         for name in chain_order(new) {
             let chain = &new.chains[name];
+            let mut rules = chain.rules.as_slice();
             match self.chains.get(name) {
                 Some(old) if old.rules == chain.rules => continue,
+                // Rules only appended (a rule added to a group): append them, keeping the others
+                // (and their counters) as they are.
+                Some(old) if chain.rules.starts_with(&old.rules) => rules = &chain.rules[old.rules.len()..],
                 Some(_) => {
                     let _ = writeln!(s, "flush chain {TABLE} {name}");
                 }
                 None => {}
             }
-            for rule in &chain.rules {
+            for rule in rules {
                 let _ = writeln!(s, "add rule {TABLE} {name} {rule}");
             }
         }
@@ -418,8 +442,9 @@ mod tests {
         assert!(script.contains(&format!("meta nfproto ipv4 meta l4proto 6 th dport 22 counter accept comment \"rule {rule_id}\"")));
         assert!(script.contains(&format!("ip saddr @{}", set_name(peers, Ethertype::IPv4))));
         assert!(script.contains("elements = { 10.0.0.7 }"));
-        assert!(script.contains("ether saddr != 02:00:00:00:00:01"));
-        assert!(script.contains("ip saddr != { 10.0.0.5 }"));
+        assert!(script.contains("set port_mac {\n    type ifname . ether_addr\n    elements = { \"tap0\" . 02:00:00:00:00:01 }"));
+        assert!(script.contains("elements = { \"tap0\" . 10.0.0.5 }"));
+        assert!(script.contains("iifname . ip saddr != @port_ip4 counter drop"));
         // Group chains come before the port chains that jump to them.
         let group_at = script.find(&format!("chain {} {{", group_chain(Uuid::from_u128(1), Direction::Ingress))).unwrap();
         let port_at = script.find(&format!("chain {} {{", port_chain(Uuid::from_u128(10), Direction::Ingress))).unwrap();
@@ -455,6 +480,19 @@ mod tests {
         let chain = group_chain(Uuid::from_u128(1), Direction::Ingress);
         assert!(script.starts_with(&format!("flush chain inet palisade {chain}\n")), "{script}");
         assert_eq!(script.lines().count(), 2, "{script}");
+    }
+
+    #[test]
+    fn an_added_rule_is_appended_alone() {
+        let (before, _) = policy(vec![]);
+        let mut after = before.clone();
+        after.security_groups[0].rules.push(rule("ingress", Some(6), Some(443), None));
+        let old = render(&compile(&before).unwrap());
+        let new = render(&compile(&after).unwrap());
+        let script = old.diff_script(&new).unwrap();
+        let chain = group_chain(Uuid::from_u128(1), Direction::Ingress);
+        let id = after.security_groups[0].rules[3].id;
+        assert_eq!(script, format!("add rule inet palisade {chain} meta nfproto ipv4 meta l4proto 6 th dport 443 counter accept comment \"rule {id}\"\n"));
     }
 
     #[test]

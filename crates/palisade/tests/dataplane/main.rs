@@ -258,7 +258,7 @@ fn spoofed_sources_are_dropped() {
         assert!(tcp_connect(&a.ns, Some(a.v6.into()), addr(c.v6, 80)).is_some(), "a's own IPv6 address is fine");
         assert!(tcp_connect(&a.ns, Some("10.77.0.99".parse().unwrap()), addr(c.v4, 80)).is_none(), "spoofed IPv4 source");
         assert!(tcp_connect(&a.ns, Some("fd77::99".parse().unwrap()), addr(c.v6, 80)).is_none(), "spoofed IPv6 source");
-        let chain = lab.nft(&format!("list chain inet palisade pe_{}", a.port_id.simple()));
+        let chain = lab.nft("list chain inet palisade port_egress_common");
         assert!(counter(&chain, "spoofed IPv4 source") > 0 && counter(&chain, "spoofed IPv6 source") > 0, "{chain}");
 
         // b takes another MAC address: its frames are dropped even from its own IP address.
@@ -266,7 +266,7 @@ fn spoofed_sources_are_dropped() {
         b.ns.sh("ip link set eth0 address 02:00:00:00:00:99");
         lab.host.sh(&format!("ip neigh flush dev {}", b.device));
         assert!(!tcp_ok(&b.ns, addr(c.v4, 80)), "spoofed source MAC");
-        let chain = lab.nft(&format!("list chain inet palisade pe_{}", b.port_id.simple()));
+        let chain = lab.nft("list chain inet palisade port_egress_common");
         assert!(counter(&chain, "spoofed MAC") > 0, "{chain}");
         server.stop().await;
     });
@@ -432,4 +432,54 @@ fn ports_and_instances_api() {
         server.stop().await;
     });
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// docs/benchmarks.md, "Data plane": time from an API change (a rule added with the synchronous
+/// v1 call) to the host's agent reporting that revision applied (its `nft -f` returned), on a
+/// host with 100 ports and 1,000 rules. `cargo test --release -p palisade --test dataplane --
+/// --ignored --nocapture api_change_to_kernel`.
+#[test]
+#[ignore = "benchmark"]
+fn api_change_to_kernel_latency() {
+    if !can_run() {
+        return;
+    }
+    let lab = Lab::new(1);
+    lab.run(|lab| async move {
+        let (server, api, token) = start(lab).await;
+        let mut groups = Vec::new();
+        for g in 0..10 {
+            let rules: Vec<Value> = (0..100).map(|i| rule("ingress", "IPv4", Some("tcp"), Some(1000 + g * 100 + i), None, None)).collect();
+            groups.push(api.group(&format!("group-{g}"), rules).await);
+        }
+        api.register(&lab.instances[0], HOST, &groups[..1]).await;
+        for p in 1..100u32 {
+            let body = json!({"project_id": 1, "region_id": 1, "instance_id": uuid::Uuid::new_v4(), "host": HOST,
+                "mac_address": format!("02:00:00:01:{:02x}:{:02x}", p / 256, p % 256),
+                "fixed_ips": [format!("10.99.{}.{}", p / 256, p % 256)], "security_group_ids": [groups[p as usize % 10]]});
+            let (status, body) = api.call(Method::POST, "/palisade/v1/ports", Some(body)).await;
+            Api::expect(status, 201, &body);
+        }
+        let _agent = AgentProcess::spawn(&lab.dir, &token, HOST);
+        api.converge(HOST).await;
+        let mut samples = Vec::new();
+        for i in 0..200u16 {
+            let started = std::time::Instant::now();
+            api.add_rule(groups[usize::from(i) % 10], rule("ingress", "IPv4", Some("udp"), Some(20_000 + i), None, None)).await;
+            let (_, agents) = api.call(Method::GET, "/palisade/v1/agents", None).await;
+            let revision = agents["policy_revision"].as_i64().unwrap();
+            loop {
+                let (_, agents) = api.call(Method::GET, "/palisade/v1/agents", None).await;
+                if agents["results"][0]["applied_revision"].as_i64().unwrap() >= revision {
+                    break;
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+            }
+            samples.push(started.elapsed());
+        }
+        samples.sort();
+        let at = |q: f64| samples[((samples.len() as f64 * q) as usize).min(samples.len() - 1)].as_secs_f64() * 1000.0;
+        println!("API change -> kernel, {} changes: p50 {:.1} ms, p90 {:.1} ms, p99 {:.1} ms, max {:.1} ms", samples.len(), at(0.5), at(0.9), at(0.99), at(1.0));
+        server.stop().await;
+    });
 }

@@ -1,0 +1,149 @@
+//! Data-plane benchmark (docs/benchmarks.md, "Data plane"): compile + render + `nft -f` apply of
+//! synthetic host policies (100 / 1,000 / 10,000 rules over 10 / 100 / 1,000 ports), and the size
+//! and apply time of the incremental change for one added rule and for one remote-group member.
+//!
+//! Needs root; runs in a network namespace of its own (`palbench-<pid>`, deleted at the end), so
+//! the host's ruleset is never touched. `cargo bench -p palisade-dataplane --bench apply`
+//! (`-- quick` for the small cases only).
+
+use std::net::{IpAddr, Ipv4Addr};
+use std::os::fd::AsRawFd;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use palisade_core::policy::{GroupPolicy, HostPolicy, PortPolicy, RemoteGroup, RulePolicy, compile};
+use palisade_dataplane::apply::{Applier, Outcome, Tools};
+use palisade_dataplane::nft::render;
+use uuid::Uuid;
+
+fn rule(i: usize, groups: &[Uuid]) -> RulePolicy {
+    let id = Uuid::new_v4();
+    let base = RulePolicy {
+        id,
+        direction: "ingress".into(),
+        ethertype: "IPv4".into(),
+        protocol: Some(6),
+        port_range_min: Some(1000 + (i % 50_000) as u16),
+        port_range_max: Some(1000 + (i % 50_000) as u16),
+        remote_ip_prefix: None,
+        remote_group_id: None,
+    };
+    match i % 10 {
+        // Port ranges from a prefix.
+        0..=3 => RulePolicy { remote_ip_prefix: Some(format!("10.{}.{}.0/24", (i / 256) % 256, i % 256)), ..base },
+        // UDP from anywhere.
+        4 | 5 => RulePolicy { protocol: Some(17), ..base },
+        // From a remote group.
+        6 | 7 => RulePolicy { remote_group_id: Some(groups[i % groups.len()]), ..base },
+        // ICMP echo, IPv6 TCP, and egress.
+        8 => RulePolicy { protocol: Some(1), port_range_min: Some(8), port_range_max: Some(0), ..base },
+        _ => RulePolicy { ethertype: "IPv6".into(), direction: if i % 20 == 9 { "egress".into() } else { "ingress".into() }, ..base },
+    }
+}
+
+/// `rules` rules over `groups` groups; port i is bound to group i % groups; every group is also a
+/// remote group with 20 members on other hosts.
+fn policy(ports: usize, rules: usize) -> HostPolicy {
+    let group_count = (ports / 5).clamp(2, 50);
+    let group_ids: Vec<Uuid> = (0..group_count).map(|_| Uuid::new_v4()).collect();
+    let mut groups: Vec<GroupPolicy> = group_ids.iter().map(|id| GroupPolicy { id: *id, rules: Vec::new() }).collect();
+    for i in 0..rules {
+        groups[i % group_count].rules.push(rule(i, &group_ids));
+    }
+    let ports = (0..ports)
+        .map(|i| PortPolicy {
+            id: Uuid::new_v4(),
+            instance_id: Uuid::new_v4(),
+            device: format!("tap{i}"),
+            mac_address: format!("02:00:00:00:{:02x}:{:02x}", i / 256, i % 256),
+            fixed_ips: vec![IpAddr::V4(Ipv4Addr::new(10, 200, (i / 256) as u8, (i % 256) as u8)), format!("fd00::{i:x}").parse().unwrap()],
+            security_group_ids: vec![group_ids[i % group_count]],
+        })
+        .collect();
+    let remote_groups = group_ids
+        .iter()
+        .enumerate()
+        .map(|(g, id)| RemoteGroup {
+            id: *id,
+            members: (0..20).map(|m| IpAddr::V4(Ipv4Addr::new(10, 201, g as u8, m as u8))).collect(),
+        })
+        .collect();
+    HostPolicy { host: "bench".into(), revision: 1, ports, security_groups: groups, remote_groups }
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+async fn case(ports: usize, rules: usize) {
+    let mut applier = Applier::new(Tools::default());
+    let p = policy(ports, rules);
+    // Compile + render + script (what the agent does before calling nft).
+    let started = Instant::now();
+    let compiled = compile(&p).expect("compiles");
+    let script = render(&compiled).full_script();
+    let compile_time = started.elapsed();
+    let started = Instant::now();
+    let outcome = applier.apply(compiled).await.expect("full apply");
+    let apply_time = started.elapsed();
+    assert!(matches!(outcome, Outcome::Replaced { .. }));
+
+    // One rule more in one group.
+    let mut one_rule = p.clone();
+    one_rule.security_groups[0].rules.push(rule(rules + 1, &[p.security_groups[0].id]));
+    let started = Instant::now();
+    let outcome = applier.apply(compile(&one_rule).unwrap()).await.expect("rule apply");
+    let rule_time = started.elapsed();
+    let Outcome::Updated { bytes: rule_bytes, lines: rule_lines } = outcome else { panic!("{outcome:?}") };
+
+    // One member more in one remote group.
+    let mut one_member = one_rule.clone();
+    let referenced = p.security_groups.iter().flat_map(|g| g.rules.iter()).find_map(|r| r.remote_group_id).expect("a remote group rule");
+    one_member.remote_groups.iter_mut().find(|g| g.id == referenced).unwrap().members.push("10.202.0.1".parse().unwrap());
+    let started = Instant::now();
+    let outcome = applier.apply(compile(&one_member).unwrap()).await.expect("member apply");
+    let member_time = started.elapsed();
+    let Outcome::Updated { bytes: member_bytes, lines: member_lines } = outcome else { panic!("{outcome:?}") };
+
+    // Unchanged: no nft call at all.
+    let started = Instant::now();
+    assert_eq!(applier.apply(compile(&one_member).unwrap()).await.unwrap(), Outcome::Unchanged);
+    let noop_time = started.elapsed();
+
+    println!(
+        "| {rules:>6} | {ports:>5} | {:>8.1} | {:>8.1} | {:>9} | {:>9.1} | {rule_bytes} B / {rule_lines} lines | {:>6.1} | {member_bytes} B / {member_lines} lines | {:>6.1} | {:.3} |",
+        ms(compile_time),
+        ms(apply_time),
+        script.len(),
+        ms(compile_time + apply_time),
+        ms(rule_time),
+        ms(member_time),
+        ms(noop_time),
+    );
+}
+
+fn main() {
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("SKIPPED: the data-plane benchmark needs root (it loads rulesets into a network namespace)");
+        return;
+    }
+    let quick = std::env::args().any(|a| a == "quick");
+    let name = format!("palbench-{}", std::process::id());
+    assert!(Command::new("ip").args(["netns", "add", &name]).status().unwrap().success());
+    let file = std::fs::File::open(format!("/run/netns/{name}")).unwrap();
+    assert_eq!(unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) }, 0);
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    println!("| rules | ports | compile+render ms | nft apply ms | script bytes | total ms | +1 rule: change | apply ms | +1 member: change | apply ms | unchanged ms |");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|");
+    let cases: &[(usize, usize)] = if quick {
+        &[(10, 100), (100, 1_000)]
+    } else {
+        &[(10, 100), (100, 100), (1_000, 100), (10, 1_000), (100, 1_000), (1_000, 1_000), (10, 10_000), (100, 10_000), (1_000, 10_000)]
+    };
+    runtime.block_on(async {
+        for &(ports, rules) in cases {
+            case(ports, rules).await;
+        }
+    });
+    let _ = Command::new("ip").args(["netns", "del", &name]).status();
+}
