@@ -132,4 +132,7 @@ pub trait Tx {
     fn export_quotas(&mut self) -> StoreResult<Vec<(Scope, Limits)>>;
     /// Inserts a key keeping its id and revocation, so its tokens stay valid.
     fn import_key(&mut self, key: &ApiKey, token_hash: &str) -> StoreResult<()>;
+    /// Raises the global policy revision to at least `revision` (never lowers it), so agents
+    /// that applied a revision of the exported store see a newer one after an import.
+    fn raise_policy_revision(&mut self, revision: i64) -> StoreResult<()>;
 }

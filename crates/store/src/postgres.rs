@@ -1156,6 +1156,11 @@ impl Tx for PgTx<'_> {
             .collect()
     }
 
+    fn raise_policy_revision(&mut self, revision: i64) -> StoreResult<()> {
+        self.execute("UPDATE policy_revision SET revision = GREATEST(revision, $1) WHERE id = 1", &[&revision])?;
+        Ok(())
+    }
+
     fn import_key(&mut self, key: &ApiKey, token_hash: &str) -> StoreResult<()> {
         let projects = key.projects.as_ref().map(|p| serde_json::to_string(p).expect("ints serialise"));
         self.execute(

@@ -728,6 +728,13 @@ impl Tx for SqliteTx<'_> {
         Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
     }
 
+    fn raise_policy_revision(&mut self, revision: i64) -> StoreResult<()> {
+        self.conn
+            .prepare_cached("UPDATE policy_revision SET revision = MAX(revision, ?1) WHERE id = 1")?
+            .execute([revision])?;
+        Ok(())
+    }
+
     fn import_key(&mut self, key: &ApiKey, token_hash: &str) -> StoreResult<()> {
         let projects = key.projects.as_ref().map(|p| serde_json::to_string(p).expect("ints serialise"));
         self.conn

@@ -1,23 +1,28 @@
 //! Moving an installation between stores: `palisade export` writes every group (with its rules
-//! and tags), task, API key and quota as JSON lines; `palisade import` loads them into an empty store in
+//! and tags), task, API key, quota and port (with its bindings) as JSON lines, and the policy
+//! revision; `palisade import` loads them into an empty store in
 //! one transaction. Ids, times, revisions, creation order, task states and key hashes are kept,
 //! so clients, their tokens and their task ids keep working after the move.
 //!
 //! Format (one JSON object per line, `type` says which):
-//! `header` (format, version, source backend, time), then `api_key`s, `quota`s, `group`s and `task`s, then
+//! `header` (format, version, source backend, time), then `api_key`s, `quota`s, `group`s, `task`s,
+//! `port`s and the `policy_revision`, then
 //! `end` with the counts, which import checks, so a truncated file is refused.
 
+use std::collections::BTreeSet;
 use std::io::{BufRead, Write};
+use std::net::IpAddr;
 use std::str::FromStr;
 
 use palisade_core::group::{Group, Scope};
+use palisade_core::port::{MacAddr, Port};
 use palisade_core::quota::Limits;
 use palisade_core::{Cidr, Direction, Ethertype, Protocol, Rule, RuleSpec, Tag};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use uuid::Uuid;
 
-use crate::{ApiKey, Store, StoreError, TaskRecord, TaskState};
+use crate::{ApiKey, PortFilter, Store, StoreError, TaskRecord, TaskState};
 
 pub const FORMAT: &str = "palisade-export";
 pub const VERSION: u32 = 1;
@@ -45,6 +50,8 @@ pub struct Summary {
     pub api_keys: u64,
     #[serde(default)]
     pub quotas: u64,
+    #[serde(default)]
+    pub ports: u64,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -55,6 +62,8 @@ enum Line {
     Quota(QuotaLine),
     Group(GroupLine),
     Task(TaskLine),
+    Port(PortLine),
+    PolicyRevision { revision: i64 },
     End(Summary),
 }
 
@@ -113,6 +122,65 @@ struct TagLine {
     key: String,
     value: String,
     read_only: bool,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct PortLine {
+    id: Uuid,
+    client_id: i64,
+    project_id: i64,
+    region_id: i64,
+    instance_id: Uuid,
+    instance_name: String,
+    host: String,
+    device: String,
+    mac: String,
+    fixed_ips: Vec<String>,
+    security_group_ids: Vec<Uuid>,
+    created_at: i64,
+    updated_at: i64,
+}
+
+impl From<&Port> for PortLine {
+    fn from(p: &Port) -> PortLine {
+        PortLine {
+            id: p.id,
+            client_id: p.scope.client_id,
+            project_id: p.scope.project_id,
+            region_id: p.scope.region_id,
+            instance_id: p.instance_id,
+            instance_name: p.instance_name.clone(),
+            host: p.host.clone(),
+            device: p.device.clone(),
+            mac: p.mac.to_string(),
+            fixed_ips: p.fixed_ips.iter().map(ToString::to_string).collect(),
+            security_group_ids: p.security_group_ids.clone(),
+            created_at: p.created_at,
+            updated_at: p.updated_at,
+        }
+    }
+}
+
+impl PortLine {
+    fn into_port(self) -> Result<Port, String> {
+        Ok(Port {
+            id: self.id,
+            scope: Scope { client_id: self.client_id, project_id: self.project_id, region_id: self.region_id },
+            instance_id: self.instance_id,
+            instance_name: self.instance_name,
+            host: self.host,
+            device: self.device,
+            mac: MacAddr::from_str(&self.mac).map_err(|_| format!("bad mac {:?}", self.mac))?,
+            fixed_ips: self
+                .fixed_ips
+                .iter()
+                .map(|ip| IpAddr::from_str(ip).map_err(|_| format!("bad fixed ip {ip:?}")))
+                .collect::<Result<_, _>>()?,
+            security_group_ids: self.security_group_ids,
+            created_at: self.created_at,
+            updated_at: self.updated_at,
+        })
+    }
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -275,8 +343,11 @@ fn now_ms() -> i64 {
 pub fn export(store: &impl Store, source: &str, out: &mut dyn Write) -> Result<Summary, TransferError> {
     let summary = store.read(|tx| {
         let mut summary = Summary::default();
+        // Ports are listed per client: every client that has a key, a group or a task.
+        let mut clients = BTreeSet::new();
         write_line(out, &Line::Header { format: FORMAT.into(), version: VERSION, source: source.into(), exported_at: now_ms() })?;
         for (key, token_hash) in tx.export_keys()? {
+            clients.insert(key.client_id);
             write_line(
                 out,
                 &Line::ApiKey(KeyLine {
@@ -311,6 +382,7 @@ pub fn export(store: &impl Store, source: &str, out: &mut dyn Write) -> Result<S
             let Some((last, _)) = page.last() else { break };
             after = *last;
             for (_, group) in &page {
+                clients.insert(group.scope.client_id);
                 summary.groups += 1;
                 summary.rules += group.rules.len() as u64;
                 summary.tags += group.tags.len() as u64;
@@ -323,10 +395,18 @@ pub fn export(store: &impl Store, source: &str, out: &mut dyn Write) -> Result<S
             let Some((last, _)) = page.last() else { break };
             after = *last;
             for (_, task) in &page {
+                clients.insert(task.client_id);
                 summary.tasks += 1;
                 write_line(out, &Line::Task(task.into()))?;
             }
         }
+        for client_id in clients {
+            for port in tx.list_ports(client_id, &PortFilter::default())? {
+                summary.ports += 1;
+                write_line(out, &Line::Port((&port).into()))?;
+            }
+        }
+        write_line(out, &Line::PolicyRevision { revision: tx.policy_revision()? })?;
         write_line(out, &Line::End(summary))?;
         Ok::<_, TransferError>(summary)
     })?;
@@ -354,6 +434,7 @@ pub fn import(store: &impl Store, input: &mut dyn BufRead) -> Result<Summary, Tr
         let mut buffer = String::new();
         let mut header = false;
         let mut end = None;
+        let mut policy_revision = None;
         loop {
             buffer.clear();
             if input.read_line(&mut buffer)? == 0 {
@@ -409,6 +490,11 @@ pub fn import(store: &impl Store, input: &mut dyn BufRead) -> Result<Summary, Tr
                     tx.insert_task(&t.into_task().map_err(bad)?)?;
                     summary.tasks += 1;
                 }
+                Line::Port(p) => {
+                    tx.insert_port(&p.into_port().map_err(bad)?)?;
+                    summary.ports += 1;
+                }
+                Line::PolicyRevision { revision } => policy_revision = Some(revision),
                 Line::End(expected) => end = Some(expected),
             }
         }
@@ -418,7 +504,13 @@ pub fn import(store: &impl Store, input: &mut dyn BufRead) -> Result<Summary, Tr
                 line: number,
                 message: format!("the end record counts {expected:?} but the file holds {summary:?}"),
             }),
-            Some(_) => Ok(summary),
+            Some(_) => {
+                // Above the exported revision, so agents that applied it fetch again.
+                if let Some(revision) = policy_revision {
+                    tx.raise_policy_revision(revision + 1)?;
+                }
+                Ok(summary)
+            }
         }
     })
 }

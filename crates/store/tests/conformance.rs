@@ -13,11 +13,12 @@ use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
 use palisade_core::group::{Group, Scope};
+use palisade_core::port::{MacAddr, Port};
 use palisade_core::quota::{Limits, Usage};
 use palisade_core::{Cidr, Direction, Ethertype, Protocol, Rule, RuleSpec, Tag};
 use palisade_store::transfer::{self, TransferError};
 use palisade_store::{
-    AckFilter, Database, GroupFilter, NewApiKey, Store, StoreError, StoreResult, TaskFilter, TaskRecord, TaskState, Tx,
+    AckFilter, Database, GroupFilter, NewApiKey, PortFilter, Store, StoreError, StoreResult, TaskFilter, TaskRecord, TaskState, Tx,
 };
 use serde_json::json;
 use uuid::Uuid;
@@ -636,6 +637,7 @@ struct Dump {
     keys: Vec<(palisade_store::ApiKey, String)>,
     quotas: Vec<(Scope, Limits)>,
     usage: Vec<Usage>,
+    ports: Vec<Port>,
 }
 
 fn dump(db: &Database) -> Dump {
@@ -657,16 +659,38 @@ fn dump(db: &Database) -> Dump {
             tasks.extend(page.into_iter().map(|(_, t)| t));
         }
         let usage = vec![tx.usage(&SCOPE)?, tx.usage(&OTHER_PROJECT)?, tx.usage(&OTHER_CLIENT)?];
-        Ok(Dump { groups, tasks, keys: tx.export_keys()?, quotas: tx.export_quotas()?, usage })
+        let mut ports = tx.list_ports(1, &PortFilter::default())?;
+        ports.extend(tx.list_ports(2, &PortFilter::default())?);
+        Ok(Dump { groups, tasks, keys: tx.export_keys()?, quotas: tx.export_quotas()?, usage, ports })
     })
 }
 
 /// A store with a bit of everything.
 fn fill(db: &Database, groups: usize) {
     w(db, |tx| {
+        let mut made = Vec::new();
         for i in 0..groups {
             let scope = [SCOPE, OTHER_PROJECT, OTHER_CLIENT][i % 3];
-            tx.insert_group(&group(scope, &format!("group-{i}"), 1_000 + i as i64))?;
+            let g = group(scope, &format!("group-{i}"), 1_000 + i as i64);
+            tx.insert_group(&g)?;
+            made.push(g);
+        }
+        // A port in each of the first three groups' scopes, bound to that group (and unbound ones).
+        for (i, g) in made.iter().take(3).enumerate() {
+            let id = Uuid::new_v4();
+            tx.insert_port(&Port {
+                id,
+                scope: g.scope,
+                instance_id: Uuid::new_v4(),
+                instance_name: format!("vm-{i}"),
+                host: format!("host-{}", i % 2),
+                device: palisade_core::port::default_device(id),
+                mac: MacAddr::from_str(&format!("02:00:00:00:00:0{i}")).unwrap(),
+                fixed_ips: vec!["10.0.0.5".parse().unwrap(), "2001:db8::5".parse().unwrap()],
+                security_group_ids: vec![g.id],
+                created_at: 7_000 + i as i64,
+                updated_at: 7_000 + i as i64,
+            })?;
         }
         for i in 0..10 {
             let mut t = task(1 + i % 2, 10, 100, "create_security_group", 2_000 + i);
@@ -701,11 +725,19 @@ fn export_import_round_trip(f: &Fixture) {
     fill(f.db(), 40);
     let mut file = Vec::new();
     let summary = transfer::export(f.db(), f.db().backend(), &mut file).expect("export");
-    assert_eq!((summary.groups, summary.rules, summary.tags, summary.tasks, summary.api_keys, summary.quotas), (40, 160, 80, 10, 3, 1));
+    assert_eq!(
+        (summary.groups, summary.rules, summary.tags, summary.tasks, summary.api_keys, summary.quotas, summary.ports),
+        (40, 160, 80, 10, 3, 1, 3)
+    );
     let target = f.sibling();
     let imported = transfer::import(target.db(), &mut Cursor::new(&file)).expect("import");
     assert_eq!(imported, summary);
-    assert_eq!(dump(target.db()), dump(f.db()));
+    let source = dump(f.db());
+    assert_eq!(source.ports.len(), 3);
+    assert_eq!(dump(target.db()), source);
+    // Agents that applied the old store's revision see a newer one.
+    let old_revision = r(f.db(), |tx| tx.policy_revision());
+    assert!(r(target.db(), |tx| tx.policy_revision()) > old_revision);
     // New keys do not collide with imported ids.
     let key = NewApiKey { token_hash: "fresh".into(), client_id: 1, user_id: 1, projects: None, name: String::new(), created_at: 1 };
     let id = w(target.db(), |tx| tx.insert_key(&key));
@@ -996,10 +1028,21 @@ mod postgres_nodes {
         transfer::import(target.db(), &mut Cursor::new(&file)).expect("import");
         eprintln!("imported {} groups, {} rules into PostgreSQL in {:?}", summary.groups, summary.rules, started.elapsed());
         assert_eq!(dump(target.db()), dump(source.db()));
-        // And back again: the same export (apart from the header).
+        // And back again: the same export (apart from the header and the policy revision, which
+        // the import raised above the exported one).
         let mut again = Vec::new();
         transfer::export(target.db(), "sqlite", &mut again).expect("export again");
-        let body = |bytes: &[u8]| String::from_utf8(bytes.to_vec()).unwrap().lines().skip(1).map(String::from).collect::<Vec<_>>();
-        assert_eq!(body(&again), body(&file));
+        let body = |bytes: &[u8]| {
+            String::from_utf8(bytes.to_vec())
+                .unwrap()
+                .lines()
+                .skip(1)
+                .filter(|line| !line.starts_with("{\"type\":\"policy_revision\""))
+                .map(String::from)
+                .collect::<Vec<_>>()
+        };
+        let (again, file) = (body(&again), body(&file));
+        assert_eq!(again.len(), file.len());
+        assert!(again == file, "the exports differ");
     }
 }
