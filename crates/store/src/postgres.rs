@@ -335,11 +335,15 @@ impl PgStore {
             }
         }
         let PgConn { client, statements } = &mut conn;
-        let mut tx = PgTx { client, statements, write, notified: false, broken: false };
+        let mut tx = PgTx { client, statements, write, notified: false, broken: false, failed: false };
         // A panic in `f` leaves the connection mid-transaction: it must not go back to the pool.
         let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(&mut tx)));
-        let broken = tx.broken;
+        let (broken, failed) = (tx.broken, tx.failed);
         let result = match outcome {
+            // PostgreSQL turns the COMMIT of a transaction in which a statement failed into a
+            // ROLLBACK without an error: never report success for it, even if `f` swallowed
+            // the error.
+            Ok(Ok(_)) if failed => Err(StoreError::Internal("a statement of the transaction failed; it was rolled back".into()).into()),
             Ok(result) => result,
             Err(panic) => {
                 self.pool.discard(conn);
@@ -438,6 +442,8 @@ struct PgTx<'a> {
     notified: bool,
     /// A connection-level error happened: the connection must not be reused.
     broken: bool,
+    /// A statement failed (the transaction is aborted) and no savepoint rollback undid it.
+    failed: bool,
 }
 
 fn id_text(id: Uuid) -> String {
@@ -562,6 +568,7 @@ impl PgTx<'_> {
         if is_connection_error(&e) {
             self.broken = true;
         }
+        self.failed = true;
         map_error(e)
     }
 
@@ -965,7 +972,10 @@ impl Tx for PgTx<'_> {
     }
 
     fn rollback_to_savepoint(&mut self) -> StoreResult<()> {
-        self.batch("ROLLBACK TO SAVEPOINT task; RELEASE SAVEPOINT task")
+        self.batch("ROLLBACK TO SAVEPOINT task; RELEASE SAVEPOINT task")?;
+        // Whatever failed after the savepoint is undone; the transaction can commit again.
+        self.failed = false;
+        Ok(())
     }
 
     fn insert_task(&mut self, task: &TaskRecord) -> StoreResult<()> {

@@ -119,6 +119,7 @@ conformance!(
     api_keys,
     write_rolls_back_on_error,
     savepoints,
+    a_swallowed_statement_error_is_not_committed,
     quotas_and_usage,
     export_import_round_trip,
     import_refuses_non_empty_and_truncated,
@@ -576,6 +577,31 @@ fn write_rolls_back_on_error(f: &Fixture) {
         assert_eq!(r(db, |tx| tx.count_groups(&SCOPE)), 1);
         w(db, |tx| tx.count_groups(&SCOPE));
     }
+}
+
+fn a_swallowed_statement_error_is_not_committed(f: &Fixture) {
+    let db = f.db();
+    let g = group(SCOPE, "first", 1);
+    w(db, |tx| tx.insert_group(&g));
+    let other = group(SCOPE, "second", 2);
+    // The caller ignores a failed statement and returns Ok: the store must not report a commit
+    // of writes that did not happen (PostgreSQL rolls such a transaction back).
+    let result = db.write(|tx| {
+        let _ = tx.insert_group(&g);
+        let _ = tx.insert_group(&other);
+        Ok::<_, StoreError>(())
+    });
+    let stored = r(db, |tx| tx.group_exists(&SCOPE, other.id));
+    assert_eq!(result.is_ok(), stored, "Ok exactly when the write was kept: {result:?}");
+    // After a failure undone by a savepoint rollback, the rest commits.
+    let third = group(SCOPE, "third", 3);
+    w(db, |tx| {
+        tx.savepoint()?;
+        assert!(tx.insert_group(&g).is_err());
+        tx.rollback_to_savepoint()?;
+        tx.insert_group(&third)
+    });
+    assert!(r(db, |tx| tx.group_exists(&SCOPE, third.id)));
 }
 
 fn savepoints(f: &Fixture) {
