@@ -12,8 +12,10 @@ use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use axum::Json;
-use axum::extract::{Path, State};
-use axum::http::{HeaderValue, StatusCode};
+use axum::body::Body;
+use axum::extract::{FromRequestParts, Path, Request, State};
+use axum::http::{HeaderValue, Method, StatusCode};
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use palisade_core::error::FieldErrors;
 use palisade_core::input;
@@ -160,6 +162,9 @@ pub struct AgentOut {
     pub reported_at: String,
     /// Whether the agent has applied the current policy revision.
     pub in_sync: bool,
+    /// With `?revision=N`: whether the agent has applied revision N (or a later one).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub applied: Option<bool>,
 }
 
 fn agent_out(agent: &AgentRecord, revision: i64) -> AgentOut {
@@ -168,6 +173,7 @@ fn agent_out(agent: &AgentRecord, revision: i64) -> AgentOut {
         applied_revision: agent.applied_revision,
         reported_at: time::with_zone(agent.reported_at),
         in_sync: agent.applied_revision >= revision,
+        applied: None,
     }
 }
 
@@ -202,11 +208,108 @@ pub struct AgentList {
     pub results: Vec<AgentOut>,
 }
 
-/// `GET /palisade/v1/agents`: every agent of the caller's client, the revision it applied, and
-/// whether that is the current one.
-pub async fn list(State(state): State<Arc<AppState>>, caller: Caller) -> Result<Json<AgentList>> {
+/// `GET /palisade/v1/agents[?revision=N]`: every agent of the caller's client, the revision it
+/// applied, whether that is the current one, and (with `revision`) whether it has applied N.
+pub async fn list(State(state): State<Arc<AppState>>, caller: Caller, query: Query) -> Result<Json<AgentList>> {
+    let mut errors = FieldErrors::new();
+    let asked = query.int("revision", 0, i64::MAX, &mut errors);
+    if !errors.is_empty() {
+        return Err(errors.into());
+    }
     let client = caller.client_id;
     let (agents, revision) = state.read(move |tx| Ok((tx.list_agents(client)?, tx.policy_revision()?))).await?;
-    let results: Vec<AgentOut> = agents.iter().map(|a| agent_out(a, revision)).collect();
+    let results: Vec<AgentOut> = agents
+        .iter()
+        .map(|a| AgentOut { applied: asked.map(|n| a.applied_revision >= n), ..agent_out(a, revision) })
+        .collect();
     Ok(Json(AgentList { policy_revision: revision, count: results.len() as u64, results }))
+}
+
+/// The longest `wait_for_agents` a write may ask for, in seconds.
+const MAX_WAIT_FOR_AGENTS: f64 = 60.0;
+
+/// `?wait_for_agents=SECONDS` on any write: after the write succeeds (and, for a v2 write, after
+/// its tasks finished), waits up to SECONDS until every agent of the caller's client has applied
+/// the policy revision the change produced. The response is the write's own, with headers
+/// `x-policy-revision` (that revision), `x-agents-applied` and `x-agents-pending` (host names,
+/// comma-separated).
+pub async fn wait_for_agents(State(state): State<Arc<AppState>>, request: Request, next: Next) -> Response {
+    let asked = request
+        .uri()
+        .query()
+        .and_then(|q| form_urlencoded::parse(q.as_bytes()).find(|(k, _)| k == "wait_for_agents").map(|(_, v)| v.into_owned()));
+    let Some(asked) = asked else { return next.run(request).await };
+    if matches!(*request.method(), Method::GET | Method::HEAD) {
+        return next.run(request).await;
+    }
+    let seconds = match asked.parse::<f64>() {
+        Ok(s) if (0.0..=MAX_WAIT_FOR_AGENTS).contains(&s) => s,
+        _ => return ApiError::invalid("wait_for_agents", "Input should be a number of seconds between 0 and 60").into_response(),
+    };
+    let (mut parts, body) = request.into_parts();
+    let caller = match Caller::from_request_parts(&mut parts, &state).await {
+        Ok(caller) => caller,
+        Err(e) => return e.into_response(),
+    };
+    let response = next.run(Request::from_parts(parts, body)).await;
+    if !response.status().is_success() {
+        return response;
+    }
+    let deadline = tokio::time::Instant::now() + Duration::from_secs_f64(seconds);
+    let (mut parts, body) = response.into_parts();
+    let bytes = match axum::body::to_bytes(body, 1 << 22).await {
+        Ok(bytes) => bytes,
+        Err(e) => return ApiError::Internal(format!("buffering the response: {e}")).into_response(),
+    };
+    let tasks: Vec<String> = serde_json::from_slice::<Value>(&bytes)
+        .ok()
+        .and_then(|v| v.get("tasks").and_then(Value::as_array).map(|t| t.iter().filter_map(|id| id.as_str().map(str::to_owned)).collect()))
+        .unwrap_or_default();
+    match settle(&state, caller.client_id, tasks, deadline).await {
+        Ok((revision, applied, pending)) => {
+            let headers = &mut parts.headers;
+            headers.insert("x-policy-revision", HeaderValue::from(revision));
+            for (name, hosts) in [("x-agents-applied", applied), ("x-agents-pending", pending)] {
+                if let Ok(value) = HeaderValue::from_str(&hosts.join(",")) {
+                    headers.insert(name, value);
+                }
+            }
+        }
+        Err(e) => tracing::warn!(error = ?e, "waiting for agents"),
+    }
+    Response::from_parts(parts, Body::from(bytes))
+}
+
+/// Waits for `tasks` to finish, then for the client's agents to apply the revision after them.
+/// Returns (revision, agents that applied it, agents that have not by the deadline).
+async fn settle(state: &Arc<AppState>, client_id: i64, tasks: Vec<String>, deadline: tokio::time::Instant) -> Result<(i64, Vec<String>, Vec<String>)> {
+    const STEP: Duration = Duration::from_millis(10);
+    loop {
+        let ids = tasks.clone();
+        let open = state
+            .read(move |tx| {
+                let mut open = 0;
+                for id in &ids {
+                    if tx.get_task(client_id, id)?.is_some_and(|t| !t.state.is_terminal()) {
+                        open += 1;
+                    }
+                }
+                Ok(open)
+            })
+            .await?;
+        if open == 0 || tokio::time::Instant::now() >= deadline {
+            break;
+        }
+        tokio::time::sleep(STEP).await;
+    }
+    let revision = state.read(|tx| Ok(tx.policy_revision()?)).await?;
+    loop {
+        let agents = state.read(move |tx| Ok(tx.list_agents(client_id)?)).await?;
+        let (applied, pending): (Vec<&AgentRecord>, Vec<&AgentRecord>) = agents.iter().partition(|a| a.applied_revision >= revision);
+        if pending.is_empty() || tokio::time::Instant::now() >= deadline {
+            let hosts = |list: Vec<&AgentRecord>| list.iter().map(|a| a.host.clone()).collect::<Vec<_>>();
+            return Ok((revision, hosts(applied), hosts(pending)));
+        }
+        tokio::time::sleep(STEP).await;
+    }
 }

@@ -69,6 +69,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/docs", get(system::docs))
         .fallback(system::not_found)
         .method_not_allowed_fallback(system::method_not_allowed)
+        .layer(axum::middleware::from_fn_with_state(state.clone(), agents::wait_for_agents))
         .layer(axum::middleware::from_fn(request_id::middleware))
         .with_state(state)
 }

@@ -297,14 +297,21 @@ impl Api {
     }
 
     pub async fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> (StatusCode, Value) {
+        let (status, _, body) = self.call_full(method, path, body).await;
+        (status, body)
+    }
+
+    /// [`Api::call`] with the response headers.
+    pub async fn call_full(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> (StatusCode, reqwest::header::HeaderMap, Value) {
         let mut request = self.client.request(method, format!("{}{path}", self.base)).header("Authorization", format!("APIKey {}", self.token));
         if let Some(body) = body {
             request = request.json(&body);
         }
         let response = request.send().await.expect("calling the API");
         let status = response.status();
+        let headers = response.headers().clone();
         let text = response.text().await.unwrap_or_default();
-        (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+        (status, headers, serde_json::from_str(&text).unwrap_or(Value::Null))
     }
 
     #[track_caller]

@@ -75,6 +75,22 @@ fn tcp_by_port_and_by_source_prefix() {
         for r in group["security_group_rules"].as_array().unwrap() {
             assert!(table.contains(&format!("accept comment \"rule {}\"", r["id"].as_str().unwrap())), "{table}");
         }
+
+        // A v2 write with ?wait_for_agents answers once its task ran and the host's agent applied it.
+        let (status, headers, body) = api
+            .call_full(
+                Method::POST,
+                &format!("/cloud/v2/security_groups/1/1/{web}/rules?wait_for_agents=10"),
+                Some(rule("ingress", "IPv4", Some("tcp"), Some(8080), None, None)),
+            )
+            .await;
+        Api::expect(status, 200, &body);
+        assert_eq!(headers["x-agents-applied"], HOST, "{headers:?}");
+        assert_eq!(headers["x-agents-pending"], "", "{headers:?}");
+        assert!(tcp_ok(&a.ns, addr(c.v4, 8080)), "enforced when the write answered");
+        let revision: i64 = headers["x-policy-revision"].to_str().unwrap().parse().unwrap();
+        let (_, agents) = api.call(Method::GET, &format!("/palisade/v1/agents?revision={revision}"), None).await;
+        assert_eq!(agents["results"][0]["applied"], true, "{agents}");
         drop(agent);
         server.stop().await;
     });
