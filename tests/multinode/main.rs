@@ -10,6 +10,9 @@
 //!   the final state is that of some serial order.
 //! - `sqlite_to_postgres_move`: 1,000 groups made on SQLite, `palisade export`, `palisade import`
 //!   into PostgreSQL, served by a PostgreSQL node: the same groups, tasks and keys.
+//! - `hung_node_loses_its_claims`: one node is frozen (SIGSTOP) mid-load; PostgreSQL ends its
+//!   idle transactions after `idle_in_transaction_session_timeout` (the lease), the other node
+//!   finishes the tasks, and the frozen node, thawed, repeats nothing.
 //! - `database_outage_is_503_then_recovers`: the database refuses connections; the node answers
 //!   503 and is not ready; when the database returns, the node recovers by itself.
 
@@ -433,4 +436,67 @@ async fn database_outage_is_503_then_recovers() {
     let snap = until_all_done(&db.url, Duration::from_secs(15)).await;
     assert!(snap.tasks.iter().any(|t| t.id == task && t.state == TaskState::Finished));
     eprintln!("outage: 503 during {:?} of outage, ready again {ready_after:?} after the database returned", back - outage);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn hung_node_loses_its_claims() {
+    let db = PgDb::new();
+    let scratch = Scratch::new("hung");
+    palisade(&["migrate", "--database-url", &db.url]);
+    // A short lease for the test (operators get 60 s unless they set their own).
+    admin_sql(&format!("ALTER DATABASE {} SET idle_in_transaction_session_timeout = '2s'", db.name));
+    admin_sql(&format!("ALTER DATABASE {} SET statement_timeout = '5s'", db.name));
+    let token = create_key(&db.url);
+    let api = Api::with_timeout(&token, Duration::from_secs(5));
+    let (a, b) = tokio::join!(Node::start("a", &db.url, &scratch.0), Node::start("b", &db.url, &scratch.0));
+    let seeds = seed_groups(&api, &b.base, &db.url, 20).await;
+
+    let ops = Arc::new(mixed_ops(600, &seeds));
+    let bases = Arc::new([a.base.clone(), b.base.clone()]);
+    let a = Arc::new(a);
+    let frozen = Arc::new(AtomicBool::new(false));
+    let acked_count = Arc::new(AtomicUsize::new(0));
+    let frozen_at: Arc<std::sync::Mutex<Option<Instant>>> = Arc::default();
+    let results = bounded(ops.len(), 32, |i| {
+        let (api, ops, bases, a, frozen, acked_count, frozen_at) =
+            (api.clone(), ops.clone(), bases.clone(), a.clone(), frozen.clone(), acked_count.clone(), frozen_at.clone());
+        async move {
+            if acked_count.load(Ordering::SeqCst) >= 200 && !frozen.swap(true, Ordering::SeqCst) {
+                a.signal("STOP");
+                *frozen_at.lock().unwrap() = Some(Instant::now());
+            }
+            let node = if frozen.load(Ordering::SeqCst) { 1 } else { i % 2 };
+            let result = send(&api, &bases[node], &ops[i]).await;
+            if result.is_ok() {
+                acked_count.fetch_add(1, Ordering::SeqCst);
+            }
+            result
+        }
+    })
+    .await;
+    let frozen_at = frozen_at.lock().unwrap().expect("frozen");
+    let acked: Vec<(Op, String)> =
+        results.iter().enumerate().filter_map(|(i, r)| r.as_ref().ok().map(|id| (ops[i].clone(), id.clone()))).collect();
+    let unanswered: Vec<Op> = results.iter().enumerate().filter(|(_, r)| r.is_err()).map(|(i, _)| ops[i].clone()).collect();
+    // While A stays frozen, B alone finishes everything, including what A had claimed.
+    let snap = until_all_done(&db.url, Duration::from_secs(60)).await;
+    let recovered = frozen_at.elapsed();
+    check_mixed_outcome(&snap, &seeds, &acked, &unanswered);
+
+    // Thawed, A finds its transactions gone, repeats nothing, and serves again.
+    a.signal("CONT");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while api.get(&a.base, "/readyz").await.map(|(s, _)| s != 200).unwrap_or(true) {
+        assert!(Instant::now() < deadline, "A did not recover; log:\n{}", a.log_text());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let after = until_all_done(&db.url, Duration::from_secs(30)).await;
+    check_mixed_outcome(&after, &seeds, &acked, &unanswered);
+    Api::task_of(api.post(&a.base, GROUPS_PATH, &json!({"name": "after-thaw"})).await).expect("A serves again");
+    eprintln!(
+        "hung node: A frozen after 200 acknowledgements; {} acknowledged, {} unanswered; B finished everything {recovered:?} after the freeze",
+        acked.len(),
+        unanswered.len()
+    );
 }

@@ -119,6 +119,13 @@ impl Node {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
+    /// Sends a signal (`STOP`, `CONT`, ...) with kill(1).
+    pub fn signal(&self, signal: &str) {
+        let pid = self.child.as_ref().expect("running").id().to_string();
+        let status = Command::new("kill").args([&format!("-{signal}"), &pid]).status().expect("kill");
+        assert!(status.success());
+    }
+
     /// `kill -9`: no graceful shutdown, no drain; its open transactions die with its connections.
     pub fn kill9(&mut self) {
         if let Some(mut child) = self.child.take() {
@@ -146,7 +153,11 @@ pub const R: i64 = 1;
 
 impl Api {
     pub fn new(token: &str) -> Api {
-        let http = reqwest::Client::builder().timeout(Duration::from_secs(60)).build().expect("client");
+        Api::with_timeout(token, Duration::from_secs(60))
+    }
+
+    pub fn with_timeout(token: &str, timeout: Duration) -> Api {
+        let http = reqwest::Client::builder().timeout(timeout).build().expect("client");
         Api { http, token: token.to_string() }
     }
 
