@@ -394,9 +394,14 @@ fn listen_loop(config: postgres::Config, wake: Weak<tokio::sync::Notify>) {
         if wake.strong_count() == 0 {
             return;
         }
+        let started = Instant::now();
         match listen_once(&config, &wake) {
             Ok(()) => return,
             Err(e) => {
+                if started.elapsed() > Duration::from_secs(30) {
+                    // It had been working: a fresh outage starts with a short wait again.
+                    backoff = Duration::from_millis(100);
+                }
                 tracing::warn!(error = %e, retry_in_ms = backoff.as_millis() as u64, "task listener lost its connection");
                 std::thread::sleep(backoff);
                 backoff = (backoff * 2).min(Duration::from_secs(5));
