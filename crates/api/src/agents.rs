@@ -43,11 +43,13 @@ pub struct PolicyFeed {
     revision: watch::Sender<i64>,
     started: AtomicBool,
     poke: Arc<Notify>,
+    /// Notified when an agent of this node reports a revision.
+    reported: Notify,
 }
 
 impl Default for PolicyFeed {
     fn default() -> Self {
-        PolicyFeed { revision: watch::Sender::new(0), started: AtomicBool::new(false), poke: Arc::new(Notify::new()) }
+        PolicyFeed { revision: watch::Sender::new(0), started: AtomicBool::new(false), poke: Arc::new(Notify::new()), reported: Notify::new() }
     }
 }
 
@@ -62,6 +64,9 @@ impl PolicyFeed {
         let rx = self.revision.subscribe();
         if !self.started.swap(true, Ordering::SeqCst) {
             tokio::spawn(watch_revision(Arc::downgrade(store), self.revision.clone(), self.poke.clone()));
+        } else {
+            // The watcher may be in its idle pause: have it poll at the waiting pace now.
+            self.poke();
         }
         rx
     }
@@ -198,6 +203,7 @@ pub async fn report(
             Ok((agent, tx.policy_revision()?))
         })
         .await?;
+    state.policy.reported.notify_waiters();
     Ok(Json(agent_out(&agent, revision)))
 }
 
@@ -283,7 +289,10 @@ pub async fn wait_for_agents(State(state): State<Arc<AppState>>, request: Reques
 /// Waits for `tasks` to finish, then for the client's agents to apply the revision after them.
 /// Returns (revision, agents that applied it, agents that have not by the deadline).
 async fn settle(state: &Arc<AppState>, client_id: i64, tasks: Vec<String>, deadline: tokio::time::Instant) -> Result<(i64, Vec<String>, Vec<String>)> {
+    // Wake-ups come from revision changes and agent reports on this node; the step bounds the
+    // wait for those that happen on other nodes.
     const STEP: Duration = Duration::from_millis(10);
+    let mut revisions = state.policy.subscribe(&state.store);
     loop {
         let ids = tasks.clone();
         let open = state
@@ -300,16 +309,23 @@ async fn settle(state: &Arc<AppState>, client_id: i64, tasks: Vec<String>, deadl
         if open == 0 || tokio::time::Instant::now() >= deadline {
             break;
         }
-        tokio::time::sleep(STEP).await;
+        tokio::select! {
+            _ = revisions.changed() => {}
+            _ = tokio::time::sleep(STEP) => {}
+        }
     }
     let revision = state.read(|tx| Ok(tx.policy_revision()?)).await?;
     loop {
+        let reported = state.policy.reported.notified();
         let agents = state.read(move |tx| Ok(tx.list_agents(client_id)?)).await?;
         let (applied, pending): (Vec<&AgentRecord>, Vec<&AgentRecord>) = agents.iter().partition(|a| a.applied_revision >= revision);
         if pending.is_empty() || tokio::time::Instant::now() >= deadline {
             let hosts = |list: Vec<&AgentRecord>| list.iter().map(|a| a.host.clone()).collect::<Vec<_>>();
             return Ok((revision, hosts(applied), hosts(pending)));
         }
-        tokio::time::sleep(STEP).await;
+        tokio::select! {
+            _ = reported => {}
+            _ = tokio::time::sleep(STEP) => {}
+        }
     }
 }

@@ -493,9 +493,38 @@ fn api_change_to_kernel_latency() {
             }
             samples.push(started.elapsed());
         }
-        samples.sort();
-        let at = |q: f64| samples[((samples.len() as f64 * q) as usize).min(samples.len() - 1)].as_secs_f64() * 1000.0;
-        println!("API change -> kernel, {} changes: p50 {:.1} ms, p90 {:.1} ms, p99 {:.1} ms, max {:.1} ms", samples.len(), at(0.5), at(0.9), at(0.99), at(1.0));
+        report("v1 rule create (synchronous), then agent status polled", samples);
+
+        // The Gcore v2 path: a task, run by the worker, then the agents; one call with
+        // ?wait_for_agents answers when the host's agent has applied the change.
+        let mut samples = Vec::new();
+        for i in 0..200u16 {
+            let started = std::time::Instant::now();
+            let (status, headers, body) = api
+                .call_full(
+                    Method::POST,
+                    &format!("/cloud/v2/security_groups/1/1/{}/rules?wait_for_agents=10", groups[usize::from(i) % 10]),
+                    Some(rule("ingress", "IPv4", Some("udp"), Some(30_000 + i), None, None)),
+                )
+                .await;
+            Api::expect(status, 200, &body);
+            assert_eq!(headers["x-agents-pending"], "");
+            samples.push(started.elapsed());
+        }
+        report("v2 rule create (task) with ?wait_for_agents", samples);
         server.stop().await;
     });
+}
+
+fn report(what: &str, mut samples: Vec<std::time::Duration>) {
+    samples.sort();
+    let at = |q: f64| samples[((samples.len() as f64 * q) as usize).min(samples.len() - 1)].as_secs_f64() * 1000.0;
+    println!(
+        "API change -> kernel, {what}, {} changes: p50 {:.1} ms, p90 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
+        samples.len(),
+        at(0.5),
+        at(0.9),
+        at(0.99),
+        at(1.0)
+    );
 }
