@@ -125,6 +125,7 @@ conformance!(
     import_refuses_non_empty_and_truncated,
     read_sees_a_snapshot_of_committed_writes,
     calls_from_spawn_blocking,
+    ports_bindings_revision_and_agents,
 );
 
 // ---------------------------------------------------------------------------------------------
@@ -1071,4 +1072,94 @@ mod postgres_nodes {
         assert_eq!(again.len(), file.len());
         assert!(again == file, "the exports differ");
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Ports, bindings, the policy revision and agents (migration 0002_ports)
+
+fn new_port(scope: Scope, host: &str, device: &str, ips: &[&str], groups: &[Uuid], at: i64) -> Port {
+    let instance_id = Uuid::new_v4();
+    Port {
+        id: Uuid::new_v4(),
+        scope,
+        instance_id,
+        instance_name: format!("vm-{device}"),
+        host: host.into(),
+        device: device.into(),
+        mac: MacAddr::from_str("fa:16:3e:00:00:01").unwrap(),
+        fixed_ips: ips.iter().map(|ip| ip.parse().unwrap()).collect(),
+        security_group_ids: groups.to_vec(),
+        created_at: at,
+        updated_at: at,
+    }
+}
+
+fn ports_bindings_revision_and_agents(f: &Fixture) {
+    let db = f.db();
+    let (g1, g2) = (group(SCOPE, "one", 1), group(SCOPE, "two", 2));
+    w(db, |tx| {
+        tx.insert_group(&g1)?;
+        tx.insert_group(&g2)
+    });
+    let revision = |db: &Database| r(db, |tx| tx.policy_revision());
+    let start = revision(db);
+    let mut p1 = new_port(SCOPE, "h1", "tap1", &["10.0.0.1", "fd00::1"], &[g2.id, g1.id], 10);
+    let p2 = new_port(SCOPE, "h2", "tap2", &["10.0.0.2"], &[g1.id], 11);
+    let p3 = new_port(OTHER_CLIENT, "h1", "tap3", &["10.0.0.3"], &[], 12);
+    w(db, |tx| {
+        tx.insert_port(&p1)?;
+        tx.insert_port(&p2)?;
+        tx.insert_port(&p3)
+    });
+    assert!(revision(db) > start, "ports and bindings grow the policy revision");
+
+    // Reads: by id (client-scoped), with bindings in order; filters; by group.
+    assert_eq!(r(db, |tx| tx.get_port(1, p1.id)), Some(p1.clone()));
+    assert_eq!(r(db, |tx| tx.get_port(2, p1.id)), None, "another client's port is invisible");
+    let on_h1 = r(db, |tx| tx.list_ports(1, &PortFilter { host: Some("h1".into()), ..PortFilter::default() }));
+    assert_eq!(on_h1, vec![p1.clone()]);
+    let all = r(db, |tx| tx.list_ports(1, &PortFilter::default()));
+    assert_eq!(all.iter().map(|p| p.id).collect::<Vec<_>>(), vec![p1.id, p2.id], "creation order");
+    let by_instance = r(db, |tx| tx.list_ports(1, &PortFilter { instance_id: Some(p2.instance_id), project_id: Some(10), ..PortFilter::default() }));
+    assert_eq!(by_instance, vec![p2.clone()]);
+    assert!(r(db, |tx| tx.list_ports(1, &PortFilter { region_id: Some(999), ..PortFilter::default() })).is_empty());
+    let users = r(db, |tx| tx.ports_in_groups(&[g1.id]));
+    assert_eq!(users.iter().map(|p| p.id).collect::<Vec<_>>(), vec![p1.id, p2.id]);
+    assert!(r(db, |tx| tx.ports_in_groups(&[])).is_empty());
+    let groups = r(db, |tx| tx.groups_by_ids(&[g2.id, g1.id]));
+    assert_eq!(groups.iter().map(|g| g.id).collect::<Vec<_>>(), vec![g1.id, g2.id], "creation order");
+    assert_eq!(groups[0].rules.len(), 4);
+
+    // Updates: addresses and bindings each grow the revision; a rule change does too.
+    let before = revision(db);
+    p1.fixed_ips = vec!["10.0.0.9".parse().unwrap()];
+    p1.updated_at = 20;
+    w(db, |tx| tx.update_port(&p1));
+    let after_update = revision(db);
+    assert!(after_update > before);
+    w(db, |tx| tx.set_port_groups(p1.id, &[g1.id]));
+    let after_bind = revision(db);
+    assert!(after_bind > after_update);
+    p1.security_group_ids = vec![g1.id];
+    assert_eq!(r(db, |tx| tx.get_port(1, p1.id)), Some(p1.clone()));
+    w(db, |tx| tx.delete_rule(g1.rules[0].id));
+    assert!(revision(db) > after_bind, "rule changes grow the revision");
+
+    // Deleting a port takes its bindings with it.
+    let before = revision(db);
+    assert!(w(db, |tx| tx.delete_port(1, p2.id)));
+    assert!(!w(db, |tx| tx.delete_port(1, p2.id)));
+    assert!(!w(db, |tx| tx.delete_port(1, p3.id)), "another client's port");
+    assert!(revision(db) > before);
+    assert_eq!(r(db, |tx| tx.ports_in_groups(&[g1.id])).len(), 1);
+
+    // Agents: upserted per (client, host), listed by host.
+    let agent = |host: &str, applied_revision: i64| palisade_store::AgentRecord { client_id: 1, host: host.into(), applied_revision, reported_at: 5 };
+    w(db, |tx| {
+        tx.report_agent(&agent("h2", 3))?;
+        tx.report_agent(&agent("h1", 4))?;
+        tx.report_agent(&agent("h1", 7))
+    });
+    assert_eq!(r(db, |tx| tx.list_agents(1)), vec![agent("h1", 7), agent("h2", 3)]);
+    assert!(r(db, |tx| tx.list_agents(2)).is_empty());
 }
