@@ -25,9 +25,6 @@ fn parse_body(body: &Value) -> Result<Vec<PortGroupNames>> {
     let obj = input::object(body, "")?;
     let mut errors = FieldErrors::new();
     let mut requests = Vec::new();
-    for key in obj.keys().filter(|k| !matches!(k.as_str(), "name" | "ports_security_group_names")) {
-        errors.add(key.clone(), "Extra inputs are not permitted");
-    }
     if let Some(value) = obj.get("name").filter(|v| !v.is_null()) {
         if let Some(name) = input::parse_name(value, "name", &mut errors) {
             requests.push(PortGroupNames { port_id: None, names: vec![name] });

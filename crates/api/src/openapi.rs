@@ -61,6 +61,13 @@ pub enum Param {
     ProjectId,
     RegionId,
     MetadataKey,
+    PortProjectId,
+    PortRegionId,
+    PortHost,
+    PortInstanceId,
+    PolicyAfter,
+    PolicyWait,
+    AgentRevision,
 }
 
 /// A request body: the name of a component schema, sent as `application/json`.
@@ -184,6 +191,9 @@ const RULES: &str = "Security group rules";
 const METADATA: &str = "Security group metadata";
 const TASKS: &str = "Tasks";
 const QUOTAS: &str = "Quotas";
+const INSTANCES: &str = "Instances";
+const PORTS: &str = "Ports";
+const AGENTS: &str = "Agents";
 const SERVICE: &str = "Service";
 
 /// Tags in display order, with their descriptions.
@@ -201,6 +211,18 @@ const TAGS: &[(&str, &str)] = &[
     (
         QUOTAS,
         "Palisade's own extension: per-project (and region) limits on the number of security groups and rules. A change that would grow a count past its limit is refused with 409 `QuotaLimitExceed` (a v2 change ends its task in `ERROR`); a lowered limit never blocks deletes.",
+    ),
+    (
+        INSTANCES,
+        "Gcore's instance-side endpoints: bind and unbind security groups by name on an instance's ports, and list the groups of an instance. Palisade knows an instance through its ports (`/palisade/v1/ports`): an instance without ports is a 404.",
+    ),
+    (
+        PORTS,
+        "Palisade's own extension: the port registry the platform fills. A port is an instance's interface on a host (its device, MAC and fixed addresses) with the security groups bound to it; the host's agent enforces them. Every change grows the policy revision.",
+    ),
+    (
+        AGENTS,
+        "Palisade's own extension for the host agents (`palisade agent`): the policy of a host's ports, long-polled on the global policy revision, and the revision each agent reports it applied. Any write accepts `?wait_for_agents=SECONDS` (0..60): the answer comes once the write (and its tasks) are done and every agent of the client has applied the resulting revision, or the time is up; headers `x-policy-revision`, `x-agents-applied` and `x-agents-pending` (host names, comma-separated) say which.",
     ),
     (SERVICE, "Health, readiness and this document. No authentication."),
 ];
@@ -297,7 +319,7 @@ pub const ROUTES: &[Route] = &[
     Route::new(Method::Get, v1_sg!("/{group_id}/instances"), "listSecurityGroupInstances", GROUPS, "List instances of security group")
         .ok(Success::Json(200, "InstanceCollection", "Instances whose ports use the group"))
         .errors(SCOPED)
-        .describe("Palisade does not model instance ports yet, so the collection is always empty; 404 when the group does not exist."),
+        .describe("The instances with at least one port bound to the group (ports are registered with `/palisade/v1/ports`), in the order their first port was registered; 404 when the group does not exist."),
     // --- rules ---
     Route::new(Method::Post, v2_sg!("/{group_id}/rules"), "createSecurityGroupRule", RULES, "Create security group rule")
         .body(Body::Required("SecurityGroupRuleInputV2"))
@@ -430,6 +452,57 @@ pub const ROUTES: &[Route] = &[
         .ok(Success::Json(200, "Quota", "The new limits and usage"))
         .errors(SCOPED_INPUT)
         .describe("Sets the limits of the project and region; an omitted limit keeps its current value. A limit below the current usage is accepted: it only blocks growth."),
+    // --- instances ---
+    Route::new(Method::Post, "/cloud/v1/instances/{project_id}/{region_id}/{instance_id}/addsecuritygroup", "addInstanceSecurityGroup", INSTANCES, "Assign security group")
+        .body(Body::Required("InstancePortsSecurityGroups"))
+        .ok(Success::NoContent("The groups are bound"))
+        .errors(SCOPED_CONFLICT)
+        .describe("Synchronous. Binds groups, named as in their `name`, to the instance's ports: `name` to every port, each `ports_security_group_names` item to its `port_id` (null: every port). A group already bound stays bound once. Every name and port is resolved first: an unknown instance, port or group name is a 404 and nothing changes; a name shared by several groups of the project is a 409 `NoUniqueMatch`; neither field given is a 400."),
+    Route::new(Method::Post, "/cloud/v1/instances/{project_id}/{region_id}/{instance_id}/delsecuritygroup", "delInstanceSecurityGroup", INSTANCES, "Un-assign security group")
+        .body(Body::Required("InstancePortsSecurityGroups"))
+        .ok(Success::NoContent("The groups are unbound"))
+        .errors(SCOPED_CONFLICT)
+        .describe("Synchronous. The reverse of `addsecuritygroup`, with the same body and errors; unbinding a group that is not bound changes nothing."),
+    Route::new(Method::Get, "/cloud/v1/instances/{project_id}/{region_id}/{instance_id}/securitygroups", "listInstanceSecurityGroups", INSTANCES, "Get instance security groups")
+        .ok(Success::Json(200, "InstanceSecurityGroupList", "The groups bound to any port of the instance"))
+        .errors(SCOPED)
+        .describe("The groups bound to any port of the instance, each once, in binding order; 404 for an instance without ports."),
+    // --- ports ---
+    Route::new(Method::Post, "/palisade/v1/ports", "createPort", PORTS, "Register a port")
+        .body(Body::Required("CreatePort"))
+        .ok(Success::Json(201, "Port", "The registered port"))
+        .errors(&[400, 401, 403, 404, 409, 500, 503])
+        .describe("Registers an instance's port on a host. Every bound group must be a group of the port's project and region (404 otherwise). 409 `PortExists` for a taken id, 409 `PortDeviceInUse` when another port of the host has the device."),
+    Route::new(Method::Get, "/palisade/v1/ports", "listPorts", PORTS, "List ports")
+        .query(&[Param::PortProjectId, Param::PortRegionId, Param::PortHost, Param::PortInstanceId])
+        .ok(Success::Json(200, "PortCollection", "The ports of the caller's client that match, in registration order"))
+        .errors(&[400, 401, 500, 503]),
+    Route::new(Method::Get, "/palisade/v1/ports/{port_id}", "getPort", PORTS, "Get port")
+        .ok(Success::Json(200, "Port", "The port"))
+        .errors(&[401, 403, 404, 500, 503]),
+    Route::new(Method::Patch, "/palisade/v1/ports/{port_id}", "updatePort", PORTS, "Update port")
+        .body(Body::Required("UpdatePort"))
+        .ok(Success::Json(200, "Port", "The port as updated"))
+        .errors(&[400, 401, 403, 404, 409, 500, 503])
+        .describe("Moves, re-addresses or re-binds a port: each given field replaces its value (`security_group_ids` replaces the bound groups, in order); absent fields are kept. Nothing changes, and the policy revision stays, when the values are the same."),
+    Route::new(Method::Delete, "/palisade/v1/ports/{port_id}", "deletePort", PORTS, "Delete port")
+        .ok(Success::NoContent("The port is gone"))
+        .errors(&[401, 403, 404, 500, 503]),
+    // --- agents ---
+    Route::new(Method::Get, "/palisade/v1/agents", "listAgents", AGENTS, "List agents")
+        .query(&[Param::AgentRevision])
+        .ok(Success::Json(200, "AgentList", "The agents of the caller's client and the current policy revision"))
+        .errors(&[400, 401, 500, 503]),
+    Route::new(Method::Get, "/palisade/v1/agents/{host}/policy", "getHostPolicy", AGENTS, "Get the policy of a host")
+        .query(&[Param::PolicyAfter, Param::PolicyWait])
+        .ok(Success::Json(200, "HostPolicy", "The policy of the host's ports at the current revision (also in the `x-policy-revision` header)"))
+        .errors(&[400, 401, 404, 500, 503])
+        .describe("What the host's agent enforces: its ports (device, MAC, addresses, bound groups), the rules of every bound group (protocols by number), and the member addresses of every group those rules name as `remote_group_id`, listed once per group. Without `after` it answers at once. With `after`, it answers as soon as the policy revision is past `after`, or with 304 (no body, `x-policy-revision` header) when `wait` seconds pass first."),
+    Route::new(Method::Put, "/palisade/v1/agents/{host}/status", "reportAgentStatus", AGENTS, "Report the applied revision")
+        .body(Body::Required("AgentStatus"))
+        .ok(Success::Json(200, "Agent", "The agent as recorded"))
+        .errors(&[400, 401, 404, 500, 503])
+        .describe("The host's agent reports the policy revision it has applied to the kernel."),
     // --- service ---
     Route::new(Method::Get, "/healthz", "healthz", SERVICE, "Liveness")
         .public()
@@ -543,6 +616,9 @@ fn path_parameter_component(name: &str) -> Option<&'static str> {
         "group_id" => "GroupId",
         "rule_id" => "RuleId",
         "task_id" => "TaskId",
+        "instance_id" => "InstanceId",
+        "port_id" => "PortId",
+        "host" => "Host",
         _ => return None,
     })
 }
@@ -634,6 +710,9 @@ fn path_parameters() -> Value {
         "GroupId": param("group_id", "Security group ID (a malformed UUID is a 404).", json!({"type": "string", "format": "uuid"})),
         "RuleId": param("rule_id", "Security group rule ID (a malformed UUID is a 404).", json!({"type": "string", "format": "uuid"})),
         "TaskId": param("task_id", "Task ID.", json!({"type": "string", "examples": ["50e2042d-761b-4f5a-b5bf-e11031c747b0"]})),
+        "InstanceId": param("instance_id", "Instance ID (a malformed UUID is a 404).", json!({"type": "string", "format": "uuid"})),
+        "PortId": param("port_id", "Port ID (a malformed UUID is a 404).", json!({"type": "string", "format": "uuid"})),
+        "Host": param("host", "The host's name, as its ports are registered with it.", json!({"type": "string", "pattern": "^[A-Za-z0-9._-]{1,253}$", "examples": ["compute-1"]})),
     })
 }
 
@@ -707,6 +786,13 @@ fn query_parameter(param: Param) -> Value {
         ),
         Param::ProjectId => q("project_id", "Only tasks of this project.", json!({"type": "integer"})),
         Param::RegionId => q("region_id", "Only tasks of this region.", json!({"type": "integer"})),
+        Param::PortProjectId => q("project_id", "Only ports of this project.", json!({"type": "integer", "minimum": 0})),
+        Param::PortRegionId => q("region_id", "Only ports of this region.", json!({"type": "integer", "minimum": 0})),
+        Param::PortHost => q("host", "Only ports on this host.", json!({"type": "string", "examples": ["compute-1"]})),
+        Param::PortInstanceId => q("instance_id", "Only ports of this instance.", json!({"type": "string", "format": "uuid"})),
+        Param::PolicyAfter => q("after", "Answer only with a policy newer than this revision (the one the agent applied).", json!({"type": "integer", "minimum": 0})),
+        Param::PolicyWait => q("wait", "With `after`: how long to wait for a newer revision before answering 304.", json!({"type": "integer", "minimum": 0, "maximum": 300, "default": 0})),
+        Param::AgentRevision => q("revision", "Also say, per agent, whether it has applied this revision (`applied`).", json!({"type": "integer", "minimum": 0})),
         Param::MetadataKey => {
             let mut p = q("key", "The tag key.", schema_ref("TagKey"));
             p["required"] = json!(true);
@@ -1095,8 +1181,139 @@ fn schemas() -> Value {
         }));
     add("SecurityGroupCollection", collection("SecurityGroup", "A page of security groups."));
     add("TagCollection", collection("Tag", "Tags of a group."));
-    add("Instance", json!({"type": "object", "description": "An instance using the group (Gcore's `InstanceSerializer`). Palisade never returns one yet."}));
-    add("InstanceCollection", collection("Instance", "Instances using a group: always empty in Palisade."));
+    add("Instance", json!({
+            "type": "object",
+            "description": "An instance using the group: the fields of Gcore's `InstanceSerializer` that Palisade knows, and the instance's ports that use the group.",
+            "required": ["id", "name", "project_id", "region_id", "region", "security_groups", "ports"],
+            "properties": {
+                "id": {"type": "string", "format": "uuid"},
+                "name": {"type": "string", "description": "The port's `instance_name` (the instance id when none was registered)."},
+                "project_id": {"type": "integer"},
+                "region_id": {"type": "integer"},
+                "region": {"type": "string"},
+                "security_groups": {"type": "array", "items": {"type": "object", "required": ["name"], "properties": {"name": {"type": "string"}}},
+                    "description": "Every group bound to any port of the instance."},
+                "ports": {"type": "array", "items": {"type": "object", "required": ["id", "mac_address", "fixed_ips"], "properties": {
+                    "id": {"type": "string", "format": "uuid"}, "mac_address": {"type": "string"}, "fixed_ips": {"type": "array", "items": {"type": "string"}}}}},
+            },
+        }));
+    add("InstanceCollection", collection("Instance", "Instances using a group."));
+    add("InstancePortsSecurityGroups", json!({
+            "type": "object",
+            "description": "Gcore's `InstancePortsSecurityGroupsSerializer`: at least one of the two fields.",
+            "properties": {
+                "name": {"type": "string", "description": "A group name; applies to every port of the instance."},
+                "ports_security_group_names": {"type": "array", "items": {
+                    "type": "object",
+                    "required": ["security_group_names"],
+                    "properties": {
+                        "port_id": {"type": ["string", "null"], "format": "uuid", "description": "A port of the instance; null: every port."},
+                        "security_group_names": {"type": "array", "items": {"type": "string"}},
+                    },
+                }},
+            },
+            "examples": [{"name": "web"}, {"ports_security_group_names": [{"port_id": null, "security_group_names": ["web"]}]}],
+        }));
+    add("InstanceSecurityGroupList", json!({
+            "type": "object",
+            "required": ["count", "results"],
+            "properties": {
+                "count": {"type": "integer", "minimum": 0},
+                "results": {"type": "array", "items": {"type": "object", "required": ["id", "name"],
+                    "properties": {"id": {"type": "string", "format": "uuid"}, "name": {"type": "string"}}}},
+            },
+        }));
+    let port_fields = |required: bool| {
+        let mut p = Map::new();
+        p.insert("instance_name".into(), json!({"type": "string", "minLength": 1, "maxLength": 255, "description": "Shown as the instance's `name` (default: the instance id)."}));
+        p.insert("host".into(), json!({"type": "string", "pattern": "^[A-Za-z0-9._-]{1,253}$", "description": "The host the port lives on: the `--host` of its agent."}));
+        p.insert("device".into(), json!({"type": "string", "pattern": "^[A-Za-z0-9._-]{1,15}$",
+            "description": "The port's interface on the host (default: `tap` and the first 11 characters of the port id)."}));
+        p.insert("mac_address".into(), json!({"type": "string", "examples": ["fa:16:3e:00:00:01"], "description": "A unicast MAC address; the port may send from it only."}));
+        p.insert("fixed_ips".into(), json!({"type": "array", "items": {"type": "string"}, "examples": [["10.0.0.5", "2001:db8::5"]],
+            "description": "The port's IPv4 and IPv6 addresses; the port may send from them (and IPv6 link-local addresses) only."}));
+        p.insert("security_group_ids".into(), json!({"type": if required { json!("array") } else { json!(["array", "null"]) }, "items": {"type": "string", "format": "uuid"},
+            "description": "Groups of the port's project and region to bind, in order."}));
+        p
+    };
+    let mut create = port_fields(true);
+    create.insert("id".into(), json!({"type": "string", "format": "uuid", "description": "The platform's port id (default: a new one)."}));
+    create.insert("project_id".into(), json!({"type": "integer", "minimum": 0}));
+    create.insert("region_id".into(), json!({"type": "integer", "minimum": 0}));
+    create.insert("instance_id".into(), json!({"type": "string", "format": "uuid"}));
+    add("CreatePort", object("A port to register.", &["project_id", "region_id", "instance_id", "host", "mac_address", "fixed_ips"], create));
+    add("UpdatePort", object("New values; absent fields are kept.", &[], port_fields(false)));
+    let mut port = port_fields(true);
+    port.insert("id".into(), json!({"type": "string", "format": "uuid"}));
+    port.insert("project_id".into(), json!({"type": "integer"}));
+    port.insert("region_id".into(), json!({"type": "integer"}));
+    port.insert("instance_id".into(), json!({"type": "string", "format": "uuid"}));
+    port.insert("created_at".into(), zoned_time("Registration time,"));
+    port.insert("updated_at".into(), zoned_time("Time of the last change,"));
+    let port_required: Vec<&str> = port.keys().map(String::as_str).collect::<Vec<_>>();
+    let port_required: Vec<String> = port_required.iter().map(|k| k.to_string()).collect();
+    add("Port", json!({"type": "object", "description": "A registered port.", "required": port_required, "properties": port}));
+    add("PortCollection", collection("Port", "Ports."));
+    add("AgentStatus", json!({"type": "object", "required": ["applied_revision"],
+        "properties": {"applied_revision": {"type": "integer", "minimum": 0, "description": "The policy revision the agent has applied."}}}));
+    add("Agent", json!({
+            "type": "object",
+            "required": ["host", "applied_revision", "reported_at", "in_sync"],
+            "properties": {
+                "host": {"type": "string"},
+                "applied_revision": {"type": "integer"},
+                "reported_at": zoned_time("Time of the agent's last report,"),
+                "in_sync": {"type": "boolean", "description": "Whether the agent has applied the current policy revision."},
+                "applied": {"type": "boolean", "description": "With `?revision=N`: whether the agent has applied revision N."},
+            },
+        }));
+    add("AgentList", json!({
+            "type": "object",
+            "required": ["policy_revision", "count", "results"],
+            "properties": {
+                "policy_revision": {"type": "integer", "description": "The current global policy revision."},
+                "count": {"type": "integer", "minimum": 0},
+                "results": {"type": "array", "items": schema_ref("Agent")},
+            },
+        }));
+    add("HostPolicy", json!({
+            "type": "object",
+            "description": "The policy of one host (`palisade_core::policy::HostPolicy`). Rules and remote-group membership are shipped separately: a rule names its remote group by id, and each remote group's members are listed once.",
+            "required": ["host", "revision", "ports", "security_groups", "remote_groups"],
+            "properties": {
+                "host": {"type": "string"},
+                "revision": {"type": "integer"},
+                "ports": {"type": "array", "items": {"type": "object",
+                    "required": ["id", "instance_id", "device", "mac_address", "fixed_ips", "security_group_ids"],
+                    "properties": {
+                        "id": {"type": "string", "format": "uuid"},
+                        "instance_id": {"type": "string", "format": "uuid"},
+                        "device": {"type": "string"},
+                        "mac_address": {"type": "string"},
+                        "fixed_ips": {"type": "array", "items": {"type": "string"}},
+                        "security_group_ids": {"type": "array", "items": {"type": "string", "format": "uuid"}},
+                    }}},
+                "security_groups": {"type": "array", "items": {"type": "object", "required": ["id", "rules"], "properties": {
+                    "id": {"type": "string", "format": "uuid"},
+                    "rules": {"type": "array", "items": {"type": "object",
+                        "required": ["id", "direction", "ethertype", "protocol", "port_range_min", "port_range_max", "remote_ip_prefix", "remote_group_id"],
+                        "properties": {
+                            "id": {"type": "string", "format": "uuid"},
+                            "direction": schema_ref("Direction"),
+                            "ethertype": schema_ref("Ethertype"),
+                            "protocol": {"type": ["integer", "null"], "minimum": 0, "maximum": 255, "description": "IANA protocol number; null: all."},
+                            "port_range_min": {"type": ["integer", "null"]},
+                            "port_range_max": {"type": ["integer", "null"]},
+                            "remote_ip_prefix": {"type": ["string", "null"]},
+                            "remote_group_id": {"type": ["string", "null"], "format": "uuid"},
+                        }}},
+                }}},
+                "remote_groups": {"type": "array", "items": {"type": "object", "required": ["id", "members"], "properties": {
+                    "id": {"type": "string", "format": "uuid"},
+                    "members": {"type": "array", "items": {"type": "string"}, "description": "Fixed addresses of every port bound to the group, on any host."},
+                }}},
+            },
+        }));
     add("TaskState", json!({"type": "string", "enum": ["NEW", "RUNNING", "FINISHED", "ERROR"],
             "description": "`NEW` (queued) -> `RUNNING` -> `FINISHED` or `ERROR`; terminal states never change."}));
     add("CreatedResources", json!({

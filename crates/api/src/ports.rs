@@ -145,21 +145,10 @@ fn group_ids_field(obj: &Map<String, Value>, errors: &mut FieldErrors) -> Option
 const HOST_MESSAGE: &str = "Input should be a host name of letters, digits, '.', '-' and '_' (1 to 253 characters)";
 const DEVICE_MESSAGE: &str = "Input should be an interface name of letters, digits, '.', '-' and '_' (1 to 15 characters)";
 
-fn known(obj: &Map<String, Value>, fields: &[&str], errors: &mut FieldErrors) {
-    for key in obj.keys().filter(|k| !fields.contains(&k.as_str())) {
-        errors.add(key.clone(), "Extra inputs are not permitted");
-    }
-}
-
 /// `POST /palisade/v1/ports`: registers a port (201).
 pub async fn create(State(state): State<Arc<AppState>>, caller: Caller, JsonBody(body): JsonBody) -> Result<Response> {
     let obj = input::object(&body, "")?;
     let mut errors = FieldErrors::new();
-    known(
-        obj,
-        &["id", "project_id", "region_id", "instance_id", "instance_name", "host", "device", "mac_address", "fixed_ips", "security_group_ids"],
-        &mut errors,
-    );
     for required in ["project_id", "region_id", "instance_id", "host", "mac_address", "fixed_ips"] {
         if !obj.contains_key(required) {
             errors.add(required, "Field required");
@@ -242,7 +231,6 @@ pub async fn update(
     let id = path_uuid(&id, "Port")?;
     let obj = input::object(&body, "")?;
     let mut errors = FieldErrors::new();
-    known(obj, &["instance_name", "host", "device", "mac_address", "fixed_ips", "security_group_ids"], &mut errors);
     let change = PortChange {
         instance_name: string_field(obj, "instance_name", |s| !s.is_empty() && s.len() <= 255, "Input should be 1 to 255 characters", &mut errors),
         host: string_field(obj, "host", valid_host, HOST_MESSAGE, &mut errors),
