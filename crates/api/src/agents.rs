@@ -102,12 +102,17 @@ fn host_of(text: &str) -> Result<String> {
     if valid_host(text) { Ok(text.to_string()) } else { Err(ApiError::not_found(format!("Host {text} could not be found"))) }
 }
 
-/// The host's policy at the current revision, read in one transaction.
-async fn read_policy(state: &AppState, client_id: i64, host: String) -> Result<HostPolicy> {
+/// The host's policy at the current revision, read in one transaction: the ports of the caller's
+/// client (and of the projects its key may use) on the host.
+async fn read_policy(state: &AppState, caller: &Caller, host: String) -> Result<HostPolicy> {
+    let (client_id, projects) = (caller.client_id, caller.projects.clone());
     state
         .read(move |tx| {
             let revision = tx.policy_revision()?;
-            let ports = tx.list_ports(client_id, &PortFilter { host: Some(host.clone()), ..PortFilter::default() })?;
+            let mut ports = tx.list_ports(client_id, &PortFilter { host: Some(host.clone()), ..PortFilter::default() })?;
+            if let Some(projects) = &projects {
+                ports.retain(|p| projects.contains(&p.scope.project_id));
+            }
             let mut group_ids: Vec<Uuid> = Vec::new();
             for id in ports.iter().flat_map(|p| p.security_group_ids.iter()) {
                 if !group_ids.contains(id) {
@@ -153,7 +158,7 @@ pub async fn policy(State(state): State<Arc<AppState>>, caller: Caller, Path(hos
             }
         }
     }
-    let policy = read_policy(&state, caller.client_id, host).await?;
+    let policy = read_policy(&state, &caller, host).await?;
     let revision = policy.revision;
     let mut response = Json(policy).into_response();
     response.headers_mut().insert("x-policy-revision", HeaderValue::from(revision));
