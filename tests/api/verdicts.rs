@@ -146,3 +146,34 @@ async fn analysis_reports_known_problems_and_nothing_on_a_clean_group() {
     let report = app.get(&format!("{V1}/{}/analysis", id_of(&clean))).await.expect(200).body;
     assert_eq!(report["findings"], json!([]), "{report}");
 }
+
+/// Runs `palisade check` against the app. The child runs off the async runtime, which must keep
+/// serving the app while the test waits.
+async fn check(app: &TestApp, args: &[&str]) -> (i32, String) {
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_palisade"));
+    command.args(["check", "--api", &app.api.base, "--api-key", &app.api.token]).args(args);
+    let output = tokio::task::spawn_blocking(move || command.output()).await.expect("join").expect("running palisade check");
+    (output.status.code().unwrap_or(-1), String::from_utf8_lossy(&output.stdout).into_owned())
+}
+
+#[tokio::test]
+async fn check_command_answers_from_the_terminal() {
+    let app = spawn_app().await;
+    let group = app.create_group_v1("cli-group", json!([{"direction": "ingress", "protocol": "tcp", "port_range_min": 22, "remote_ip_prefix": "10.0.0.0/8"}])).await;
+    let rule_id = str_of(&rules_of(&group)[0], "id").to_string();
+    let gid = id_of(&group);
+    let base = ["flow", "--groups", gid.as_str(), "--direction", "ingress", "--protocol", "tcp", "--port", "22"];
+
+    let (code, out) = check(&app, &[&base[..], &["--remote-ip", "10.1.1.1"]].concat()).await;
+    assert_eq!(code, 0, "{out}");
+    assert!(out.starts_with("ALLOW ingress tcp port 22 from 10.1.1.1") && out.contains(&rule_id), "{out}");
+
+    let (code, out) = check(&app, &[&base[..], &["--remote-ip", "8.8.8.8", "--fail-on-deny"]].concat()).await;
+    assert_eq!(code, 3, "{out}");
+    assert!(out.starts_with("DENY"), "{out}");
+
+    let (code, out) = check(&app, &["--json", "analysis", "--project", "1", "--region", "1", "--group", &gid]).await;
+    assert_eq!(code, 0);
+    let report: Value = serde_json::from_str(&out).expect("JSON output");
+    assert_eq!(report["rule_count"], 1);
+}

@@ -20,6 +20,7 @@ pub mod state;
 pub mod system;
 pub mod tasks;
 pub mod time;
+pub mod verdicts;
 
 use std::sync::Arc;
 
@@ -60,6 +61,9 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/cloud/v1/instances/{project_id}/{region_id}/{instance_id}/securitygroups", get(instances::security_groups))
         .route("/palisade/v1/ports", get(ports::list).post(ports::create))
         .route("/palisade/v1/ports/{port_id}", get(ports::get).patch(ports::update).delete(ports::delete))
+        .route("/palisade/v1/ports/{port_id}/effective-rules", get(verdicts::effective_rules))
+        .route("/palisade/v1/verdicts", post(verdicts::verdicts))
+        .route(&format!("{V1_SG}/{{group_id}}/analysis"), get(verdicts::analysis))
         .route("/palisade/v1/agents", get(agents::list))
         .route("/palisade/v1/agents/{host}/policy", get(agents::policy))
         .route("/palisade/v1/agents/{host}/status", put(agents::report))

@@ -6,6 +6,7 @@
 //! Everything here is a pure function of its inputs, so it is tested with proptest and benchmarked
 //! with criterion directly.
 
+pub mod analysis;
 pub mod cidr;
 pub mod diff;
 pub mod error;
@@ -17,6 +18,7 @@ pub mod protocol;
 pub mod quota;
 pub mod rule;
 pub mod tags;
+pub mod verdict;
 
 pub use cidr::Cidr;
 pub use error::{FieldErrors, RuleError};

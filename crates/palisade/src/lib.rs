@@ -2,6 +2,7 @@
 //! in-process. No domain logic lives here.
 
 pub mod agent;
+pub mod check;
 pub mod config;
 pub mod startup;
 

@@ -42,6 +42,8 @@ enum Command {
     },
     /// Run the host agent: enforce the groups of this host's ports with nftables.
     Agent(palisade::agent::AgentArgs),
+    /// Ask a running API about flows, rules and groups.
+    Check(palisade::check::CheckArgs),
 }
 
 #[derive(Subcommand)]
@@ -112,6 +114,10 @@ fn main() -> anyhow::Result<()> {
             Ok(())
         }
         Command::Agent(args) => palisade::agent::run(args),
+        Command::Check(args) => {
+            let code = palisade::check::run(args)?;
+            std::process::exit(code);
+        }
         Command::Export { output } => {
             let store = open(&cli.db)?;
             let mut out: Box<dyn std::io::Write> = if output.as_os_str() == "-" {
