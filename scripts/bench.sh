@@ -76,6 +76,7 @@ config="$work/palisade.toml"
 printf '[quotas]\nsecurity_group_count = -1\nsecurity_group_rule_count = -1\n' > "$config"
 
 db_args=()
+db_comm=()
 label=sqlite
 if [ -n "$database_url" ]; then
     label=postgres
@@ -84,6 +85,7 @@ if [ -n "$database_url" ]; then
     admin="${database_url%/*}/postgres"
     psql -q "$admin" -c "DROP DATABASE IF EXISTS \"$dbname\"" -c "CREATE DATABASE \"$dbname\""
     db_args=(--database-url "$database_url")
+    db_comm=(--db-comm postgres) # the load generator also reports PostgreSQL's CPU per operation
 else
     db_args=(--data-dir "$work/data")
 fi
@@ -127,8 +129,10 @@ run() {
     local server_pids
     server_pids="$(IFS=,; echo "${pids[*]}")"
     PALISADE_API_KEY="$token" "$loadgen" --url "$url" --project "$project" --region 1 --server-pid "$server_pids" \
-        --duration "$duration" --json --label "$run_label" "$@" >> "$results"
+        "${db_comm[@]}" --duration "$duration" --json --label "$run_label" "$@" >> "$results"
 }
+
+
 
 run "$label" 1 --workload W1 --concurrency 1 --count "$count"
 run "$label" 2 --workload W1 --concurrency 16 --count "$count"
@@ -137,6 +141,26 @@ run "$label" 4 --workload W3 --concurrency 16 --count "$count" --seed-groups 100
 run "$label" 5 --workload W4 --concurrency 16 --count "$count" --groups 1000
 w5_count=$([ "$quick" = 1 ] && echo 2000 || echo 40000)
 run "$label" 6 --workload W5 --concurrency 16 --count "$w5_count"
+
+if [ -n "$database_url" ] && [ "$nodes" -gt 1 ]; then
+    urls="$url"
+    for n in $(seq 2 "$nodes"); do
+        p="$(start_server "node$n")"
+        pids+=("$(cat "$work/node$n.pid")")
+        urls="$urls,http://127.0.0.1:$p"
+    done
+    one_url="$url"
+    url="$urls"
+    multi="$label-${nodes}-nodes"
+    run "$multi" 21 --workload W1 --concurrency 1 --count "$count"
+    run "$multi" 22 --workload W1 --concurrency 16 --count "$count"
+    run "$multi" 23 --workload W2 --concurrency 16 --count "$count"
+    run "$multi" 24 --workload W3 --concurrency 16 --count "$count" --seed-groups 1000
+    run "$multi" 25 --workload W4 --concurrency 16 --count "$count" --groups 1000
+    run "$multi" 26 --workload W5 --concurrency 16 --count "$w5_count"
+    url="$one_url"
+fi
+
 
 rss() { awk '/^(VmRSS|VmHWM)/ {printf "%s %d MB  ", $1, $2/1024}' "/proc/$1/status"; }
 
@@ -153,33 +177,16 @@ if [ "$big" = 1 ]; then
     printf '{"workload":"rss","label":"%s-100k-groups-10-rules","status":"%s"}\n' "$label" "$rss_line" >> "$results"
 fi
 
-if [ -n "$database_url" ] && [ "$nodes" -gt 1 ]; then
-    urls="$url"
-    for n in $(seq 2 "$nodes"); do
-        p="$(start_server "node$n")"
-        pids+=("$(cat "$work/node$n.pid")")
-        urls="$urls,http://127.0.0.1:$p"
-    done
-    url="$urls"
-    multi="$label-${nodes}-nodes"
-    run "$multi" 21 --workload W1 --concurrency 1 --count "$count"
-    run "$multi" 22 --workload W1 --concurrency 16 --count "$count"
-    run "$multi" 23 --workload W2 --concurrency 16 --count "$count"
-    run "$multi" 24 --workload W3 --concurrency 16 --count "$count" --seed-groups 1000
-    run "$multi" 25 --workload W4 --concurrency 16 --count "$count" --groups 1000
-    run "$multi" 26 --workload W5 --concurrency 16 --count "$w5_count"
-fi
-
 echo
 python3 - "$results" <<'EOF'
 import json, sys
-print(f"{'workload':<9}{'conc':>5}{'ops':>9}{'errors':>7}{'ops/s':>9}{'p50 ms':>9}{'p99 ms':>9}{'max ms':>9}{'srv us/op':>10}{'lg us/op':>9}  label")
+print(f"{'workload':<9}{'conc':>5}{'ops':>9}{'errors':>7}{'ops/s':>9}{'p50 ms':>9}{'p99 ms':>9}{'max ms':>9}{'srv us/op':>10}{'db us/op':>9}{'lg us/op':>9}  label")
 for line in open(sys.argv[1]):
     r = json.loads(line)
     if r.get("workload") == "rss":
-        print(f"{'rss':<9}{'':>75}  {r['label']}: {r['status']}")
+        print(f"{'rss':<9}{'':>84}  {r['label']}: {r['status']}")
         continue
     print(f"{r['workload']:<9}{r['concurrency']:>5}{r['ops']:>9}{r['errors']:>7}{r['ops_per_s']:>9.0f}"
           f"{r['p50_ms']:>9.3f}{r['p99_ms']:>9.3f}{r['max_ms']:>9.3f}"
-          f"{r.get('server_cpu_us_per_op', 0):>10.0f}{r.get('client_cpu_us_per_op', 0):>9.0f}  {r['label']}")
+          f"{r.get('server_cpu_us_per_op', 0):>10.0f}{r.get('db_cpu_us_per_op', 0):>9.0f}{r.get('client_cpu_us_per_op', 0):>9.0f}  {r['label']}")
 EOF

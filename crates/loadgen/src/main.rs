@@ -100,6 +100,10 @@ struct Args {
     /// operation next to the load generator's own, which tells where the cores went.
     #[arg(long, value_delimiter = ',')]
     server_pid: Vec<u32>,
+    /// Also report the CPU time of every process with this command name (e.g. `postgres`: the
+    /// database server's backends), per operation.
+    #[arg(long)]
+    db_comm: Option<String>,
 }
 
 /// CPU time (user + system, all threads) of a process, in microseconds, from `/proc/<pid>/stat`.
@@ -117,6 +121,29 @@ fn cpu_micros(pid: &str) -> Option<u64> {
 fn cpu_snapshot(pids: &[u32]) -> (u64, u64) {
     let servers = pids.iter().filter_map(|pid| cpu_micros(&pid.to_string())).sum();
     (servers, cpu_micros("self").unwrap_or(0))
+}
+
+/// CPU time of every process named `comm`, per pid (processes may come and go during a run).
+fn cpu_by_comm(comm: &str) -> std::collections::HashMap<String, u64> {
+    let mut found = std::collections::HashMap::new();
+    let Ok(entries) = std::fs::read_dir("/proc") else { return found };
+    for entry in entries.flatten() {
+        let pid = entry.file_name().to_string_lossy().into_owned();
+        if !pid.bytes().all(|b| b.is_ascii_digit()) {
+            continue;
+        }
+        if std::fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|c| c.trim_end() == comm) {
+            if let Some(cpu) = cpu_micros(&pid) {
+                found.insert(pid, cpu);
+            }
+        }
+    }
+    found
+}
+
+/// CPU used by processes named `comm` between two snapshots (new processes count from zero).
+fn cpu_delta(before: &std::collections::HashMap<String, u64>, after: &std::collections::HashMap<String, u64>) -> u64 {
+    after.iter().map(|(pid, cpu)| cpu.saturating_sub(before.get(pid).copied().unwrap_or(0))).sum()
 }
 
 /// Everything an operation needs, shared by the workers.
@@ -285,6 +312,7 @@ struct Outcome {
     elapsed: Duration,
     server_cpu_us: u64,
     client_cpu_us: u64,
+    db_cpu_us: u64,
 }
 
 /// Runs `ops` operations (at most) on `concurrency` workers until `deadline`.
@@ -322,7 +350,7 @@ async fn drive(ctx: Arc<Ctx>, targets: Arc<Vec<Target>>, args: &Args, ops: u64, 
     for worker in workers {
         samples.merge(worker.await?);
     }
-    Ok(Outcome { samples, elapsed: started.elapsed(), server_cpu_us: 0, client_cpu_us: 0 })
+    Ok(Outcome { samples, elapsed: started.elapsed(), server_cpu_us: 0, client_cpu_us: 0, db_cpu_us: 0 })
 }
 
 /// Creates `n` groups of `rules` rules (v1 create, `concurrency` at once); returns their ids.
@@ -414,9 +442,12 @@ async fn run(args: Args) -> anyhow::Result<()> {
     }
 
     let deadline = Instant::now() + Duration::from_secs_f64(args.duration);
+    let db_before = args.db_comm.as_deref().map(cpu_by_comm).unwrap_or_default();
     let cpu_before = cpu_snapshot(&args.server_pid);
     let mut outcome = drive(Arc::new(ctx), targets.clone(), &args, ops, deadline).await?;
     let cpu_after = cpu_snapshot(&args.server_pid);
+    let db_after = args.db_comm.as_deref().map(cpu_by_comm).unwrap_or_default();
+    outcome.db_cpu_us = cpu_delta(&db_before, &db_after);
     outcome.server_cpu_us = cpu_after.0.saturating_sub(cpu_before.0);
     outcome.client_cpu_us = cpu_after.1.saturating_sub(cpu_before.1);
     report(&args, outcome);
@@ -439,7 +470,7 @@ impl Ctx {
 }
 
 fn report(args: &Args, outcome: Outcome) {
-    let Outcome { mut samples, elapsed, server_cpu_us, client_cpu_us } = outcome;
+    let Outcome { mut samples, elapsed, server_cpu_us, client_cpu_us, db_cpu_us } = outcome;
     let secs = elapsed.as_secs_f64();
     let summary = Summary::of(&mut samples.ops);
     let ok = summary.n as u64;
@@ -469,6 +500,8 @@ fn report(args: &Args, outcome: Outcome) {
         "client_cpu_us_per_op": if ok > 0 { round3(client_cpu_us as f64 / ok as f64) } else { 0.0 },
         "server_cpu_cores": if secs > 0.0 { round3(server_cpu_us as f64 / 1e6 / secs) } else { 0.0 },
         "client_cpu_cores": if secs > 0.0 { round3(client_cpu_us as f64 / 1e6 / secs) } else { 0.0 },
+        "db_cpu_us_per_op": if ok > 0 && args.db_comm.is_some() { round3(db_cpu_us as f64 / ok as f64) } else { 0.0 },
+        "db_cpu_cores": if secs > 0.0 { round3(db_cpu_us as f64 / 1e6 / secs) } else { 0.0 },
         "error_samples": samples.error_samples,
     });
     let mut table = String::new();
@@ -492,6 +525,12 @@ fn report(args: &Args, outcome: Outcome) {
         table.push_str(&format!(
             "      CPU per operation: server {} us, load generator {} us (cores busy: server {}, load generator {})\n",
             result["server_cpu_us_per_op"], result["client_cpu_us_per_op"], result["server_cpu_cores"], result["client_cpu_cores"]
+        ));
+    }
+    if args.db_comm.is_some() {
+        table.push_str(&format!(
+            "      database processes: {} us CPU per operation ({} cores busy)\n",
+            result["db_cpu_us_per_op"], result["db_cpu_cores"]
         ));
     }
     if samples.polls > 0 {
