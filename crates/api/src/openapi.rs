@@ -195,6 +195,7 @@ const INSTANCES: &str = "Instances";
 const PORTS: &str = "Ports";
 const AGENTS: &str = "Agents";
 const SERVICE: &str = "Service";
+const VERDICTS: &str = "Verdicts and analysis";
 
 /// Tags in display order, with their descriptions.
 const TAGS: &[(&str, &str)] = &[
@@ -223,6 +224,10 @@ const TAGS: &[(&str, &str)] = &[
     (
         AGENTS,
         "Palisade's own extension for the host agents (`palisade agent`): the policy of a host's ports, long-polled on the global policy revision, and the revision each agent reports it applied. Any write accepts `?wait_for_agents=SECONDS` (0..60): the answer comes once the write (and its tasks) are done and every agent of the client has applied the resulting revision, or the time is up; headers `x-policy-revision`, `x-agents-applied` and `x-agents-pending` (host names, comma-separated) say which.",
+    ),
+    (
+        VERDICTS,
+        "Palisade's own extension: would a flow be allowed, and which rule decides; the merged rules of a port; and an analysis of a group's rules. Answers come from the same compiled rules the host agents enforce with nftables.",
     ),
     (SERVICE, "Health, readiness and this document. No authentication."),
 ];
@@ -503,6 +508,20 @@ pub const ROUTES: &[Route] = &[
         .ok(Success::Json(200, "Agent", "The agent as recorded"))
         .errors(&[400, 401, 404, 500, 503])
         .describe("The host's agent reports the policy revision it has applied to the kernel."),
+    // --- verdicts and analysis ---
+    Route::new(Method::Post, "/palisade/v1/verdicts", "decideFlows", VERDICTS, "Decide flows")
+        .body(Body::Required("VerdictRequest"))
+        .ok(Success::Json(200, "VerdictAnswer", "One answer, or `{\"results\": [...]}` for a batch, in order"))
+        .errors(&[400, 401, 404, 500, 503])
+        .describe("For one flow (or a batch in `flows`, at most 10,000): the groups of `port_id`, or `security_group_ids` in order, decide whether a new connection is allowed (the first matching rule decides) or dropped by the default policy; with `established: true` the answer is the connection-tracking one (accepted). Every matching rule is listed too."),
+    Route::new(Method::Get, "/palisade/v1/ports/{port_id}/effective-rules", "getEffectiveRules", VERDICTS, "Effective rules of a port")
+        .ok(Success::Json(200, "EffectiveRules", "The merged rules of every group bound to the port"))
+        .errors(&[401, 404, 500, 503])
+        .describe("The rules of every group on the port, merged by direction in binding order (each rule with its group's name), the members of the remote groups they name, and the default action."),
+    Route::new(Method::Get, v1_sg!("/{group_id}/analysis"), "analyzeSecurityGroup", VERDICTS, "Analyze a security group")
+        .ok(Success::Json(200, "Analysis", "The findings, empty for a clean group"))
+        .errors(SCOPED)
+        .describe("Duplicates, rules covered by a broader rule of the group (shadowed), overly broad rules (every protocol from anywhere, sensitive ports such as SSH, RDP or databases open to anywhere, large port ranges from anywhere) and remote groups without members."),
     // --- service ---
     Route::new(Method::Get, "/healthz", "healthz", SERVICE, "Liveness")
         .public()
@@ -1386,6 +1405,71 @@ fn schemas() -> Value {
     }
     let required: Vec<String> = out.keys().cloned().collect();
     add("Quota", json!({"type": "object", "required": required, "properties": out}));
+    let flow = json!({
+        "type": "object",
+        "required": ["direction", "remote_ip", "protocol"],
+        "description": "A flow, from the port's point of view. Give `port_id` or `security_group_ids`.",
+        "properties": {
+            "port_id": {"type": "string", "format": "uuid"},
+            "security_group_ids": {"type": "array", "items": {"type": "string", "format": "uuid"}},
+            "direction": {"type": "string", "enum": ["ingress", "egress"]},
+            "remote_ip": {"type": "string", "description": "The source of an ingress packet, the destination of an egress one."},
+            "protocol": {"oneOf": [{"type": "string"}, {"type": "integer", "minimum": 0, "maximum": 255}], "description": "A protocol name or number (not `any`)."},
+            "port": {"type": "integer", "minimum": 0, "maximum": 65535, "description": "Destination port."},
+            "icmp_type": {"type": "integer", "minimum": 0, "maximum": 255},
+            "icmp_code": {"type": "integer", "minimum": 0, "maximum": 255},
+            "established": {"type": "boolean", "default": false},
+        },
+        "examples": [{"port_id": "3f0c6c9e-6e0a-4c1e-9d1e-2b7b8f7f2a10", "direction": "ingress", "remote_ip": "203.0.113.7", "protocol": "tcp", "port": 22}],
+    });
+    add("VerdictRequest", json!({"oneOf": [flow.clone(), {"type": "object", "required": ["flows"], "properties": {"flows": {"type": "array", "maxItems": 10000, "items": flow}}}]}));
+    let answer = json!({
+        "type": "object",
+        "required": ["allowed", "verdict", "connection", "decided_by", "matching_rules", "reason"],
+        "properties": {
+            "allowed": {"type": "boolean"},
+            "verdict": {"type": "string", "enum": ["allow", "deny"]},
+            "connection": {"type": "string", "enum": ["new", "established"]},
+            "decided_by": {"type": ["object", "null"], "properties": {"rule_id": {"type": "string"}, "security_group_id": {"type": "string"}}},
+            "matching_rules": {"type": "array", "items": {"type": "object", "properties": {"rule_id": {"type": "string"}, "security_group_id": {"type": "string"}}}},
+            "reason": {"type": "string"},
+        },
+    });
+    add("VerdictAnswer", json!({"oneOf": [answer.clone(), {"type": "object", "required": ["results"], "properties": {"results": {"type": "array", "items": answer}}}]}));
+    add("EffectiveRules", json!({
+        "type": "object",
+        "required": ["port_id", "instance_id", "security_groups", "default_action", "stateful", "ingress", "egress", "remote_groups"],
+        "properties": {
+            "port_id": {"type": "string"},
+            "instance_id": {"type": "string"},
+            "security_groups": {"type": "array", "items": {"type": "object", "properties": {"id": {"type": "string"}, "name": {"type": "string"}}}},
+            "default_action": {"const": "drop"},
+            "stateful": {"const": true},
+            "ingress": {"type": "array", "items": {"$ref": "#/components/schemas/SecurityGroupRule"}},
+            "egress": {"type": "array", "items": {"$ref": "#/components/schemas/SecurityGroupRule"}},
+            "remote_groups": {"type": "array", "items": {"type": "object", "properties": {"id": {"type": "string"}, "ipv4": {"type": "array", "items": {"type": "string"}}, "ipv6": {"type": "array", "items": {"type": "string"}}}}},
+        },
+    }));
+    add("Analysis", json!({
+        "type": "object",
+        "required": ["security_group_id", "rule_count", "findings"],
+        "properties": {
+            "security_group_id": {"type": "string"},
+            "rule_count": {"type": "integer"},
+            "findings": {"type": "array", "items": {
+                "type": "object",
+                "required": ["kind", "rule_id"],
+                "properties": {
+                    "kind": {"type": "string", "enum": ["duplicate", "shadowed", "overly_broad", "empty_remote_group"]},
+                    "rule_id": {"type": "string"},
+                    "same_as": {"type": "string"},
+                    "covered_by": {"type": "string"},
+                    "reason": {"type": "string"},
+                    "remote_group_id": {"type": "string"},
+                },
+            }},
+        },
+    }));
     add("Health", json!({"type": "object", "required": ["status"], "properties": {"status": {"const": "ok"}}}));
     add("Readiness", json!({
             "type": "object",
