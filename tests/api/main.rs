@@ -8,3 +8,4 @@ mod isolation;
 mod rules;
 mod semantics;
 mod tasks;
+mod verdicts;

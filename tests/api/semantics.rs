@@ -432,3 +432,15 @@ async fn quotas_hold_under_parallel_creates() {
     assert_eq!(states.iter().filter(|s| *s == "ERROR").count(), 15, "{states:?}");
     assert_eq!(app.group_count().await, 10);
 }
+
+#[tokio::test]
+async fn copy_keeps_remote_group_ids_as_they_are() {
+    let app = spawn_app().await;
+    let source = app.create_group_v1("source", json!([])).await;
+    let source_id = id_of(&source);
+    app.add_rule_v1(&source_id, json!({"direction": "ingress", "remote_group_id": source_id})).await;
+    let copy = app.post_json(&format!("{V1}/{source_id}/copy"), &json!({"name": "copied"})).await.expect(200).body;
+    assert_ne!(id_of(&copy), source_id);
+    assert_eq!(rules_of(&copy)[0]["remote_group_id"], json!(source_id), "CONTRACT.md §5.5: remote_group_id kept as is");
+    assert_ne!(rules_of(&copy)[0]["id"], rules_of(&app.get_group(&source_id).await)[0]["id"]);
+}

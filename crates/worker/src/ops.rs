@@ -365,14 +365,9 @@ fn insert_copy(tx: &mut dyn Tx, scope: &Scope, id: Uuid, name: &str, now: i64) -
         rules: source
             .rules
             .iter()
-            .map(|r| {
-                // A rule allowing its own group keeps allowing its own group in the copy.
-                let mut spec = r.spec.clone();
-                if spec.remote_group_id == Some(id) {
-                    spec.remote_group_id = Some(new_id);
-                }
-                new_rule(new_id, spec, now)
-            })
+            // Same attributes, `remote_group_id` kept as is (CONTRACT.md §5.5): a rule that named
+            // the source group still names the source group.
+            .map(|r| new_rule(new_id, r.spec.clone(), now))
             .collect(),
         tags: source.tags.iter().filter(|t| !t.read_only).cloned().collect(),
     };
