@@ -26,6 +26,9 @@ fi
 
 cargo build --locked --workspace --all-targets
 cargo nextest run --locked --workspace --no-fail-fast
+# The API suite again, every test on its own fresh PostgreSQL database (the crash tests drive the
+# binary's embedded SQLite and ran above).
+PALISADE_TEST_BACKEND=postgres cargo nextest run --locked -p palisade --test api --no-fail-fast -E 'not test(/crash/)'
 scripts/check-openapi.sh
 scripts/test-sdk.sh
 echo "all tests passed"

@@ -123,7 +123,7 @@ async fn health_readiness_and_openapi() {
     assert_json_content_type(&resp);
     assert_eq!(resp.body, json!({"status": "ok"}));
     let resp = raw(&app, app.http.get(app.url("/readyz"))).await.expect(200);
-    assert_eq!(resp.body, json!({"status": "ready", "database": "sqlite"}));
+    assert_eq!(resp.body, json!({"status": "ready", "database": backend()}));
     let resp = raw(&app, app.http.get(app.url("/openapi.json"))).await.expect(200);
     assert_json_content_type(&resp);
     assert!(resp.body["paths"].as_object().is_some_and(|p| !p.is_empty()), "openapi.json has paths");
@@ -139,10 +139,12 @@ async fn graceful_stop_of_the_in_process_app_finishes() {
     result.expect("the server stops cleanly");
     assert!(api.http.get(api.url("/healthz")).send().await.is_err(), "the listener is closed");
     // The task was finished before the server returned.
-    let store = palisade_store::Database::open(&url, "normal").expect("reopening the database");
-    let state = palisade_store::Store::read(&store, |tx| {
-        let filter = palisade_store::TaskFilter { limit: 10, ..Default::default() };
-        tx.list_tasks(1, &filter)
+    let state = blocking(move || {
+        let store = palisade_store::Database::open(&url, "normal").expect("reopening the database");
+        palisade_store::Store::read(&store, |tx| {
+            let filter = palisade_store::TaskFilter { limit: 10, ..Default::default() };
+            tx.list_tasks(1, &filter)
+        })
     })
     .expect("reading tasks");
     assert_eq!(state.0, 1);
@@ -157,7 +159,8 @@ async fn a_revoked_key_is_refused() {
     let other = app.client_as(1, 2, None);
     other.get(V1).await.expect(200);
     let key_id: i64 = other.token.split_once('$').unwrap().0.parse().unwrap();
-    let revoked = palisade_store::Store::write(&*app.state.store, |tx| tx.revoke_key(key_id, 1)).expect("revoking");
+    let store = app.state.store.clone();
+    let revoked = blocking(move || palisade_store::Store::write(&*store, |tx| tx.revoke_key(key_id, 1))).expect("revoking");
     assert!(revoked);
     other.get(V1).await.expect_error(401, "NotAuthenticated");
     app.get(V1).await.expect(200);

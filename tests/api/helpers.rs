@@ -346,6 +346,23 @@ pub struct TestApp {
     handle: Option<JoinHandle<anyhow::Result<()>>>,
     // Last: removed after the server has been told to stop.
     dir: Option<TempDir>,
+    /// The PostgreSQL database of this app, dropped with it.
+    pg_database: Option<String>,
+}
+
+/// What a stopped app leaves behind until the caller drops it: its data directory and database.
+pub struct Leftovers {
+    _dir: TempDir,
+    pg_database: Option<String>,
+}
+
+impl Drop for Leftovers {
+    fn drop(&mut self) {
+        if let Some(name) = self.pg_database.take() {
+            let admin = pg_admin_url();
+            let _ = blocking(move || palisade_store::postgres::drop_database(&admin, &name));
+        }
+    }
 }
 
 impl std::ops::Deref for TestApp {
@@ -359,10 +376,36 @@ pub async fn spawn_app() -> TestApp {
     spawn_app_with(ApiConfig::default()).await
 }
 
+/// Runs blocking store code (the PostgreSQL client must not run on the async runtime's thread).
+pub fn blocking<R: Send + 'static>(f: impl FnOnce() -> R + Send + 'static) -> R {
+    std::thread::spawn(f).join().expect("the blocking call panicked")
+}
+
+/// The backend the suite runs on: SQLite unless `PALISADE_TEST_BACKEND=postgres`, which gives
+/// every test a fresh database on the server of `PALISADE_TEST_PG_URL`
+/// (default `postgres://postgres@127.0.0.1:5432/test`).
+pub fn backend() -> &'static str {
+    match std::env::var("PALISADE_TEST_BACKEND").as_deref() {
+        Ok("postgres") => "postgres",
+        _ => "sqlite",
+    }
+}
+
+fn pg_admin_url() -> String {
+    std::env::var("PALISADE_TEST_PG_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
+}
+
 pub async fn spawn_app_with(api_config: ApiConfig) -> TestApp {
     init_test_logging();
     let dir = TempDir::new("api");
-    let database_url = format!("sqlite:{}", dir.path().join("palisade.db").display());
+    let (database_url, pg_database) = if backend() == "postgres" {
+        let name = format!("palisade_api_{}", uuid::Uuid::new_v4().simple());
+        let (admin, db) = (pg_admin_url(), name.clone());
+        let url = blocking(move || palisade_store::postgres::create_database(&admin, &db)).expect("creating the test database");
+        (url, Some(name))
+    } else {
+        (format!("sqlite:{}", dir.path().join("palisade.db").display()), None)
+    };
     let config = Config {
         listen: "127.0.0.1:0".into(),
         database_url: database_url.clone(),
@@ -374,7 +417,8 @@ pub async fn spawn_app_with(api_config: ApiConfig) -> TestApp {
     let app = Application::build(config).await.expect("building the application");
     let port = app.port();
     let state = app.state();
-    let token = create_key(&state.store, 1, 1, None, "test").expect("creating the test key");
+    let store = state.store.clone();
+    let token = blocking(move || create_key(&store, 1, 1, None, "test")).expect("creating the test key");
     let (stop_tx, stop_rx) = oneshot::channel::<()>();
     let handle = tokio::spawn(app.run_until_stopped(async move {
         let _ = stop_rx.await;
@@ -386,13 +430,15 @@ pub async fn spawn_app_with(api_config: ApiConfig) -> TestApp {
         stop: Some(stop_tx),
         handle: Some(handle),
         dir: Some(dir),
+        pg_database,
     }
 }
 
 impl TestApp {
     /// A new key of this server; `projects: None` allows every project.
     pub fn create_key(&self, client_id: i64, user_id: i64, projects: Option<Vec<i64>>) -> String {
-        create_key(&self.state.store, client_id, user_id, projects, "test").expect("creating a key")
+        let store = self.state.store.clone();
+        blocking(move || create_key(&store, client_id, user_id, projects, "test")).expect("creating a key")
     }
 
     /// A client of this server with a new key.
@@ -402,7 +448,7 @@ impl TestApp {
 
     /// Stops the server gracefully and waits for it; returns how it ended and the data
     /// directory (removed when the caller drops it).
-    pub async fn stop(mut self) -> (anyhow::Result<()>, TempDir) {
+    pub async fn stop(mut self) -> (anyhow::Result<()>, Leftovers) {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }
@@ -410,7 +456,8 @@ impl TestApp {
             Some(handle) => handle.await.expect("the server task panicked"),
             None => Ok(()),
         };
-        (result, self.dir.take().expect("the data directory"))
+        let leftovers = Leftovers { _dir: self.dir.take().expect("the data directory"), pg_database: self.pg_database.take() };
+        (result, leftovers)
     }
 }
 
@@ -418,6 +465,11 @@ impl Drop for TestApp {
     fn drop(&mut self) {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
+        }
+        if let Some(name) = self.pg_database.take() {
+            let admin = pg_admin_url();
+            // WITH (FORCE) ends the stopping server's sessions.
+            let _ = blocking(move || palisade_store::postgres::drop_database(&admin, &name));
         }
     }
 }

@@ -132,6 +132,17 @@ struct Pool {
     available: Condvar,
 }
 
+impl Drop for Pool {
+    fn drop(&mut self) {
+        let idle = std::mem::take(&mut self.state.get_mut().unwrap_or_else(|poisoned| poisoned.into_inner()).idle);
+        // Closing a sync client blocks on its private runtime, which panics on a thread that is
+        // driving async tasks (the last `Arc<Database>` may well drop there): close them elsewhere.
+        if !idle.is_empty() && tokio::runtime::Handle::try_current().is_ok() {
+            let _ = std::thread::spawn(move || drop(idle)).join();
+        }
+    }
+}
+
 impl Pool {
     fn lock(&self) -> std::sync::MutexGuard<'_, PoolState> {
         self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
