@@ -128,6 +128,11 @@ run() {
     shift 2
     local server_pids
     server_pids="$(IFS=,; echo "${pids[*]}")"
+    if [ -n "$database_url" ]; then
+        # Each run starts from a vacuumed, analysed database, as autovacuum would keep it (the
+        # PostgreSQL on the CI/developer machines runs with autovacuum off).
+        psql -q "$database_url" -c "VACUUM (ANALYZE)" >/dev/null
+    fi
     PALISADE_API_KEY="$token" "$loadgen" --url "$url" --project "$project" --region 1 --server-pid "$server_pids" \
         "${db_comm[@]}" --duration "$duration" --json --label "$run_label" "$@" >> "$results"
 }
@@ -180,13 +185,13 @@ fi
 echo
 python3 - "$results" <<'EOF'
 import json, sys
-print(f"{'workload':<9}{'conc':>5}{'ops':>9}{'errors':>7}{'ops/s':>9}{'p50 ms':>9}{'p99 ms':>9}{'max ms':>9}{'srv us/op':>10}{'db us/op':>9}{'lg us/op':>9}  label")
+print(f"{'workload':<9}{'conc':>5}{'ops':>9}{'errors':>7}{'ops/s':>9}{'p50 ms':>9}{'p99 ms':>9}{'max ms':>10}{'srv us/op':>10}{'db us/op':>9}{'lg us/op':>9}  label")
 for line in open(sys.argv[1]):
     r = json.loads(line)
     if r.get("workload") == "rss":
-        print(f"{'rss':<9}{'':>84}  {r['label']}: {r['status']}")
+        print(f"{'rss':<9}{'':>85}  {r['label']}: {r['status']}")
         continue
     print(f"{r['workload']:<9}{r['concurrency']:>5}{r['ops']:>9}{r['errors']:>7}{r['ops_per_s']:>9.0f}"
-          f"{r['p50_ms']:>9.3f}{r['p99_ms']:>9.3f}{r['max_ms']:>9.3f}"
+          f"{r['p50_ms']:>9.3f}{r['p99_ms']:>9.3f}{r['max_ms']:>10.3f}"
           f"{r.get('server_cpu_us_per_op', 0):>10.0f}{r.get('db_cpu_us_per_op', 0):>9.0f}{r.get('client_cpu_us_per_op', 0):>9.0f}  {r['label']}")
 EOF
