@@ -169,3 +169,25 @@ impl Client {
         self.send(Method::DELETE, path, None).await
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn only_loopback_targets_unless_allowed() {
+        let local = Target::resolve("http://127.0.0.1:8080/base/", false).await.expect("loopback is fine");
+        assert_eq!(local.addr, "127.0.0.1:8080".parse().unwrap());
+        assert_eq!(local.base, "/base");
+        assert_eq!(local.authority, "127.0.0.1:8080");
+        assert!(Target::resolve("http://[::1]:9000", false).await.is_ok());
+        assert!(Target::resolve("http://localhost:9000", false).await.is_ok());
+        let refused = Target::resolve("http://10.0.0.1:8080", false).await.expect_err("private address refused");
+        assert!(refused.to_string().contains("--allow-remote"), "{refused}");
+        assert!(Target::resolve("http://192.0.2.1:8080", false).await.is_err());
+        // Allowed explicitly (nothing is sent: resolving a literal address does no I/O).
+        assert!(Target::resolve("http://192.0.2.1:8080", true).await.is_ok());
+        assert!(Target::resolve("https://127.0.0.1", false).await.is_err(), "no TLS");
+        assert!(Target::resolve("127.0.0.1:8080", false).await.is_err(), "a scheme is required");
+    }
+}

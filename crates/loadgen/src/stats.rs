@@ -85,3 +85,18 @@ impl Summary {
 pub fn round3(x: f64) -> f64 {
     (x * 1000.0).round() / 1000.0
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn percentiles_are_nearest_rank() {
+        let mut values: Vec<u32> = (1..=100).rev().map(|ms| ms * 1000).collect();
+        let s = Summary::of(&mut values);
+        assert_eq!((s.n, s.p50_ms, s.p90_ms, s.p99_ms, s.max_ms), (100, 50.0, 90.0, 99.0, 100.0));
+        assert_eq!(s.mean_ms, 50.5);
+        let empty = Summary::of(&mut []);
+        assert_eq!((empty.n, empty.p99_ms), (0, 0.0));
+    }
+}
