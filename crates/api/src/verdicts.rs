@@ -182,10 +182,11 @@ fn answer(policy: &Policy, index: &VerdictIndex, question: &Question) -> Value {
         .into_iter()
         .map(|r| RuleRefOut { rule_id: r.rule_id.to_string(), security_group_id: r.group_id.to_string() })
         .collect();
-    let reason = match (decision.established, decision.rule) {
-        (true, _) => "packets of an established or related connection are accepted by connection tracking".to_string(),
-        (false, Some(rule)) => format!("allowed by rule {} of security group {}", rule.rule_id, rule.group_id),
-        (false, None) => "no rule of the port's security groups matches: dropped by the default policy".to_string(),
+    let reason = match (decision.established, decision.fixed, decision.rule) {
+        (true, ..) => "packets of an established or related connection are accepted by connection tracking".to_string(),
+        (false, Some(fixed), _) => fixed.reason().to_string(),
+        (false, None, Some(rule)) => format!("allowed by rule {} of security group {}", rule.rule_id, rule.group_id),
+        (false, None, None) => "no rule of the port's security groups matches: dropped by the default policy".to_string(),
     };
     json!({
         "allowed": decision.allowed,

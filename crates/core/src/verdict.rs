@@ -5,6 +5,10 @@
 //! port matches it, and dropped otherwise; packets of an established connection are accepted by
 //! connection tracking whatever the rules say. The deciding rule is the first matching rule in
 //! the order the rules were given (the port's groups in order, each group's rules in order).
+//! Before any rule, the table decides a few packets by itself, and so does the engine
+//! ([`Fixed`]): a port may always send neighbour discovery and never a router advertisement, and
+//! a packet that cannot start a connection (an ICMP reply or error without its connection) is
+//! dropped as invalid — Neutron's order, SEMANTICS.md §2.1.
 //!
 //! The index partitions rules by (direction, family, protocol), then by remote prefix length: a
 //! lookup masks the remote address once per distinct prefix length, finds the rules of that prefix
@@ -30,6 +34,58 @@ pub struct Decision {
     pub rule: Option<RuleRef>,
     /// True when the answer assumes a packet of an established connection.
     pub established: bool,
+    /// Set when the table decides the flow before any rule (the rules do not matter then).
+    pub fixed: Option<Fixed>,
+}
+
+/// Flows the nftables table decides before the port's rules (`port_egress_common`, and
+/// `ct state invalid drop` ahead of the groups' chains).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Fixed {
+    /// ICMPv6 router or neighbour solicitation, neighbour advertisement or MLDv2 report sent by
+    /// the port: always allowed.
+    NeighbourDiscovery,
+    /// An ICMPv6 router advertisement sent by the port: always dropped.
+    RouterAdvertisement,
+    /// Connection tracking cannot start a connection with it (an ICMP type other than echo,
+    /// timestamp, information or address mask request; an ICMPv6 type other than echo request,
+    /// node information query, MLD, neighbour and multicast router discovery; IPv6 "no next
+    /// header"): dropped as invalid unless it belongs to an established connection.
+    NotNew,
+}
+
+impl Fixed {
+    pub fn allowed(self) -> bool {
+        self == Fixed::NeighbourDiscovery
+    }
+
+    pub fn reason(self) -> &'static str {
+        match self {
+            Fixed::NeighbourDiscovery => "neighbour discovery and MLDv2 reports from a port are always allowed",
+            Fixed::RouterAdvertisement => "router advertisements from a port are always dropped",
+            Fixed::NotNew => {
+                "this packet cannot start a connection: connection tracking drops it as invalid unless it belongs to an established one"
+            }
+        }
+    }
+
+    /// What the table decides for a new flow before any rule, if anything.
+    #[inline]
+    pub fn of(flow: &Flow) -> Option<Fixed> {
+        let egress = flow.direction == Direction::Egress;
+        match (flow.remote.is_ipv4(), flow.protocol, flow.dport_or_type) {
+            (true, 1, 8 | 13 | 15 | 17) => None,
+            (true, 1, _) => Some(Fixed::NotNew),
+            (false, 58, 133 | 135 | 136 | 143) if egress => Some(Fixed::NeighbourDiscovery),
+            (false, 58, 134) if egress => Some(Fixed::RouterAdvertisement),
+            // Echo request and node information query start connections; MLD, neighbour
+            // discovery and multicast router discovery (151, 152; older kernels call those two
+            // invalid) are not tracked, so the rules decide them.
+            (false, 58, 128 | 139 | 130..=136 | 143 | 151 | 152) => None,
+            (false, 58 | 59, _) => Some(Fixed::NotNew),
+            _ => None,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -242,6 +298,9 @@ impl VerdictIndex {
     /// The verdict for a new connection.
     #[inline]
     pub fn decide(&self, flow: &Flow) -> Decision {
+        if let Some(fixed) = Fixed::of(flow) {
+            return Decision { allowed: fixed.allowed(), rule: None, established: false, fixed: Some(fixed) };
+        }
         let (addr, width, family) = addr_bits(flow.remote);
         let key = flow_key(flow);
         let mut best = NONE;
@@ -251,15 +310,17 @@ impl VerdictIndex {
             }
         }
         match self.rules.get(best as usize) {
-            Some(rule) => Decision { allowed: true, rule: Some(RuleRef { rule_id: rule.rule_id, group_id: rule.group_id }), established: false },
-            None => Decision { allowed: false, rule: None, established: false },
+            Some(rule) => {
+                Decision { allowed: true, rule: Some(RuleRef { rule_id: rule.rule_id, group_id: rule.group_id }), established: false, fixed: None }
+            }
+            None => Decision { allowed: false, rule: None, established: false, fixed: None },
         }
     }
 
     /// The verdict, with connection tracking: an established connection's packets are accepted.
     pub fn decide_with_state(&self, flow: &Flow, established: bool) -> Decision {
         if established {
-            Decision { allowed: true, rule: None, established: true }
+            Decision { allowed: true, rule: None, established: true, fixed: None }
         } else {
             self.decide(flow)
         }
@@ -317,6 +378,58 @@ mod tests {
         assert_eq!(decided(flow(Direction::Egress, "2001:db8::1", 17, 53, 0)), Some(rules[4].rule_id));
         assert_eq!(decided(flow(Direction::Ingress, "2001:db8::1", 17, 53, 0)), None);
         assert!(index.decide_with_state(&flow(Direction::Ingress, "8.8.8.8", 6, 1, 0), true).allowed);
+    }
+
+    /// Found by the differential test against the kernel (crates/palisade/tests/dataplane/
+    /// differential.rs): the table decides these before any rule, whatever the rules say.
+    #[test]
+    fn the_table_decides_some_flows_before_the_rules() {
+        let everything = vec![
+            rule(Direction::Ingress, Ethertype::IPv4, None, L4::Any, Remote::Any),
+            rule(Direction::Ingress, Ethertype::IPv6, None, L4::Any, Remote::Any),
+            rule(Direction::Egress, Ethertype::IPv4, None, L4::Any, Remote::Any),
+            rule(Direction::Egress, Ethertype::IPv6, None, L4::Any, Remote::Any),
+        ];
+        let all = VerdictIndex::build(everything, &BTreeMap::new());
+        let nothing = VerdictIndex::build(Vec::new(), &BTreeMap::new());
+        let (i, e) = (Direction::Ingress, Direction::Egress);
+        // Requests start connections: the rules decide.
+        for f in [
+            flow(i, "1.1.1.1", 1, 8, 0),
+            flow(e, "1.1.1.1", 1, 13, 0),
+            flow(i, "2001:db8::1", 58, 128, 0),
+            flow(i, "2001:db8::1", 58, 135, 0),
+            flow(e, "2001:db8::1", 58, 151, 0),
+        ] {
+            assert_eq!(all.decide(&f).fixed, None, "{f:?}");
+            assert!(all.decide(&f).allowed && !nothing.decide(&f).allowed, "{f:?}");
+        }
+        // Replies, errors and unknown types without a connection are invalid: dropped even when
+        // a rule matches them.
+        for f in [
+            flow(i, "1.1.1.1", 1, 0, 0),
+            flow(i, "1.1.1.1", 1, 3, 4),
+            flow(e, "1.1.1.1", 1, 11, 0),
+            flow(i, "1.1.1.1", 1, 200, 0),
+            flow(i, "2001:db8::1", 58, 129, 0),
+            flow(e, "2001:db8::1", 58, 2, 0),
+            flow(i, "2001:db8::1", 59, 0, 0),
+        ] {
+            let d = all.decide(&f);
+            assert_eq!((d.allowed, d.rule, d.fixed), (false, None, Some(Fixed::NotNew)), "{f:?}");
+            assert!(all.decide_with_state(&f, true).allowed, "an established connection's packets pass");
+        }
+        // A port may always send neighbour discovery, never a router advertisement.
+        for kind in [133, 135, 136, 143] {
+            let d = nothing.decide(&flow(e, "2001:db8::1", 58, kind, 0));
+            assert_eq!((d.allowed, d.fixed), (true, Some(Fixed::NeighbourDiscovery)), "type {kind}");
+        }
+        let d = all.decide(&flow(e, "2001:db8::1", 58, 134, 0));
+        assert_eq!((d.allowed, d.fixed), (false, Some(Fixed::RouterAdvertisement)));
+        // Ingress, those are rules' business; other protocol numbers too.
+        assert!(!nothing.decide(&flow(i, "2001:db8::1", 58, 134, 0)).allowed);
+        assert!(all.decide(&flow(i, "2001:db8::1", 58, 134, 0)).allowed);
+        assert_eq!(all.decide(&flow(i, "1.1.1.1", 58, 0, 0)).fixed, None, "protocol 58 over IPv4 is no ICMP");
     }
 
     #[test]

@@ -3,6 +3,7 @@
 //! checked with real traffic. The netns tests need root (CI runs as root) and skip with a message
 //! otherwise; the API tests of ports and instances run anywhere.
 
+mod differential;
 mod lab;
 mod traffic;
 
