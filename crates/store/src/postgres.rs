@@ -746,15 +746,40 @@ impl Tx for PgTx<'_> {
     }
 
     fn list_groups(&mut self, scope: &Scope, filter: &GroupFilter) -> StoreResult<(u64, Vec<Group>)> {
-        let condition = "g.client_id = $1 AND g.project_id = $2 AND g.region_id = $3 AND ($4::text IS NULL OR g.name = $4)
+        let columns = GROUP_COLUMNS.split(", ").map(|c| format!("g.{c}")).collect::<Vec<_>>().join(", ");
+        let limit = i64::from(filter.limit);
+        let offset = i64::try_from(filter.offset).unwrap_or(i64::MAX);
+        let base = "g.client_id = $1 AND g.project_id = $2 AND g.region_id = $3 AND ($4::text IS NULL OR g.name = $4)";
+        if filter.tag_keys.is_empty() && filter.tag_pairs.is_empty() {
+            // No tag filter: no per-row subqueries, and without a name the count is the
+            // trigger-kept usage row.
+            let count = match filter.name {
+                None => self.usage(scope)?.security_groups,
+                Some(_) => {
+                    let row = self.query_one(
+                        &format!("SELECT COUNT(*) FROM security_groups g WHERE {base}"),
+                        &[&scope.client_id, &scope.project_id, &scope.region_id, &filter.name],
+                    )?;
+                    get::<i64>(&row, 0)? as u64
+                }
+            };
+            let rows = self.query(
+                &format!("SELECT {columns} FROM security_groups g WHERE {base} ORDER BY g.seq LIMIT $5 OFFSET $6"),
+                &[&scope.client_id, &scope.project_id, &scope.region_id, &filter.name, &limit, &offset],
+            )?;
+            let mut groups = rows.iter().map(|row| group_from_row(row, 0)).collect::<StoreResult<Vec<_>>>()?;
+            self.attach_children(&mut groups)?;
+            return Ok((count, groups));
+        }
+        let condition = format!(
+            "{base}
             AND NOT EXISTS (SELECT 1 FROM unnest($5::text[]) AS k(key) WHERE NOT EXISTS
                 (SELECT 1 FROM security_group_tags t WHERE t.group_id = g.id AND t.key = k.key))
             AND NOT EXISTS (SELECT 1 FROM unnest($6::text[], $7::text[]) AS p(key, value) WHERE NOT EXISTS
-                (SELECT 1 FROM security_group_tags t WHERE t.group_id = g.id AND t.key = p.key AND t.value = p.value))";
+                (SELECT 1 FROM security_group_tags t WHERE t.group_id = g.id AND t.key = p.key AND t.value = p.value))"
+        );
         let pair_keys: Vec<&str> = filter.tag_pairs.iter().map(|(k, _)| k.as_str()).collect();
         let pair_values: Vec<&str> = filter.tag_pairs.iter().map(|(_, v)| v.as_str()).collect();
-        let limit = i64::from(filter.limit);
-        let offset = i64::try_from(filter.offset).unwrap_or(i64::MAX);
         let count: i64 = get(
             &self.query_one(
                 &format!("SELECT COUNT(*) FROM security_groups g WHERE {condition}"),
@@ -763,10 +788,7 @@ impl Tx for PgTx<'_> {
             0,
         )?;
         let rows = self.query(
-            &format!(
-                "SELECT {} FROM security_groups g WHERE {condition} ORDER BY g.seq LIMIT $8 OFFSET $9",
-                GROUP_COLUMNS.split(", ").map(|c| format!("g.{c}")).collect::<Vec<_>>().join(", ")
-            ),
+            &format!("SELECT {columns} FROM security_groups g WHERE {condition} ORDER BY g.seq LIMIT $8 OFFSET $9"),
             &[
                 &scope.client_id,
                 &scope.project_id,

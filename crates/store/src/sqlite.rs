@@ -87,6 +87,8 @@ fn open_connection(path: &str, synchronous: &str) -> StoreResult<Connection> {
     conn.pragma_update(None, "journal_mode", "WAL")?;
     conn.pragma_update(None, "synchronous", synchronous)?;
     conn.pragma_update(None, "foreign_keys", "ON")?;
+    // Sorts and temporary indexes in memory, not in a temp file per statement.
+    conn.pragma_update(None, "temp_store", "MEMORY")?;
     conn.set_prepared_statement_cache_capacity(64);
     Ok(conn)
 }
@@ -309,31 +311,52 @@ impl Tx for SqliteTx<'_> {
     }
 
     fn list_groups(&mut self, scope: &Scope, filter: &GroupFilter) -> StoreResult<(u64, Vec<Group>)> {
-        // One statement shape for every filter combination keeps the statement cache useful:
-        // absent filters are passed as NULL / empty JSON arrays.
-        let keys = serde_json::to_string(&filter.tag_keys).expect("strings serialise");
-        let pairs = serde_json::to_string(&filter.tag_pairs).expect("strings serialise");
-        let condition = "client_id = ?1 AND project_id = ?2 AND region_id = ?3 AND (?4 IS NULL OR name = ?4)
-            AND NOT EXISTS (SELECT 1 FROM json_each(?5) k WHERE NOT EXISTS
-                (SELECT 1 FROM security_group_tags t WHERE t.group_id = security_groups.id AND t.key = k.value))
-            AND NOT EXISTS (SELECT 1 FROM json_each(?6) p WHERE NOT EXISTS
-                (SELECT 1 FROM security_group_tags t WHERE t.group_id = security_groups.id
-                 AND t.key = json_extract(p.value, '$[0]') AND t.value = json_extract(p.value, '$[1]')))";
-        let count: i64 = self
-            .conn
-            .prepare_cached(&format!("SELECT COUNT(*) FROM security_groups WHERE {condition}"))?
-            .query_row(params![scope.client_id, scope.project_id, scope.region_id, filter.name, keys, pairs], |r| r.get(0))?;
-        let mut stmt = self.conn.prepare_cached(&format!(
-            "SELECT {GROUP_COLUMNS} FROM security_groups WHERE {condition} ORDER BY rowid LIMIT ?7 OFFSET ?8"
-        ))?;
-        let mut groups = stmt
-            .query_map(
-                params![scope.client_id, scope.project_id, scope.region_id, filter.name, keys, pairs, filter.limit, filter.offset as i64],
-                group_from_row,
-            )?
-            .collect::<rusqlite::Result<Vec<_>>>()?;
+        let base = "client_id = ?1 AND project_id = ?2 AND region_id = ?3 AND (?4 IS NULL OR name = ?4)";
+        let (limit, offset) = (filter.limit, filter.offset as i64);
+        let (count, mut groups) = if filter.tag_keys.is_empty() && filter.tag_pairs.is_empty() {
+            // No tag filter: no per-row subqueries, and without a name the count is the
+            // trigger-kept usage row, O(1) however many groups the scope has.
+            let count = match filter.name {
+                None => self.usage(scope)?.security_groups,
+                Some(_) => {
+                    let mut stmt = self.conn.prepare_cached(&format!("SELECT COUNT(*) FROM security_groups WHERE {base}"))?;
+                    stmt.query_row(params![scope.client_id, scope.project_id, scope.region_id, filter.name], |r| r.get::<_, i64>(0))? as u64
+                }
+            };
+            let mut stmt =
+                self.conn.prepare_cached(&format!("SELECT {GROUP_COLUMNS} FROM security_groups WHERE {base} ORDER BY rowid LIMIT ?5 OFFSET ?6"))?;
+            let groups = stmt
+                .query_map(params![scope.client_id, scope.project_id, scope.region_id, filter.name, limit, offset], group_from_row)?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            (count, groups)
+        } else {
+            let keys = serde_json::to_string(&filter.tag_keys).expect("strings serialise");
+            let pairs = serde_json::to_string(&filter.tag_pairs).expect("strings serialise");
+            let condition = format!(
+                "{base}
+                AND NOT EXISTS (SELECT 1 FROM json_each(?5) k WHERE NOT EXISTS
+                    (SELECT 1 FROM security_group_tags t WHERE t.group_id = security_groups.id AND t.key = k.value))
+                AND NOT EXISTS (SELECT 1 FROM json_each(?6) p WHERE NOT EXISTS
+                    (SELECT 1 FROM security_group_tags t WHERE t.group_id = security_groups.id
+                     AND t.key = json_extract(p.value, '$[0]') AND t.value = json_extract(p.value, '$[1]')))"
+            );
+            let count: i64 = self
+                .conn
+                .prepare_cached(&format!("SELECT COUNT(*) FROM security_groups WHERE {condition}"))?
+                .query_row(params![scope.client_id, scope.project_id, scope.region_id, filter.name, keys, pairs], |r| r.get(0))?;
+            let mut stmt = self.conn.prepare_cached(&format!(
+                "SELECT {GROUP_COLUMNS} FROM security_groups WHERE {condition} ORDER BY rowid LIMIT ?7 OFFSET ?8"
+            ))?;
+            let groups = stmt
+                .query_map(
+                    params![scope.client_id, scope.project_id, scope.region_id, filter.name, keys, pairs, limit, offset],
+                    group_from_row,
+                )?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            (count as u64, groups)
+        };
         self.attach_children(&mut groups)?;
-        Ok((count as u64, groups))
+        Ok((count, groups))
     }
 
     fn insert_group(&mut self, group: &Group) -> StoreResult<()> {
