@@ -69,6 +69,11 @@ impl AppState {
         R: Send + 'static,
         F: FnOnce(&mut dyn Tx) -> Result<R> + Send + 'static,
     {
+        if self.store.reads_inline() {
+            // An embedded read is tens of microseconds and never waits for a writer (WAL):
+            // cheaper on the calling thread than a hand-off to the blocking pool and back.
+            return self.store.read(f);
+        }
         let store = self.store.clone();
         tokio::task::spawn_blocking(move || store.read(f))
             .await

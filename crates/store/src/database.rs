@@ -30,6 +30,13 @@ impl Database {
         Ok(Database::Sqlite(SqliteStore::open(path, sqlite_synchronous)?))
     }
 
+    /// Whether a read may run on the caller's thread, even an async runtime's: true for SQLite
+    /// (WAL readers never wait for the writer; a read takes microseconds), false for the
+    /// PostgreSQL client, which blocks on its own runtime and waits on the network.
+    pub fn reads_inline(&self) -> bool {
+        matches!(self, Database::Sqlite(_))
+    }
+
     pub fn backend(&self) -> &'static str {
         match self {
             Database::Sqlite(_) => "sqlite",
