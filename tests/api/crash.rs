@@ -43,6 +43,8 @@ impl Server {
             .args(["serve", "--data-dir"])
             .arg(dir)
             .args(["--listen", &format!("127.0.0.1:{port}"), "--no-bootstrap-key"])
+            // Answer before the worker runs the task, so the queue is deep when the server dies.
+            .args(["--task-wait-ms", "0"])
             .env("RUST_LOG", "warn")
             .stdin(Stdio::null())
             .stdout(Stdio::from(out))

@@ -45,7 +45,7 @@ pub async fn create_v2(
             Ok(enqueue(tx, &task)?)
         })
         .await?;
-    state.wake_worker();
+    state.hand_over(scope.client_id, std::slice::from_ref(&task_id)).await;
     Ok(Json(TaskIds { tasks: vec![task_id] }))
 }
 
@@ -69,7 +69,7 @@ pub async fn delete_v2(
             Ok(enqueue(tx, &task)?)
         })
         .await?;
-    state.wake_worker();
+    state.hand_over(scope.client_id, std::slice::from_ref(&task_id)).await;
     Ok(Json(TaskIds { tasks: vec![task_id] }))
 }
 

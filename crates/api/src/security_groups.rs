@@ -67,7 +67,7 @@ pub async fn create_v2(
     };
     let task = new_task(&caller, &scope, &payload, task_data(&body, &[("security_group_id", json!(group_id))]));
     let id = state.write(move |tx| Ok(enqueue(tx, &task)?)).await?;
-    state.wake_worker();
+    state.hand_over(scope.client_id, std::slice::from_ref(&id)).await;
     Ok(Json(TaskIds { tasks: vec![id] }))
 }
 
@@ -100,9 +100,7 @@ pub async fn update_v2(
             Ok(vec![enqueue(tx, &task)?])
         })
         .await?;
-    if !tasks.is_empty() {
-        state.wake_worker();
-    }
+    state.hand_over(scope.client_id, &tasks).await;
     Ok(Json(TaskIds { tasks }))
 }
 

@@ -23,6 +23,9 @@ pub struct ApiConfig {
     pub default_rules: Vec<RuleSpec>,
     /// Quotas of scopes that have none of their own.
     pub default_quotas: palisade_core::quota::Limits,
+    /// On the embedded store, how long a v2 write waits for its task to finish before answering,
+    /// so that a client's first poll finds it done (0: answer at once).
+    pub task_wait: Duration,
     /// How long a verified API key is trusted before the database is asked again.
     pub key_cache_ttl: Duration,
 }
@@ -34,6 +37,7 @@ impl Default for ApiConfig {
             strict_regions: false,
             default_rules: palisade_core::rule::default_template(),
             default_quotas: palisade_core::quota::Limits::default(),
+            task_wait: Duration::from_millis(50),
             key_cache_ttl: Duration::from_secs(5),
         }
     }
@@ -46,13 +50,15 @@ pub struct AppState {
     pub settings: Arc<Settings>,
     /// The policy revision agents long-poll on (`/palisade/v1/agents`).
     pub policy: crate::agents::PolicyFeed,
+    /// Notified by the worker after every committed batch of tasks.
+    pub tasks_done: Arc<Notify>,
     key_cache: Mutex<HashMap<String, (Option<ApiKey>, Instant)>>,
 }
 
 impl AppState {
     pub fn new(store: Arc<Database>, wake: Arc<Notify>, config: ApiConfig) -> AppState {
         let settings = Arc::new(Settings { template: config.default_rules.clone(), default_quotas: config.default_quotas });
-        AppState { store, wake, config, settings, policy: Default::default(), key_cache: Mutex::new(HashMap::new()) }
+        AppState { store, wake, config, settings, policy: Default::default(), tasks_done: Arc::new(Notify::new()), key_cache: Mutex::new(HashMap::new()) }
     }
 
     pub fn region_name(&self, region_id: i64) -> Option<String> {
@@ -98,6 +104,39 @@ impl AppState {
     }
 
     /// Tells the worker that a task is waiting.
+    /// Wakes the worker for the client's new tasks and, on the embedded store, waits (at most
+    /// `task_wait`) until they are finished: the answer still carries only task ids, but the
+    /// client's first poll finds them done. Other nodes may run a task on PostgreSQL, so there the
+    /// answer goes at once.
+    pub async fn hand_over(&self, client_id: i64, task_ids: &[String]) {
+        self.wake_worker();
+        let wait = self.config.task_wait;
+        if wait.is_zero() || task_ids.is_empty() || !self.store.reads_inline() {
+            return;
+        }
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            let notified = self.tasks_done.notified();
+            tokio::pin!(notified);
+            // Registered before the check, so a batch that ends in between still wakes us.
+            notified.as_mut().enable();
+            let ids = task_ids.to_vec();
+            let finished = self
+                .read(move |tx| {
+                    for id in &ids {
+                        if !tx.get_task(client_id, id)?.is_some_and(|t| t.state.is_terminal()) {
+                            return Ok(false);
+                        }
+                    }
+                    Ok(true)
+                })
+                .await;
+            if !matches!(finished, Ok(false)) || tokio::time::timeout_at(deadline, notified).await.is_err() {
+                return;
+            }
+        }
+    }
+
     pub fn wake_worker(&self) {
         self.wake.notify_one();
     }

@@ -38,6 +38,10 @@ pub struct ServeArgs {
     /// Refuse region ids that the configuration does not name.
     #[arg(long, env = "PALISADE_STRICT_REGIONS")]
     pub strict_regions: Option<bool>,
+    /// On the embedded store, how long a v2 write waits for its task before answering (ms), so a
+    /// client's first poll finds it finished; 0 answers at once.
+    #[arg(long, env = "PALISADE_TASK_WAIT_MS")]
+    pub task_wait_ms: Option<u64>,
     /// Do not create and print an API key when the database has none.
     #[arg(long, env = "PALISADE_NO_BOOTSTRAP_KEY")]
     pub no_bootstrap_key: bool,
@@ -57,6 +61,7 @@ pub struct FileConfig {
     pub sqlite_synchronous: Option<String>,
     pub log_format: Option<String>,
     pub strict_regions: Option<bool>,
+    pub task_wait_ms: Option<u64>,
     /// Region id (as a string key) -> display name.
     #[serde(default)]
     pub regions: BTreeMap<String, String>,
@@ -140,6 +145,9 @@ impl Config {
                         security_group_rules: quotas.security_group_rule_count.unwrap_or(defaults.security_group_rules),
                     }
                 },
+                task_wait: std::time::Duration::from_millis(
+                    serve.and_then(|s| s.task_wait_ms).or(file.task_wait_ms).unwrap_or(ApiConfig::default().task_wait.as_millis() as u64),
+                ),
                 ..ApiConfig::default()
             },
         })

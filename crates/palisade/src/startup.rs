@@ -56,7 +56,7 @@ impl Application {
         // Tasks queued on other nodes wake this worker too (LISTEN/NOTIFY; a no-op for SQLite).
         store.spawn_task_listener(wake.clone());
         let state = Arc::new(AppState::new(store.clone(), wake.clone(), config.api.clone()));
-        let worker = Worker::new(store, wake, state.settings.clone());
+        let worker = Worker::new(store, wake, state.settings.clone(), state.tasks_done.clone());
         let listener = TcpListener::bind(&config.listen).await.with_context(|| format!("binding {}", config.listen))?;
         Ok(Application { listener, state, worker })
     }

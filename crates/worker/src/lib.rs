@@ -33,16 +33,18 @@ pub struct Worker {
     store: Arc<Database>,
     wake: Arc<Notify>,
     settings: Arc<Settings>,
+    /// Notified (all waiters) after every committed batch.
+    done: Arc<Notify>,
 }
 
 impl Worker {
-    pub fn new(store: Arc<Database>, wake: Arc<Notify>, settings: Arc<Settings>) -> Worker {
-        Worker { store, wake, settings }
+    pub fn new(store: Arc<Database>, wake: Arc<Notify>, settings: Arc<Settings>, done: Arc<Notify>) -> Worker {
+        Worker { store, wake, settings, done }
     }
 
     /// Executes one batch of pending tasks; returns how many ran.
     pub fn try_execute_batch(&self) -> StoreResult<usize> {
-        self.store.write(|tx| {
+        let ran = self.store.write(|tx| {
             let now = now_ms();
             let tasks = tx.pending_tasks(now, BATCH)?;
             for mut task in tasks.iter().cloned() {
@@ -66,7 +68,12 @@ impl Worker {
                 tracing::debug!(task_id = %task.id, task_type = %task.task_type, state = task.state.as_str(), "task done");
             }
             Ok(tasks.len())
-        })
+        })?;
+        if ran > 0 {
+            // After the commit: whoever waits for these tasks can now read them finished.
+            self.done.notify_waiters();
+        }
+        Ok(ran)
     }
 
     /// Runs batches until no task is pending (the test hook).
