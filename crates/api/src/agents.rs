@@ -130,9 +130,16 @@ async fn read_policy(state: &AppState, caller: &Caller, host: String) -> Result<
 }
 
 /// `GET /palisade/v1/agents/{host}/policy?after=REV&wait=SECONDS`: the policy of the caller's
-/// ports on `host` (200, header `x-policy-revision`), or 304 when the revision did not pass
-/// `after` within `wait` seconds.
-pub async fn policy(State(state): State<Arc<AppState>>, caller: Caller, Path(host): Path<String>, query: Query) -> Result<Response> {
+/// ports on `host` (200, headers `x-policy-revision` and `ETag`), or 304 when the revision did not
+/// pass `after` within `wait` seconds, or when it did but the policy's content still has the
+/// request's `If-None-Match` tag (then `x-policy-revision` is the new revision: nothing to apply).
+pub async fn policy(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+    Path(host): Path<String>,
+    query: Query,
+    headers: axum::http::HeaderMap,
+) -> Result<Response> {
     let host = host_of(&host)?;
     let mut errors = FieldErrors::new();
     let after = query.int("after", 0, i64::MAX, &mut errors);
@@ -160,8 +167,13 @@ pub async fn policy(State(state): State<Arc<AppState>>, caller: Caller, Path(hos
     }
     let policy = read_policy(&state, &caller, host).await?;
     let revision = policy.revision;
-    let mut response = Json(policy).into_response();
+    let tag = policy.content_tag();
+    let held = headers.get(axum::http::header::IF_NONE_MATCH).and_then(|v| v.to_str().ok());
+    let mut response = if held == Some(tag.as_str()) { StatusCode::NOT_MODIFIED.into_response() } else { Json(policy).into_response() };
     response.headers_mut().insert("x-policy-revision", HeaderValue::from(revision));
+    if let Ok(tag) = HeaderValue::from_str(&tag) {
+        response.headers_mut().insert(axum::http::header::ETAG, tag);
+    }
     Ok(response)
 }
 

@@ -17,7 +17,7 @@ use crate::port::{MacAddr, Port};
 use crate::rule::{Direction, Ethertype};
 
 /// The policy of one host at one revision (the body of `GET /palisade/v1/agents/{host}/policy`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct HostPolicy {
     pub host: String,
     /// The global policy revision this policy was read at.
@@ -29,7 +29,7 @@ pub struct HostPolicy {
     pub remote_groups: Vec<RemoteGroup>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct PortPolicy {
     pub id: Uuid,
     pub instance_id: Uuid,
@@ -39,14 +39,14 @@ pub struct PortPolicy {
     pub security_group_ids: Vec<Uuid>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct GroupPolicy {
     pub id: Uuid,
     pub rules: Vec<RulePolicy>,
 }
 
 /// A rule in canonical form, the protocol by number.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct RulePolicy {
     pub id: Uuid,
     pub direction: String,
@@ -58,7 +58,7 @@ pub struct RulePolicy {
     pub remote_group_id: Option<Uuid>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct RemoteGroup {
     pub id: Uuid,
     /// Fixed addresses of every port bound to the group, sorted.
@@ -66,6 +66,16 @@ pub struct RemoteGroup {
 }
 
 impl HostPolicy {
+    /// An entity tag of what the policy makes a kernel enforce, the revision aside: two policies
+    /// with the same tag render the same ruleset, so an agent holding one needs nothing of the
+    /// other but its revision. Quoted, as an HTTP `ETag`.
+    pub fn content_tag(&self) -> String {
+        use std::hash::{Hash, Hasher};
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        (&self.host, &self.ports, &self.security_groups, &self.remote_groups).hash(&mut hasher);
+        format!("\"{:016x}\"", hasher.finish())
+    }
+
     /// Assembles a host's policy from its ports, the groups bound to them, and the ports bound to
     /// the remote groups those groups' rules name (`members`, on any host).
     pub fn build(host: &str, revision: i64, ports: &[Port], groups: &[Group], members: &[Port]) -> HostPolicy {
@@ -383,6 +393,16 @@ mod tests {
         assert_eq!(allowed(flow(Direction::Ingress, "fd00::8", 17, 53, 0)), None, "not a member");
         assert_eq!(allowed(flow(Direction::Egress, "8.8.8.8", 17, 53, 0)), Some(rules[3].id));
         assert_eq!(allowed(flow(Direction::Egress, "2001:db8::1", 17, 53, 0)), None, "no IPv6 egress rule");
+    }
+
+    #[test]
+    fn content_tag_ignores_the_revision_only() {
+        let (p, _, _) = policy();
+        let mut later = p.clone();
+        later.revision += 5;
+        assert_eq!(p.content_tag(), later.content_tag());
+        later.remote_groups[0].members.pop();
+        assert_ne!(p.content_tag(), later.content_tag());
     }
 
     #[test]

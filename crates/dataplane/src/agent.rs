@@ -29,12 +29,23 @@ pub struct AgentConfig {
 const MIN_BACKOFF: Duration = Duration::from_millis(200);
 const MAX_BACKOFF: Duration = Duration::from_secs(10);
 
+/// What a long-poll brought.
+enum Fetched {
+    /// A policy to apply, with its tag.
+    New(HostPolicy, Option<String>),
+    /// Nothing new to apply; the revision the API is at, if it said.
+    Same(Option<i64>),
+}
+
 pub struct Agent {
     config: AgentConfig,
     client: reqwest::Client,
     applier: Applier,
     /// The revision applied last (`None` before the first apply).
     applied: Option<i64>,
+    /// The API's tag of the policy applied last: sent as `If-None-Match`, so a revision that
+    /// changes nothing for this host comes as a bodiless 304.
+    etag: Option<String>,
     /// Whether the API has heard of `applied`.
     reported: bool,
 }
@@ -43,7 +54,7 @@ impl Agent {
     pub fn new(config: AgentConfig) -> anyhow::Result<Agent> {
         let client = reqwest::Client::builder().connect_timeout(Duration::from_secs(5)).build().context("building the HTTP client")?;
         let applier = Applier::new(config.tools.clone());
-        Ok(Agent { config, client, applier, applied: None, reported: false })
+        Ok(Agent { config, client, applier, applied: None, etag: None, reported: false })
     }
 
     fn url(&self, tail: &str) -> String {
@@ -54,20 +65,27 @@ impl Agent {
         format!("APIKey {}", self.config.api_key)
     }
 
-    /// One long-poll: `Some(policy)` when there is a newer one.
-    async fn fetch(&self) -> anyhow::Result<Option<HostPolicy>> {
+    /// One long-poll.
+    async fn fetch(&self) -> anyhow::Result<Fetched> {
         let mut request = self.client.get(self.url("policy")).header("Authorization", self.auth());
         if let Some(revision) = self.applied {
             request = request
                 .query(&[("after", revision.to_string()), ("wait", self.config.wait.to_string())])
                 .timeout(Duration::from_secs(self.config.wait + 15));
+            if let Some(tag) = &self.etag {
+                request = request.header("If-None-Match", tag);
+            }
         } else {
             request = request.timeout(Duration::from_secs(30));
         }
         let response = request.send().await.context("asking the API for the policy")?;
+        let revision = response.headers().get("x-policy-revision").and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<i64>().ok());
         match response.status() {
-            StatusCode::NOT_MODIFIED => Ok(None),
-            StatusCode::OK => Ok(Some(response.json().await.context("reading the policy")?)),
+            StatusCode::NOT_MODIFIED => Ok(Fetched::Same(revision)),
+            StatusCode::OK => {
+                let tag = response.headers().get("etag").and_then(|v| v.to_str().ok()).map(str::to_owned);
+                Ok(Fetched::New(response.json().await.context("reading the policy")?, tag))
+            }
             status => bail!("the API answered {status}: {}", response.text().await.unwrap_or_default()),
         }
     }
@@ -96,7 +114,18 @@ impl Agent {
         if !self.reported {
             self.report().await?;
         }
-        let Some(policy) = self.fetch().await? else { return Ok(None) };
+        let (policy, tag) = match self.fetch().await? {
+            Fetched::New(policy, tag) => (policy, tag),
+            // The revision moved but nothing this host enforces changed: it is applied as it is.
+            Fetched::Same(Some(revision)) if self.applied.is_some_and(|a| revision > a) => {
+                tracing::debug!(revision, "policy unchanged for this host");
+                self.applied = Some(revision);
+                self.reported = false;
+                self.report().await?;
+                return Ok(Some(Outcome::Unchanged));
+            }
+            Fetched::Same(_) => return Ok(None),
+        };
         let revision = policy.revision;
         let host = compile(&policy).map_err(|e| anyhow::anyhow!("the policy of revision {revision} is not enforceable: {e}"))?;
         let outcome = self.applier.apply(host).await.with_context(|| format!("applying revision {revision}"))?;
@@ -109,6 +138,7 @@ impl Agent {
             tracing::info!(revision, deletions = self.applier.last_flushes.len(), "deleted conntrack entries of revoked flows");
         }
         self.applied = Some(revision);
+        self.etag = tag;
         self.reported = false;
         self.report().await?;
         Ok(Some(outcome))

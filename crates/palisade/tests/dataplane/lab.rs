@@ -301,6 +301,19 @@ impl Api {
         (status, body)
     }
 
+    /// A GET with `If-None-Match`.
+    pub async fn get_if_none_match(&self, path: &str, tag: &str) -> (StatusCode, reqwest::header::HeaderMap) {
+        let response = self
+            .client
+            .get(format!("{}{path}", self.base))
+            .header("Authorization", format!("APIKey {}", self.token))
+            .header("If-None-Match", tag)
+            .send()
+            .await
+            .expect("calling the API");
+        (response.status(), response.headers().clone())
+    }
+
     /// [`Api::call`] with the response headers.
     pub async fn call_full(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> (StatusCode, reqwest::header::HeaderMap, Value) {
         let mut request = self.client.request(method, format!("{}{path}", self.base)).header("Authorization", format!("APIKey {}", self.token));

@@ -446,6 +446,24 @@ fn ports_and_instances_api() {
         assert_eq!(newer["ports"].as_array().unwrap().len(), 1);
         let (status, _) = api.call(Method::GET, &format!("/palisade/v1/agents/h1/policy?after={}&wait=1", newer["revision"]), None).await;
         assert_eq!(status.as_u16(), 304, "no change within the wait");
+
+        // An agent that holds the current content (its ETag) gets a bodiless 304 at the new
+        // revision when a change does not touch its host, and the full policy when one does.
+        let (_, headers, current) = api.call_full(Method::GET, "/palisade/v1/agents/h1/policy", None).await;
+        let tag = headers["etag"].to_str().unwrap().to_string();
+        let elsewhere = json!({"project_id": 1, "region_id": 1, "instance_id": uuid::Uuid::new_v4(), "host": "h2",
+            "mac_address": "fa:16:3e:00:00:09", "fixed_ips": ["10.0.0.9"], "security_group_ids": [db]});
+        let (status, body) = api.call(Method::POST, "/palisade/v1/ports", Some(elsewhere)).await;
+        Api::expect(status, 201, &body);
+        let (status, headers) = api.get_if_none_match(&format!("/palisade/v1/agents/h1/policy?after={}&wait=5", current["revision"]), &tag).await;
+        assert_eq!(status.as_u16(), 304);
+        assert!(headers["x-policy-revision"].to_str().unwrap().parse::<i64>().unwrap() > current["revision"].as_i64().unwrap());
+        let (status, body) = api
+            .call(Method::PATCH, &format!("/palisade/v1/ports/{p2_id}"), Some(json!({"fixed_ips": ["10.0.0.2", "10.0.0.22"]})))
+            .await;
+        Api::expect(status, 200, &body);
+        let (status, _) = api.get_if_none_match(&format!("/palisade/v1/agents/h1/policy?after={}&wait=5", current["revision"]), &tag).await;
+        assert_eq!(status.as_u16(), 200, "the port's addresses changed");
         server.stop().await;
     });
     let _ = std::fs::remove_dir_all(&dir);
