@@ -502,7 +502,7 @@ pub const ROUTES: &[Route] = &[
         .query(&[Param::PolicyAfter, Param::PolicyWait])
         .ok(Success::Json(200, "HostPolicy", "The policy of the host's ports at the current revision (also in the `x-policy-revision` header)"))
         .errors(&[400, 401, 404, 500, 503])
-        .describe("What the host's agent enforces: its ports (device, MAC, addresses, bound groups), the rules of every bound group (protocols by number), and the member addresses of every group those rules name as `remote_group_id`, listed once per group. Without `after` it answers at once. With `after`, it answers as soon as the policy revision is past `after`, or with 304 (no body, `x-policy-revision` header) when `wait` seconds pass first."),
+        .describe("What the host's agent enforces: its ports (device, MAC, addresses, bound groups), the rules of every bound group (protocols by number), and the member addresses of every group those rules name as `remote_group_id`, listed once per group. Without `after` it answers at once. With `after`, it answers as soon as the policy revision is past `after`, or with 304 (no body, `x-policy-revision` header) when `wait` seconds pass first. The `ETag` header tags the policy's content (the revision aside): with `If-None-Match` set to it, a newer revision that changes nothing for the host answers 304 with the new `x-policy-revision`, so the agent reports it without fetching the policy again."),
     Route::new(Method::Put, "/palisade/v1/agents/{host}/status", "reportAgentStatus", AGENTS, "Report the applied revision")
         .body(Body::Required("AgentStatus"))
         .ok(Success::Json(200, "Agent", "The agent as recorded"))
