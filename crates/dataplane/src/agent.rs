@@ -114,6 +114,14 @@ impl Agent {
         if !self.reported {
             self.report().await?;
         }
+        if self.applied.is_some() && !self.applier.table_present().await? {
+            // The table was deleted or flushed behind our back: fetch the policy whole and
+            // replace the table.
+            tracing::warn!("the nftables table is gone or emptied; restoring it");
+            self.applier.reset();
+            self.applied = None;
+            self.etag = None;
+        }
         let (policy, tag) = match self.fetch().await? {
             Fetched::New(policy, tag) => (policy, tag),
             // The revision moved but nothing this host enforces changed: it is applied as it is.

@@ -58,6 +58,21 @@ impl Applier {
         self.current = None;
     }
 
+    /// Whether the kernel still has the table this applier filled (someone may have deleted or
+    /// flushed it). Lists one base chain: cheap whatever the size of the table.
+    pub async fn table_present(&self) -> anyhow::Result<bool> {
+        if self.current.is_none() {
+            return Ok(true);
+        }
+        let output = tokio::process::Command::new(&self.tools.nft)
+            .args(["list", "chain", "inet", "palisade", "forward"])
+            .stdin(Stdio::null())
+            .output()
+            .await
+            .with_context(|| format!("running {}", self.tools.nft))?;
+        Ok(output.status.success() && String::from_utf8_lossy(&output.stdout).contains("vmap @port_ingress"))
+    }
+
     pub async fn apply(&mut self, host: CompiledHost) -> anyhow::Result<Outcome> {
         let ruleset = render(&host);
         self.last_flushes.clear();

@@ -324,6 +324,21 @@ fn agent_replaces_a_stale_table_survives_api_restarts_and_skips_unchanged_polici
         assert_eq!(rules_with_handles(&lab.nft("-a list table inet palisade")), rules_with_handles(&before));
         assert!(agent.log_text().contains("policy unchanged"), "{}", agent.log_text());
 
+        // Someone deletes the table: the agent restores it at its next step (here: the next
+        // revision, from a change elsewhere).
+        lab.nft("delete table inet palisade");
+        let mut elsewhere = json!({"project_id": 1, "region_id": 1, "instance_id": uuid::Uuid::new_v4(), "host": "h2",
+            "mac_address": "02:00:00:00:01:02", "fixed_ips": ["10.88.0.2"], "security_group_ids": [clients]});
+        let (status, body) = api.call(Method::POST, "/palisade/v1/ports", Some(elsewhere.take())).await;
+        Api::expect(status, 201, &body);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while !lab.host.sh("nft list tables").contains("palisade") {
+            assert!(std::time::Instant::now() < deadline, "the agent did not restore its table: {}", agent.log_text());
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        api.converge(HOST).await;
+        assert!(!tcp_ok(&a.ns, addr(c.v4, 80)), "the restored table filters again");
+
         // The API dies; the agent keeps the table and retries; the API comes back and the next
         // change reaches the kernel.
         server.kill();
