@@ -138,6 +138,7 @@ fn main() {
     let quick = args.iter().any(|a| a == "quick");
     let name = format!("palbench-{}", std::process::id());
     assert!(Command::new("ip").args(["netns", "add", &name]).status().unwrap().success());
+    let _cleanup = DeleteNetns(name.clone());
     let file = std::fs::File::open(format!("/run/netns/{name}")).unwrap();
     assert_eq!(unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) }, 0);
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
@@ -153,5 +154,13 @@ fn main() {
             case(ports, rules).await;
         }
     });
-    let _ = Command::new("ip").args(["netns", "del", &name]).status();
+}
+
+/// Deletes the benchmark's namespace on the way out, panics included.
+struct DeleteNetns(String);
+
+impl Drop for DeleteNetns {
+    fn drop(&mut self) {
+        let _ = Command::new("ip").args(["netns", "del", &self.0]).status();
+    }
 }
