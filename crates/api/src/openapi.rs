@@ -1125,7 +1125,7 @@ fn schemas() -> Value {
             "properties": {
                 "security_group": schema_ref("LegacySecurityGroupInput"),
                 "instances": {"type": ["array", "null"], "items": {"type": "string", "format": "uuid"},
-                    "description": "Instances to attach the group to. Accepted and ignored: Palisade does not model instances."},
+                    "description": "Instances whose ports (registered with `/palisade/v1/ports`) the new group is bound to; an instance without ports is a 404 and nothing is created."},
             },
             "examples": [{"security_group": {"name": "legacy", "security_group_rules": [{"direction": "egress", "protocol": "any"}], "metadata": {"m": "1"}}}],
         }));

@@ -222,6 +222,21 @@ pub fn bind_by_names(tx: &mut dyn Tx, scope: &Scope, instance_id: Uuid, requests
     Ok(())
 }
 
+/// Binds `group_id` to every port of each instance (the legacy create's `instances`); an
+/// instance without ports is a 404.
+pub fn bind_to_instances(tx: &mut dyn Tx, scope: &Scope, group_id: Uuid, instances: &[Uuid]) -> OpResult<()> {
+    for instance in instances {
+        for port in instance_ports(tx, scope, *instance)? {
+            if !port.security_group_ids.contains(&group_id) {
+                let mut groups = port.security_group_ids.clone();
+                groups.push(group_id);
+                tx.set_port_groups(port.id, &groups)?;
+            }
+        }
+    }
+    Ok(())
+}
+
 /// #26: the groups bound to any port of the instance, in binding order: (id, name).
 pub fn instance_groups(tx: &mut dyn Tx, scope: &Scope, instance_id: Uuid) -> OpResult<Vec<(Uuid, String)>> {
     let ports = instance_ports(tx, scope, instance_id)?;

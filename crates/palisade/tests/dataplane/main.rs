@@ -423,6 +423,25 @@ fn ports_and_instances_api() {
         let (status, body) = api.call(Method::POST, &path("addsecuritygroup"), Some(json!({}))).await;
         Api::expect(status, 400, &body);
 
+        // The legacy create's `instances` binds the new group to their ports; an unknown instance
+        // is a 404 and creates nothing.
+        let (status, body) = api
+            .call(Method::POST, "/cloud/v1/securitygroups/1/1", Some(json!({"security_group": {"name": "legacy-bound", "security_group_rules": []}, "instances": [instance]})))
+            .await;
+        Api::expect(status, 200, &body);
+        let legacy = body["id"].clone();
+        let (_, groups_now) = api.call(Method::GET, &path("securitygroups"), None).await;
+        assert_eq!(groups_now["count"], 3);
+        assert!(groups_now["results"].as_array().unwrap().iter().any(|g| g["id"] == legacy), "{groups_now}");
+        let (status, body) = api
+            .call(Method::POST, "/cloud/v1/securitygroups/1/1", Some(json!({"security_group": {"name": "legacy-none", "security_group_rules": []}, "instances": [uuid::Uuid::new_v4()]})))
+            .await;
+        Api::expect(status, 404, &body);
+        let (_, all) = api.call(Method::GET, "/cloud/v1/securitygroups/1/1?name=legacy-none", None).await;
+        assert_eq!(all["count"], 0);
+        let (status, body) = api.call(Method::POST, &path("delsecuritygroup"), Some(json!({"name": "legacy-bound"}))).await;
+        Api::expect(status, 204, &body);
+
         // #21: the instances whose ports use a group.
         let (status, users) = api.call(Method::GET, &format!("/cloud/v1/securitygroups/1/1/{db}/instances"), None).await;
         Api::expect(status, 200, &users);
