@@ -50,15 +50,15 @@ pub struct AppState {
     pub settings: Arc<Settings>,
     /// The policy revision agents long-poll on (`/palisade/v1/agents`).
     pub policy: crate::agents::PolicyFeed,
-    /// Notified by the worker after every committed batch of tasks.
-    pub tasks_done: Arc<Notify>,
+    /// The ids of every batch of tasks the worker has committed.
+    pub tasks_done: palisade_worker::FinishedTasks,
     key_cache: Mutex<HashMap<String, (Option<ApiKey>, Instant)>>,
 }
 
 impl AppState {
     pub fn new(store: Arc<Database>, wake: Arc<Notify>, config: ApiConfig) -> AppState {
         let settings = Arc::new(Settings { template: config.default_rules.clone(), default_quotas: config.default_quotas });
-        AppState { store, wake, config, settings, policy: Default::default(), tasks_done: Arc::new(Notify::new()), key_cache: Mutex::new(HashMap::new()) }
+        AppState { store, wake, config, settings, policy: Default::default(), tasks_done: tokio::sync::broadcast::channel(256).0, key_cache: Mutex::new(HashMap::new()) }
     }
 
     pub fn region_name(&self, region_id: i64) -> Option<String> {
@@ -109,32 +109,52 @@ impl AppState {
     /// client's first poll finds them done. Other nodes may run a task on PostgreSQL, so there the
     /// answer goes at once.
     pub async fn hand_over(&self, client_id: i64, task_ids: &[String]) {
-        self.wake_worker();
         let wait = self.config.task_wait;
         if wait.is_zero() || task_ids.is_empty() || !self.store.reads_inline() {
+            self.wake_worker();
             return;
         }
         let deadline = tokio::time::Instant::now() + wait;
+        // Subscribed before the check below, so no batch can end unseen in between.
+        let mut finished_batches = self.tasks_done.subscribe();
+        self.wake_worker();
+        let mut pending: Vec<String> = task_ids.to_vec();
+        // The worker may have run the tasks before we subscribed: one look at the database.
+        if self.all_finished(client_id, &pending).await {
+            return;
+        }
         loop {
-            let notified = self.tasks_done.notified();
-            tokio::pin!(notified);
-            // Registered before the check, so a batch that ends in between still wakes us.
-            notified.as_mut().enable();
-            let ids = task_ids.to_vec();
-            let finished = self
-                .read(move |tx| {
-                    for id in &ids {
-                        if !tx.get_task(client_id, id)?.is_some_and(|t| t.state.is_terminal()) {
-                            return Ok(false);
-                        }
+            match tokio::time::timeout_at(deadline, finished_batches.recv()).await {
+                Ok(Ok(ids)) => {
+                    pending.retain(|id| !ids.contains(id));
+                    if pending.is_empty() {
+                        return;
                     }
-                    Ok(true)
-                })
-                .await;
-            if !matches!(finished, Ok(false)) || tokio::time::timeout_at(deadline, notified).await.is_err() {
-                return;
+                }
+                Ok(Err(tokio::sync::broadcast::error::RecvError::Lagged(_))) => {
+                    if self.all_finished(client_id, &pending).await {
+                        return;
+                    }
+                }
+                Ok(Err(tokio::sync::broadcast::error::RecvError::Closed)) | Err(_) => return,
             }
         }
+    }
+
+    async fn all_finished(&self, client_id: i64, task_ids: &[String]) -> bool {
+        let ids = task_ids.to_vec();
+        let finished = self
+            .read(move |tx| {
+                for id in &ids {
+                    if !tx.get_task(client_id, id)?.is_some_and(|t| t.state.is_terminal()) {
+                        return Ok(false);
+                    }
+                }
+                Ok(true)
+            })
+            .await;
+        // A failed read ends the wait: the client polls anyway.
+        !matches!(finished, Ok(false))
     }
 
     pub fn wake_worker(&self) {

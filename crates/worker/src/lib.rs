@@ -33,18 +33,21 @@ pub struct Worker {
     store: Arc<Database>,
     wake: Arc<Notify>,
     settings: Arc<Settings>,
-    /// Notified (all waiters) after every committed batch.
-    done: Arc<Notify>,
+    /// Told the ids of every committed batch.
+    done: FinishedTasks,
 }
 
+/// Where the worker announces the ids of each batch of tasks it committed.
+pub type FinishedTasks = tokio::sync::broadcast::Sender<Arc<Vec<String>>>;
+
 impl Worker {
-    pub fn new(store: Arc<Database>, wake: Arc<Notify>, settings: Arc<Settings>, done: Arc<Notify>) -> Worker {
+    pub fn new(store: Arc<Database>, wake: Arc<Notify>, settings: Arc<Settings>, done: FinishedTasks) -> Worker {
         Worker { store, wake, settings, done }
     }
 
     /// Executes one batch of pending tasks; returns how many ran.
     pub fn try_execute_batch(&self) -> StoreResult<usize> {
-        let ran = self.store.write(|tx| {
+        let finished = self.store.write(|tx| {
             let now = now_ms();
             let tasks = tx.pending_tasks(now, BATCH)?;
             for mut task in tasks.iter().cloned() {
@@ -67,11 +70,13 @@ impl Worker {
                 tx.update_task(&task)?;
                 tracing::debug!(task_id = %task.id, task_type = %task.task_type, state = task.state.as_str(), "task done");
             }
-            Ok(tasks.len())
+            Ok(tasks.into_iter().map(|t| t.id).collect::<Vec<_>>())
         })?;
+        let ran = finished.len();
         if ran > 0 {
             // After the commit: whoever waits for these tasks can now read them finished.
-            self.done.notify_waiters();
+            // Nobody listening is fine.
+            let _ = self.done.send(Arc::new(finished));
         }
         Ok(ran)
     }
