@@ -43,6 +43,18 @@ impl Default for ApiConfig {
     }
 }
 
+/// At most this many v2 writes wait for their tasks at once (see [`AppState::hand_over`]).
+const MAX_HAND_OVER_WAITERS: usize = 2;
+
+/// Leaves the count of waiting requests when dropped.
+struct WaiterSlot<'a>(&'a std::sync::atomic::AtomicUsize);
+
+impl Drop for WaiterSlot<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
 pub struct AppState {
     pub store: Arc<Database>,
     pub wake: Arc<Notify>,
@@ -52,13 +64,15 @@ pub struct AppState {
     pub policy: crate::agents::PolicyFeed,
     /// The ids of every batch of tasks the worker has committed.
     pub tasks_done: palisade_worker::FinishedTasks,
+    /// Requests waiting in [`AppState::hand_over`] now.
+    hand_over_waiters: std::sync::atomic::AtomicUsize,
     key_cache: Mutex<HashMap<String, (Option<ApiKey>, Instant)>>,
 }
 
 impl AppState {
     pub fn new(store: Arc<Database>, wake: Arc<Notify>, config: ApiConfig) -> AppState {
         let settings = Arc::new(Settings { template: config.default_rules.clone(), default_quotas: config.default_quotas });
-        AppState { store, wake, config, settings, policy: Default::default(), tasks_done: tokio::sync::broadcast::channel(256).0, key_cache: Mutex::new(HashMap::new()) }
+        AppState { store, wake, config, settings, policy: Default::default(), tasks_done: tokio::sync::broadcast::channel(256).0, hand_over_waiters: Default::default(), key_cache: Mutex::new(HashMap::new()) }
     }
 
     pub fn region_name(&self, region_id: i64) -> Option<String> {
@@ -110,7 +124,11 @@ impl AppState {
     /// answer goes at once.
     pub async fn hand_over(&self, client_id: i64, task_ids: &[String]) {
         let wait = self.config.task_wait;
-        if wait.is_zero() || task_ids.is_empty() || !self.store.reads_inline() {
+        // Waiting makes a quiet service answer "done" at the first poll; under load the worker
+        // drains bigger batches when answers go out at once, so only a few requests wait.
+        let waiters = self.hand_over_waiters.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let _leave = WaiterSlot(&self.hand_over_waiters);
+        if wait.is_zero() || task_ids.is_empty() || !self.store.reads_inline() || waiters >= MAX_HAND_OVER_WAITERS {
             self.wake_worker();
             return;
         }
