@@ -521,7 +521,7 @@ pub const ROUTES: &[Route] = &[
     Route::new(Method::Get, v1_sg!("/{group_id}/analysis"), "analyzeSecurityGroup", VERDICTS, "Analyze a security group")
         .ok(Success::Json(200, "Analysis", "The findings, empty for a clean group"))
         .errors(SCOPED)
-        .describe("Duplicates, rules covered by a broader rule of the group (shadowed), overly broad rules (every protocol from anywhere, sensitive ports such as SSH, RDP or databases open to anywhere, large port ranges from anywhere) and remote groups without members."),
+        .describe("Duplicates, rules covered by a broader rule of the group (shadowed), overly broad rules (every protocol from anywhere, sensitive ports such as SSH, RDP or databases open to anywhere, large port ranges from anywhere), remote groups without members, and rules the kernel can never match (IPv6 rules on extension-header protocols)."),
     // --- service ---
     Route::new(Method::Get, "/healthz", "healthz", SERVICE, "Liveness")
         .public()
@@ -1460,7 +1460,7 @@ fn schemas() -> Value {
                 "type": "object",
                 "required": ["kind", "rule_id"],
                 "properties": {
-                    "kind": {"type": "string", "enum": ["duplicate", "shadowed", "overly_broad", "empty_remote_group"]},
+                    "kind": {"type": "string", "enum": ["duplicate", "shadowed", "overly_broad", "empty_remote_group", "unmatchable"]},
                     "rule_id": {"type": "string"},
                     "same_as": {"type": "string"},
                     "covered_by": {"type": "string"},

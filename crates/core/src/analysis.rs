@@ -39,6 +39,23 @@ pub enum Finding {
     OverlyBroad { rule_id: Uuid, reason: String },
     /// The rule names a remote group that has no member addresses: it matches nothing today.
     EmptyRemoteGroup { rule_id: Uuid, remote_group_id: Uuid },
+    /// The rule can never allow a new connection, whatever the traffic.
+    Unmatchable { rule_id: Uuid, reason: String },
+}
+
+/// Rules the kernel can never match. With IPv6 the kernel's protocol is the one after the
+/// extension headers, so rules on the extension headers themselves (and on AH, which it skips
+/// too) see no packet; "no next header" cannot start a connection (conntrack marks it invalid).
+/// Found by the differential test against the kernel.
+fn unmatchable_reason(rule: &Match) -> Option<&'static str> {
+    if rule.family != crate::rule::Ethertype::IPv6 {
+        return None;
+    }
+    match rule.protocol? {
+        43 | 44 | 51 | 60 => Some("with IPv6 the kernel matches the protocol after the extension headers, so a rule on an extension header (or AH) never matches"),
+        59 => Some("IPv6 \"no next header\" packets cannot start a connection: connection tracking drops them as invalid"),
+        _ => None,
+    }
 }
 
 fn l4_covers(outer: L4, inner: L4) -> bool {
@@ -108,6 +125,9 @@ pub fn analyze(rules: &[Match], members: &BTreeMap<Uuid, Members>) -> Vec<Findin
         if let Some(cover) = rules.iter().enumerate().find(|(i, other)| *i != j && !same_match(other, rule) && covers(other, rule)) {
             findings.push(Finding::Shadowed { rule_id: rule.rule_id, covered_by: cover.1.rule_id });
         }
+        if let Some(reason) = unmatchable_reason(rule) {
+            findings.push(Finding::Unmatchable { rule_id: rule.rule_id, reason: reason.to_string() });
+        }
         if let Some(reason) = broad_reason(rule) {
             findings.push(Finding::OverlyBroad { rule_id: rule.rule_id, reason });
         }
@@ -165,6 +185,16 @@ mod tests {
             m(Some(1), L4::Icmp(8, None), Remote::Any),
         ];
         assert_eq!(analyze(&rules, &BTreeMap::new()), vec![]);
+    }
+
+    #[test]
+    fn ipv6_extension_header_rules_never_match() {
+        let mut rule = m(Some(44), L4::Any, Remote::Any);
+        rule.family = Ethertype::IPv6;
+        assert!(matches!(&analyze(&[rule.clone()], &BTreeMap::new())[0], Finding::Unmatchable { .. }));
+        rule.family = Ethertype::IPv4;
+        rule.protocol = Some(51);
+        assert_eq!(analyze(&[rule], &BTreeMap::new()), vec![], "AH with IPv4 is an ordinary protocol");
     }
 
     #[test]

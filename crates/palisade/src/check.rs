@@ -127,7 +127,7 @@ pub fn run(args: CheckArgs) -> anyhow::Result<i32> {
                         let detail = match finding["kind"].as_str().unwrap_or_default() {
                             "duplicate" => format!("duplicates rule {}", finding["same_as"].as_str().unwrap_or_default()),
                             "shadowed" => format!("is covered by rule {}", finding["covered_by"].as_str().unwrap_or_default()),
-                            "overly_broad" => finding["reason"].as_str().unwrap_or_default().to_string(),
+                            "overly_broad" | "unmatchable" => finding["reason"].as_str().unwrap_or_default().to_string(),
                             "empty_remote_group" => {
                                 format!("names remote group {} which has no members", finding["remote_group_id"].as_str().unwrap_or_default())
                             }
