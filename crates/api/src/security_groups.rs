@@ -24,7 +24,7 @@ use crate::extract::{Caller, JsonBody, Query, path_int, path_uuid};
 use crate::queue::{enqueue, new_task};
 use crate::state::AppState;
 
-type AppState_ = State<Arc<AppState>>;
+type SharedState = State<Arc<AppState>>;
 
 pub fn scope_of(state: &AppState, caller: &Caller, project: &str, region: &str) -> Result<Scope> {
     caller.scope(state, path_int(project, "Project")?, path_int(region, "Region")?)
@@ -50,7 +50,7 @@ fn task_data(body: &Value, extra: &[(&str, Value)]) -> Value {
 
 /// #1 `POST /cloud/v2/security_groups/{p}/{r}`: validate, store a task, answer with its id.
 pub async fn create_v2(
-    State(state): AppState_,
+    State(state): SharedState,
     caller: Caller,
     Path((project, region)): Path<(String, String)>,
     JsonBody(body): JsonBody,
@@ -74,7 +74,7 @@ pub async fn create_v2(
 /// #2 `PATCH /cloud/v2/security_groups/{p}/{r}/{id}`: tags now, everything else in a task, and
 /// no task at all when nothing but tags would change.
 pub async fn update_v2(
-    State(state): AppState_,
+    State(state): SharedState,
     caller: Caller,
     Path((project, region, id)): Path<(String, String, String)>,
     JsonBody(body): JsonBody,
@@ -126,7 +126,7 @@ fn tag_pairs(text: &str, field: &str, errors: &mut FieldErrors) -> Vec<(String, 
 
 /// #3 `GET /cloud/v1/securitygroups/{p}/{r}`.
 pub async fn list(
-    State(state): AppState_,
+    State(state): SharedState,
     caller: Caller,
     Path((project, region)): Path<(String, String)>,
     query: Query,
@@ -152,7 +152,7 @@ pub async fn list(
 
 /// #4 `GET /cloud/v1/securitygroups/{p}/{r}/{id}`.
 pub async fn get(
-    State(state): AppState_,
+    State(state): SharedState,
     caller: Caller,
     Path((project, region, id)): Path<(String, String, String)>,
 ) -> Result<Response> {
@@ -164,7 +164,7 @@ pub async fn get(
 
 /// #5 `DELETE /cloud/v1/securitygroups/{p}/{r}/{id}`.
 pub async fn delete(
-    State(state): AppState_,
+    State(state): SharedState,
     caller: Caller,
     Path((project, region, id)): Path<(String, String, String)>,
 ) -> Result<StatusCode> {
@@ -176,7 +176,7 @@ pub async fn delete(
 
 /// #6 `POST .../{id}/copy` with `{"name": ...}`.
 pub async fn copy(
-    State(state): AppState_,
+    State(state): SharedState,
     caller: Caller,
     Path((project, region, id)): Path<(String, String, String)>,
     JsonBody(body): JsonBody,
@@ -200,7 +200,7 @@ pub async fn copy(
 
 /// #7 `POST .../{id}/revert`: the default template replaces every rule.
 pub async fn revert(
-    State(state): AppState_,
+    State(state): SharedState,
     caller: Caller,
     Path((project, region, id)): Path<(String, String, String)>,
 ) -> Result<Response> {
@@ -213,7 +213,7 @@ pub async fn revert(
 
 /// #8 `POST /cloud/v1/securitygroups/{p}/{r}` (deprecated, synchronous).
 pub async fn create_v1(
-    State(state): AppState_,
+    State(state): SharedState,
     caller: Caller,
     Path((project, region)): Path<(String, String)>,
     JsonBody(body): JsonBody,
@@ -265,7 +265,7 @@ fn rename_field(rule: palisade_core::RuleError, field: String) -> palisade_core:
 
 /// #9 `PATCH /cloud/v1/securitygroups/{p}/{r}/{id}` (deprecated, synchronous).
 pub async fn update_v1(
-    State(state): AppState_,
+    State(state): SharedState,
     caller: Caller,
     Path((project, region, id)): Path<(String, String, String)>,
     JsonBody(body): JsonBody,
@@ -285,7 +285,7 @@ pub async fn update_v1(
 
 /// #21 `GET .../{id}/instances`: instances whose ports use the group.
 pub async fn instances(
-    State(state): AppState_,
+    State(state): SharedState,
     caller: Caller,
     Path((project, region, id)): Path<(String, String, String)>,
 ) -> Result<Response> {
@@ -296,7 +296,7 @@ pub async fn instances(
 
 /// #22 `GET .../{id}/metadata`: the group's tags as a collection.
 pub async fn metadata_list(
-    State(state): AppState_,
+    State(state): SharedState,
     caller: Caller,
     Path((project, region, id)): Path<(String, String, String)>,
 ) -> Result<Response> {
@@ -315,7 +315,7 @@ fn metadata_body(body: &Value) -> Result<Vec<(String, String)>> {
 
 /// #22 `POST .../{id}/metadata`: adds or overwrites the given tags.
 pub async fn metadata_create(
-    State(state): AppState_,
+    State(state): SharedState,
     caller: Caller,
     Path((project, region, id)): Path<(String, String, String)>,
     JsonBody(body): JsonBody,
@@ -330,7 +330,7 @@ pub async fn metadata_create(
 
 /// #22 `PUT .../{id}/metadata`: replaces every user tag with the given ones.
 pub async fn metadata_replace(
-    State(state): AppState_,
+    State(state): SharedState,
     caller: Caller,
     Path((project, region, id)): Path<(String, String, String)>,
     JsonBody(body): JsonBody,
@@ -356,7 +356,7 @@ fn metadata_key(query: &Query) -> Result<String> {
 
 /// #23 `GET .../{id}/metadata_item?key=K`.
 pub async fn metadata_item_get(
-    State(state): AppState_,
+    State(state): SharedState,
     caller: Caller,
     Path((project, region, id)): Path<(String, String, String)>,
     query: Query,
@@ -371,7 +371,7 @@ pub async fn metadata_item_get(
 
 /// #23 `DELETE .../{id}/metadata_item?key=K`.
 pub async fn metadata_item_delete(
-    State(state): AppState_,
+    State(state): SharedState,
     caller: Caller,
     Path((project, region, id)): Path<(String, String, String)>,
     query: Query,
