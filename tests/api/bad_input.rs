@@ -57,7 +57,8 @@ fn long_tag_value() -> String {
 }
 
 fn too_many_changed_rules() -> String {
-    let changes: Vec<Value> = (0..501).map(|i| json!({"action": "create", "direction": "ingress", "protocol": "tcp", "port_range_min": 1000 + i})).collect();
+    let changes: Vec<Value> =
+        (0..501).map(|i| json!({"action": "create", "direction": "ingress", "protocol": "tcp", "port_range_min": 1000 + i})).collect();
     json!({"changed_rules": changes}).to_string()
 }
 
@@ -91,16 +92,56 @@ static CASES: &[Case] = &[
     case("POST", V2C, Raw(r#"{"name": "okname", "rules": [{}]}"#), "rules.0.direction"),
     case("POST", V2C, Raw(r#"{"name": "okname", "rules": ["egress"]}"#), "rules.0"),
     case("POST", V2C, Raw(r#"{"name": "okname", "rules": [{"direction": "sideways"}]}"#), "rules.0.direction"),
-    case("POST", V2C, Raw(r#"{"name": "okname", "rules": [{"direction": "egress"}, {"direction": "ingress", "protocol": "bad_protocol_name"}]}"#), "rules.1.protocol"),
+    case(
+        "POST",
+        V2C,
+        Raw(r#"{"name": "okname", "rules": [{"direction": "egress"}, {"direction": "ingress", "protocol": "bad_protocol_name"}]}"#),
+        "rules.1.protocol",
+    ),
     case("POST", V2C, Raw(r#"{"name": "okname", "rules": [{"direction": "ingress", "protocol": 256}]}"#), "rules.0.protocol"),
     case("POST", V2C, Raw(r#"{"name": "okname", "rules": [{"direction": "ingress", "ethertype": "IPv5"}]}"#), "rules.0.ethertype"),
-    case("POST", V2C, Raw(r#"{"name": "okname", "rules": [{"direction": "ingress", "protocol": "tcp", "port_range_min": 70000}]}"#), "rules.0.port_range_min"),
-    case("POST", V2C, Raw(r#"{"name": "okname", "rules": [{"direction": "ingress", "protocol": "tcp", "port_range_min": -16, "port_range_max": 80}]}"#), "rules.0.port_range_min"),
-    case("POST", V2C, Raw(r#"{"name": "okname", "rules": [{"direction": "ingress", "protocol": "tcp", "port_range_max": "abc"}]}"#), "rules.0.port_range_max"),
-    case("POST", V2C, Raw(r#"{"name": "okname", "rules": [{"direction": "ingress", "protocol": "tcp", "port_range_min": 1.5}]}"#), "rules.0.port_range_min"),
-    case("POST", V2C, Raw(r#"{"name": "okname", "rules": [{"direction": "ingress", "remote_ip_prefix": "192.168.1.1/33"}]}"#), "rules.0.remote_ip_prefix"),
-    case("POST", V2C, Raw(r#"{"name": "okname", "rules": [{"direction": "ingress", "remote_ip_prefix": "192.168.1./24"}]}"#), "rules.0.remote_ip_prefix"),
-    case("POST", V2C, Raw(r#"{"name": "okname", "rules": [{"direction": "ingress", "remote_group_id": "bad_group_id"}]}"#), "rules.0.remote_group_id"),
+    case(
+        "POST",
+        V2C,
+        Raw(r#"{"name": "okname", "rules": [{"direction": "ingress", "protocol": "tcp", "port_range_min": 70000}]}"#),
+        "rules.0.port_range_min",
+    ),
+    case(
+        "POST",
+        V2C,
+        Raw(r#"{"name": "okname", "rules": [{"direction": "ingress", "protocol": "tcp", "port_range_min": -16, "port_range_max": 80}]}"#),
+        "rules.0.port_range_min",
+    ),
+    case(
+        "POST",
+        V2C,
+        Raw(r#"{"name": "okname", "rules": [{"direction": "ingress", "protocol": "tcp", "port_range_max": "abc"}]}"#),
+        "rules.0.port_range_max",
+    ),
+    case(
+        "POST",
+        V2C,
+        Raw(r#"{"name": "okname", "rules": [{"direction": "ingress", "protocol": "tcp", "port_range_min": 1.5}]}"#),
+        "rules.0.port_range_min",
+    ),
+    case(
+        "POST",
+        V2C,
+        Raw(r#"{"name": "okname", "rules": [{"direction": "ingress", "remote_ip_prefix": "192.168.1.1/33"}]}"#),
+        "rules.0.remote_ip_prefix",
+    ),
+    case(
+        "POST",
+        V2C,
+        Raw(r#"{"name": "okname", "rules": [{"direction": "ingress", "remote_ip_prefix": "192.168.1./24"}]}"#),
+        "rules.0.remote_ip_prefix",
+    ),
+    case(
+        "POST",
+        V2C,
+        Raw(r#"{"name": "okname", "rules": [{"direction": "ingress", "remote_group_id": "bad_group_id"}]}"#),
+        "rules.0.remote_group_id",
+    ),
     case("POST", V2C, Gen(long_rule_description), "rules.0.description"),
     case("POST", V2C, Raw(r#"{"name": "okname", "tags": "env=prod"}"#), "tags"),
     case("POST", V2C, Raw(r#"{"name": "okname", "tags": {"a=b": "v"}}"#), "tags.a=b"),
@@ -146,24 +187,75 @@ static CASES: &[Case] = &[
     case("POST", V1C, Raw(r#"{"security_group": {"security_group_rules": []}}"#), "security_group.name"),
     case("POST", V1C, Raw(r#"{"security_group": {"name": "okname", "security_group_rules": {}}}"#), "security_group.security_group_rules"),
     case("POST", V1C, Gen(too_many_v1_rules), "security_group.security_group_rules"),
-    case("POST", V1C, Raw(r#"{"security_group": {"name": "okname", "security_group_rules": [{"direction": "egress", "protocol": "bogus"}]}}"#), "security_group.security_group_rules.0.protocol"),
-    case("POST", V1C, Raw(r#"{"security_group": {"name": "okname", "security_group_rules": [{"protocol": "any"}]}}"#), "security_group.security_group_rules.0.direction"),
-    case("POST", V1C, Raw(r#"{"security_group": {"name": "okname", "security_group_rules": [{"direction": "egress"}, {"direction": "ingress", "protocol": "tcp", "port_range_min": 80, "port_range_max": 79}]}}"#), "security_group.security_group_rules.1.port_range_min"),
-    case("POST", V1C, Raw(r#"{"security_group": {"name": "okname", "security_group_rules": []}, "instances": ["not-a-uuid"]}"#), "instances.0"),
+    case(
+        "POST",
+        V1C,
+        Raw(r#"{"security_group": {"name": "okname", "security_group_rules": [{"direction": "egress", "protocol": "bogus"}]}}"#),
+        "security_group.security_group_rules.0.protocol",
+    ),
+    case(
+        "POST",
+        V1C,
+        Raw(r#"{"security_group": {"name": "okname", "security_group_rules": [{"protocol": "any"}]}}"#),
+        "security_group.security_group_rules.0.direction",
+    ),
+    case(
+        "POST",
+        V1C,
+        Raw(
+            r#"{"security_group": {"name": "okname", "security_group_rules": [{"direction": "egress"}, {"direction": "ingress", "protocol": "tcp", "port_range_min": 80, "port_range_max": 79}]}}"#,
+        ),
+        "security_group.security_group_rules.1.port_range_min",
+    ),
+    case(
+        "POST",
+        V1C,
+        Raw(r#"{"security_group": {"name": "okname", "security_group_rules": []}, "instances": ["not-a-uuid"]}"#),
+        "instances.0",
+    ),
     case("POST", V1C, Raw(r#"{"security_group": {"name": "okname", "security_group_rules": []}, "instances": "x"}"#), "instances"),
-    case("POST", V1C, Raw(r#"{"security_group": {"name": "okname", "security_group_rules": [], "metadata": {"k": ""}}}"#), "security_group.metadata.k"),
-    case("POST", V1C, Raw(r#"{"security_group": {"name": "okname", "security_group_rules": [], "tags": {"=": "v"}}}"#), "security_group.tags.="),
+    case(
+        "POST",
+        V1C,
+        Raw(r#"{"security_group": {"name": "okname", "security_group_rules": [], "metadata": {"k": ""}}}"#),
+        "security_group.metadata.k",
+    ),
+    case(
+        "POST",
+        V1C,
+        Raw(r#"{"security_group": {"name": "okname", "security_group_rules": [], "tags": {"=": "v"}}}"#),
+        "security_group.tags.=",
+    ),
     // ----- v1 patch -----
     case("PATCH", V1G, Raw(r#"{"name": "x"}"#), "name"),
     case("PATCH", V1G, Raw(r#"{"changed_rules": {}}"#), "changed_rules"),
     case("PATCH", V1G, Gen(too_many_changed_rules), "changed_rules"),
     case("PATCH", V1G, Raw(r#"{"changed_rules": [{"action": "delete"}]}"#), "changed_rules.0.security_group_rule_id"),
-    case("PATCH", V1G, Raw(r#"{"changed_rules": [{"action": "delete", "security_group_rule_id": "nope"}]}"#), "changed_rules.0.security_group_rule_id"),
+    case(
+        "PATCH",
+        V1G,
+        Raw(r#"{"changed_rules": [{"action": "delete", "security_group_rule_id": "nope"}]}"#),
+        "changed_rules.0.security_group_rule_id",
+    ),
     case("PATCH", V1G, Raw(r#"{"changed_rules": [{"action": "create"}]}"#), "changed_rules.0.direction"),
     case("PATCH", V1G, Raw(r#"{"changed_rules": [{"action": "explode", "direction": "egress"}]}"#), "changed_rules.0.action"),
     case("PATCH", V1G, Raw(r#"{"changed_rules": [{"direction": "egress"}]}"#), "changed_rules.0.action"),
-    case("PATCH", V1G, Raw(r#"{"name": "v1-renamed", "changed_rules": [{"action": "create", "direction": "egress", "protocol": "udp"}, {"action": "create", "direction": "ingress", "protocol": "nope"}]}"#), "changed_rules.1.protocol"),
-    case("PATCH", V1G, Raw(r#"{"changed_rules": [{"action": "create", "direction": "ingress", "protocol": "tcp", "port_range_min": 90, "port_range_max": 80}]}"#), "changed_rules.0.port_range_min"),
+    case(
+        "PATCH",
+        V1G,
+        Raw(
+            r#"{"name": "v1-renamed", "changed_rules": [{"action": "create", "direction": "egress", "protocol": "udp"}, {"action": "create", "direction": "ingress", "protocol": "nope"}]}"#,
+        ),
+        "changed_rules.1.protocol",
+    ),
+    case(
+        "PATCH",
+        V1G,
+        Raw(
+            r#"{"changed_rules": [{"action": "create", "direction": "ingress", "protocol": "tcp", "port_range_min": 90, "port_range_max": 80}]}"#,
+        ),
+        "changed_rules.0.port_range_min",
+    ),
     case("PATCH", V1G, Raw(r#"{"tags": {"k": 5}}"#), "tags.k"),
     case("PATCH", V1G, Raw(r#"{"tags": "k"}"#), "tags"),
     case("PATCH", V1G, Raw(r#"17"#), "body"),
@@ -173,12 +265,22 @@ static CASES: &[Case] = &[
     case("POST", V1R, Gen(long_v1_rule_description), "description"),
     case("POST", V1R, Raw(r#"{"direction": "ingress", "protocol": "tcp", "port_range_min": 80, "port_range_max": 79}"#), "port_range_min"),
     case("POST", V1R, Raw(r#"{"direction": "ingress", "ethertype": "IPv6", "remote_ip_prefix": "10.0.0.0/8"}"#), "remote_ip_prefix"),
-    case("POST", V1R, Raw(r#"{"direction": "ingress", "remote_ip_prefix": "10.0.0.0/8", "remote_group_id": "00000000-0000-4000-8000-000000000000"}"#), "remote_group_id"),
+    case(
+        "POST",
+        V1R,
+        Raw(r#"{"direction": "ingress", "remote_ip_prefix": "10.0.0.0/8", "remote_group_id": "00000000-0000-4000-8000-000000000000"}"#),
+        "remote_group_id",
+    ),
     case("POST", V1R, Raw(r#"null"#), "body"),
     // ----- v1 rule PUT -----
     case("PUT", V1PUT, Raw(r#"{}"#), "direction"),
     case("PUT", V1PUT, Raw(r#"{"direction": "ingress", "security_group_id": "nope"}"#), "security_group_id"),
-    case("PUT", V1PUT, Raw(r#"{"direction": "ingress", "security_group_id": "00000000-0000-4000-8000-000000000000"}"#), "security_group_id"),
+    case(
+        "PUT",
+        V1PUT,
+        Raw(r#"{"direction": "ingress", "security_group_id": "00000000-0000-4000-8000-000000000000"}"#),
+        "security_group_id",
+    ),
     case("PUT", V1PUT, Raw(r#"{"direction": "ingress", "protocol": "tcp", "port_range_max": 65536}"#), "port_range_max"),
     case("PUT", V1PUT, Raw(r#"{"direction": "ingress", "protocol": "gre", "port_range_min": 5}"#), "port_range_min"),
     case("PUT", V1PUT, Raw(r#"{"direction": "up"}"#), "direction"),
@@ -296,5 +398,7 @@ async fn the_table_paths_accept_good_input() {
     app.get(&p("/cloud/v1/securitygroups/1/1/{g}/metadata_item?key=k")).await.expect(200);
     app.get("/cloud/v1/tasks?limit=1000&offset=0&state=FINISHED&state=ERROR&order_by=asc&sorting=desc&from_timestamp=2020-01-01&to_timestamp=2999-01-01T00:00:00Z&project_id=1&region_id=1&is_acknowledged=false").await.expect(200);
     app.post_empty("/cloud/v1/tasks/acknowledge_all?project_id=1&region_id=1").await.expect(204);
-    app.get(&format!("/cloud/v1/securitygroups/1/1?limit=1000&offset=0&tag_key_value={}", crate::groups::url_encode(r#"{"k":"w"}"#))).await.expect(200);
+    app.get(&format!("/cloud/v1/securitygroups/1/1?limit=1000&offset=0&tag_key_value={}", crate::groups::url_encode(r#"{"k":"w"}"#)))
+        .await
+        .expect(200);
 }

@@ -270,8 +270,12 @@ async fn verify(api: &Api, sent: &[Sent], done: &HashMap<String, Value>) -> Figu
                 let group = &named["results"][0];
                 assert_eq!(group["id"], json!(group_id));
                 assert_eq!(rules_of(group).len(), request.rules, "{} has all its rules: {group}", request.name);
-                let mut expected: Vec<String> =
-                    task["created_resources"]["security_group_rules"].as_array().unwrap().iter().map(|v| v.as_str().unwrap().to_string()).collect();
+                let mut expected: Vec<String> = task["created_resources"]["security_group_rules"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|v| v.as_str().unwrap().to_string())
+                    .collect();
                 let mut actual = rule_ids(group);
                 expected.sort();
                 actual.sort();

@@ -61,7 +61,8 @@ async fn keys_limited_to_projects_get_403_elsewhere() {
     resp.expect_error(403, "PermissionDenied");
     let resp = limited.post_json("/cloud/v2/security_groups/6/1", &json!({"name": "nope"})).await;
     resp.expect_error(403, "PermissionDenied");
-    let resp = limited.post_json("/cloud/v1/securitygroups/6/1", &json!({"security_group": {"name": "nope", "security_group_rules": []}})).await;
+    let resp =
+        limited.post_json("/cloud/v1/securitygroups/6/1", &json!({"security_group": {"name": "nope", "security_group_rules": []}})).await;
     resp.expect_error(403, "PermissionDenied");
     assert_eq!(app.get("/cloud/v1/securitygroups/6/1").await.expect(200).body["count"], 0, "nothing was created in project 6");
     assert_eq!(app.list_tasks("").await["count"], 0);

@@ -379,11 +379,14 @@ async fn v2_patch_rules_is_a_desired_state_diff_that_keeps_unchanged_rule_ids() 
 
     // Keep egress (written differently), drop ssh, change web's description, add dns.
     let resp = app
-        .patch_json(&format!("{V2}/{id}"), &json!({"rules": [
-            {"direction": "egress", "ethertype": "IPv4", "protocol": "any", "remote_ip_prefix": null},
-            {"direction": "ingress", "protocol": "tcp", "port_range_min": 80, "port_range_max": 80, "description": "web2"},
-            {"direction": "ingress", "protocol": "udp", "port_range_min": 53, "port_range_max": 53},
-        ]}))
+        .patch_json(
+            &format!("{V2}/{id}"),
+            &json!({"rules": [
+                {"direction": "egress", "ethertype": "IPv4", "protocol": "any", "remote_ip_prefix": null},
+                {"direction": "ingress", "protocol": "tcp", "port_range_min": 80, "port_range_max": 80, "description": "web2"},
+                {"direction": "ingress", "protocol": "udp", "port_range_min": 53, "port_range_max": 53},
+            ]}),
+        )
         .await
         .expect(200);
     let task = app.wait_finished(&single_task(&resp)).await;
@@ -398,7 +401,9 @@ async fn v2_patch_rules_is_a_desired_state_diff_that_keeps_unchanged_rule_ids() 
         sorted_attrs(&after),
         sorted(vec![
             expected_rule(json!({"direction": "egress"})),
-            expected_rule(json!({"direction": "ingress", "protocol": "tcp", "port_range_min": 80, "port_range_max": 80, "description": "web2"})),
+            expected_rule(
+                json!({"direction": "ingress", "protocol": "tcp", "port_range_min": 80, "port_range_max": 80, "description": "web2"})
+            ),
             expected_rule(json!({"direction": "ingress", "protocol": "udp", "port_range_min": 53, "port_range_max": 53})),
         ])
     );
@@ -641,7 +646,9 @@ async fn legacy_v1_create_is_synchronous_and_creates_exactly_the_given_rules() {
         sorted(vec![
             expected_rule(json!({"direction": "egress"})),
             // A bare address gets a host prefix.
-            expected_rule(json!({"direction": "ingress", "protocol": "tcp", "port_range_min": 22, "port_range_max": 22, "remote_ip_prefix": "10.1.2.3/32"})),
+            expected_rule(
+                json!({"direction": "ingress", "protocol": "tcp", "port_range_min": 22, "port_range_max": 22, "remote_ip_prefix": "10.1.2.3/32"})
+            ),
         ])
     );
     assert_eq!(app.get_group(str_of(&group, "id")).await, group, "visible at once");
@@ -660,10 +667,13 @@ async fn legacy_v1_create_is_synchronous_and_creates_exactly_the_given_rules() {
 async fn legacy_v1_patch_applies_name_tags_and_changed_rules_in_order() {
     let app = spawn_app().await;
     let group = app
-        .create_group_v1("v1patch", json!([
-            {"direction": "egress"},
-            {"direction": "ingress", "protocol": "tcp", "port_range_min": 22, "port_range_max": 22},
-        ]))
+        .create_group_v1(
+            "v1patch",
+            json!([
+                {"direction": "egress"},
+                {"direction": "ingress", "protocol": "tcp", "port_range_min": 22, "port_range_max": 22},
+            ]),
+        )
         .await;
     let id = id_of(&group);
     let ssh = rules_of(&group).iter().find(|r| r["port_range_min"] == 22).map(id_of).unwrap();
@@ -687,7 +697,10 @@ async fn legacy_v1_patch_applies_name_tags_and_changed_rules_in_order() {
     assert!(ids.contains(&egress) && !ids.contains(&ssh));
     assert_eq!(
         sorted_attrs(&after),
-        sorted(vec![expected_rule(json!({"direction": "egress"})), expected_rule(json!({"direction": "ingress", "remote_ip_prefix": "172.16.0.0/12"}))])
+        sorted(vec![
+            expected_rule(json!({"direction": "egress"})),
+            expected_rule(json!({"direction": "ingress", "remote_ip_prefix": "172.16.0.0/12"}))
+        ])
     );
     assert!(revision(&after) > revision(&group));
     assert_eq!(app.get_group(&id).await, after);
@@ -696,10 +709,13 @@ async fn legacy_v1_patch_applies_name_tags_and_changed_rules_in_order() {
     let other = app.create_group_v1("other", json!([{"direction": "ingress", "protocol": "udp"}])).await;
     let foreign = rule_ids(&other)[0].clone();
     let resp = app
-        .patch_json(&format!("{V1}/{id}"), &json!({"name": "should-not-stick", "changed_rules": [
-            {"action": "create", "direction": "ingress", "protocol": "icmp"},
-            {"action": "delete", "security_group_rule_id": foreign},
-        ]}))
+        .patch_json(
+            &format!("{V1}/{id}"),
+            &json!({"name": "should-not-stick", "changed_rules": [
+                {"action": "create", "direction": "ingress", "protocol": "icmp"},
+                {"action": "delete", "security_group_rule_id": foreign},
+            ]}),
+        )
         .await;
     resp.expect_error(404, "NotFoundError");
     assert_eq!(app.get_group(&id).await, after, "a failed v1 patch is atomic");
@@ -707,7 +723,10 @@ async fn legacy_v1_patch_applies_name_tags_and_changed_rules_in_order() {
 
     // A duplicate create inside changed_rules is a 409.
     let resp = app
-        .patch_json(&format!("{V1}/{id}"), &json!({"changed_rules": [{"action": "create", "direction": "egress", "remote_ip_prefix": "0.0.0.0/0"}]}))
+        .patch_json(
+            &format!("{V1}/{id}"),
+            &json!({"changed_rules": [{"action": "create", "direction": "egress", "remote_ip_prefix": "0.0.0.0/0"}]}),
+        )
         .await;
     let body = resp.expect_error(409, "SecurityGroupRuleExists");
     assert_eq!(body["info"]["existing_rule_id"], json!(egress));

@@ -119,7 +119,12 @@ impl Resp {
 #[track_caller]
 pub fn assert_json_content_type(resp: &Resp) {
     let ct = resp.content_type().unwrap_or_default();
-    assert!(ct.starts_with("application/json"), "Content-Type is {ct:?}, not application/json (status {}, body {})", resp.status, resp.text);
+    assert!(
+        ct.starts_with("application/json"),
+        "Content-Type is {ct:?}, not application/json (status {}, body {})",
+        resp.status,
+        resp.text
+    );
 }
 
 /// A client of one Palisade server with one API key.

@@ -18,10 +18,13 @@ async fn v1_add_rule_returns_the_new_rule_and_the_group_holds_it() {
     let group = group_with(&app, json!([])).await;
     let gid = id_of(&group);
     let resp = app
-        .post_json(&format!("{V1}/{gid}/rules"), &json!({
-            "direction": "ingress", "ethertype": "IPv4", "protocol": "tcp", "port_range_min": 80, "port_range_max": 443,
-            "remote_ip_prefix": "0.0.0.0/0", "description": "", "security_group_id": gid,
-        }))
+        .post_json(
+            &format!("{V1}/{gid}/rules"),
+            &json!({
+                "direction": "ingress", "ethertype": "IPv4", "protocol": "tcp", "port_range_min": 80, "port_range_max": 443,
+                "remote_ip_prefix": "0.0.0.0/0", "description": "", "security_group_id": gid,
+            }),
+        )
         .await
         .expect(200);
     assert_json_content_type(&resp);
@@ -30,7 +33,9 @@ async fn v1_add_rule_returns_the_new_rule_and_the_group_holds_it() {
     assert_eq!(rule["security_group_id"], json!(gid));
     assert_eq!(
         rule_attrs(&rule),
-        expected_rule(json!({"direction": "ingress", "protocol": "tcp", "port_range_min": 80, "port_range_max": 443, "remote_ip_prefix": "0.0.0.0/0"}))
+        expected_rule(
+            json!({"direction": "ingress", "protocol": "tcp", "port_range_min": 80, "port_range_max": 443, "remote_ip_prefix": "0.0.0.0/0"})
+        )
     );
     assert_eq!(rule["revision_number"], 0);
     assert_zoned_time(&rule["created_at"], "rule.created_at");
@@ -50,7 +55,11 @@ async fn v1_add_rule_returns_the_new_rule_and_the_group_holds_it() {
 #[tokio::test]
 async fn v1_add_duplicate_rule_is_409_with_the_existing_rule_id_and_no_retry() {
     let app = spawn_app().await;
-    let group = group_with(&app, json!([{"direction": "ingress", "protocol": "tcp", "port_range_min": 66, "port_range_max": 67}, {"direction": "egress"}])).await;
+    let group = group_with(
+        &app,
+        json!([{"direction": "ingress", "protocol": "tcp", "port_range_min": 66, "port_range_max": 67}, {"direction": "egress"}]),
+    )
+    .await;
     let gid = id_of(&group);
     let tcp_id = rules_of(&group).iter().find(|r| r["protocol"] == "tcp").map(id_of).unwrap();
     let egress_id = rules_of(&group).iter().find(|r| r["direction"] == "egress").map(id_of).unwrap();
@@ -58,7 +67,10 @@ async fn v1_add_duplicate_rule_is_409_with_the_existing_rule_id_and_no_retry() {
         (json!({"direction": "ingress", "protocol": "tcp", "port_range_min": 66, "port_range_max": 67}), &tcp_id),
         // Protocol by number, other description, "anywhere" prefix: same identity (Neutron's _rule_to_key).
         (json!({"direction": "ingress", "protocol": "6", "port_range_min": 66, "port_range_max": 67, "description": "other"}), &tcp_id),
-        (json!({"direction": "ingress", "protocol": "TCP", "port_range_min": 66, "port_range_max": 67, "remote_ip_prefix": "0.0.0.0/0"}), &tcp_id),
+        (
+            json!({"direction": "ingress", "protocol": "TCP", "port_range_min": 66, "port_range_max": 67, "remote_ip_prefix": "0.0.0.0/0"}),
+            &tcp_id,
+        ),
         (json!({"direction": "egress", "protocol": "any", "remote_ip_prefix": "0.0.0.0/0"}), &egress_id),
     ];
     for (body, existing) in duplicates {
@@ -71,8 +83,11 @@ async fn v1_add_duplicate_rule_is_409_with_the_existing_rule_id_and_no_retry() {
     assert_eq!(app.get_group(&gid).await, group, "duplicates change nothing");
 
     // Not a duplicate: a different prefix.
-    app.add_rule_v1(&gid, json!({"direction": "ingress", "protocol": "tcp", "port_range_min": 66, "port_range_max": 67, "remote_ip_prefix": "10.0.0.0/24"}))
-        .await;
+    app.add_rule_v1(
+        &gid,
+        json!({"direction": "ingress", "protocol": "tcp", "port_range_min": 66, "port_range_max": 67, "remote_ip_prefix": "10.0.0.0/24"}),
+    )
+    .await;
     assert_eq!(rules_of(&app.get_group(&gid).await).len(), 3);
 }
 
@@ -88,9 +103,12 @@ async fn v1_rule_semantics_follow_neutron() {
     assert_eq!(icmp6["protocol"], "ipv6-icmp", "IPv6 + icmp becomes ipv6-icmp");
     let ping = app.add_rule_v1(&gid, json!({"direction": "ingress", "protocol": "icmp", "port_range_min": 8, "port_range_max": 0})).await;
     assert_eq!((ping["port_range_min"].clone(), ping["port_range_max"].clone()), (json!(8), json!(0)), "ICMP type/code kept");
-    let whole = app.add_rule_v1(&gid, json!({"direction": "egress", "protocol": "udp", "port_range_min": 1, "port_range_max": 65535})).await;
+    let whole =
+        app.add_rule_v1(&gid, json!({"direction": "egress", "protocol": "udp", "port_range_min": 1, "port_range_max": 65535})).await;
     assert_eq!((whole["port_range_min"].clone(), whole["port_range_max"].clone()), (Value::Null, Value::Null));
-    let host = app.add_rule_v1(&gid, json!({"direction": "ingress", "protocol": "tcp", "port_range_min": 5432, "remote_ip_prefix": "10.0.0.5/24"})).await;
+    let host = app
+        .add_rule_v1(&gid, json!({"direction": "ingress", "protocol": "tcp", "port_range_min": 5432, "remote_ip_prefix": "10.0.0.5/24"}))
+        .await;
     assert_eq!(host["remote_ip_prefix"], "10.0.0.5/24", "host bits are kept as written");
     assert_eq!(host["port_range_max"], 5432);
     let own = app.add_rule_v1(&gid, json!({"direction": "ingress", "remote_group_id": gid})).await;
@@ -128,16 +146,22 @@ async fn v1_rule_semantics_follow_neutron() {
 #[tokio::test]
 async fn v1_put_replaces_a_rule_with_a_new_id() {
     let app = spawn_app().await;
-    let group = group_with(&app, json!([
-        {"direction": "ingress", "protocol": "tcp", "port_range_min": 80, "port_range_max": 80, "description": "http"},
-        {"direction": "egress"},
-    ]))
+    let group = group_with(
+        &app,
+        json!([
+            {"direction": "ingress", "protocol": "tcp", "port_range_min": 80, "port_range_max": 80, "description": "http"},
+            {"direction": "egress"},
+        ]),
+    )
     .await;
     let gid = id_of(&group);
     let old = rules_of(&group).iter().find(|r| r["port_range_min"] == 80).map(id_of).unwrap();
 
     let resp = app
-        .put_json(&format!("{V1_RULES}/{old}"), &json!({"direction": "ingress", "protocol": "tcp", "port_range_min": 443, "port_range_max": 443}))
+        .put_json(
+            &format!("{V1_RULES}/{old}"),
+            &json!({"direction": "ingress", "protocol": "tcp", "port_range_min": 443, "port_range_max": 443}),
+        )
         .await
         .expect(200);
     assert_json_content_type(&resp);
@@ -159,11 +183,15 @@ async fn v1_put_replaces_a_rule_with_a_new_id() {
     // The old id no longer exists.
     app.put_json(&format!("{V1_RULES}/{old}"), &json!({"direction": "ingress"})).await.expect_error(404, "NotFoundError");
     // security_group_id, when sent, must be the rule's group.
-    let resp = app.put_json(&format!("{V1_RULES}/{new_id}"), &json!({"direction": "ingress", "protocol": "any", "security_group_id": gid})).await.expect(200);
+    let resp = app
+        .put_json(&format!("{V1_RULES}/{new_id}"), &json!({"direction": "ingress", "protocol": "any", "security_group_id": gid}))
+        .await
+        .expect(200);
     let newer = resp.body;
     assert_eq!(rule_attrs(&newer), expected_rule(json!({"direction": "ingress"})), "protocol any is stored as null");
     let other_group = uuid::Uuid::new_v4().to_string();
-    let resp = app.put_json(&format!("{V1_RULES}/{}", id_of(&newer)), &json!({"direction": "ingress", "security_group_id": other_group})).await;
+    let resp =
+        app.put_json(&format!("{V1_RULES}/{}", id_of(&newer)), &json!({"direction": "ingress", "security_group_id": other_group})).await;
     resp.expect_invalid("security_group_id");
     // Replacing into a duplicate of another rule of the group: 409, and the rule stays.
     let egress = rules_of(&after).iter().find(|r| r["direction"] == "egress").map(id_of).unwrap();
@@ -234,7 +262,8 @@ async fn v2_rule_create_duplicate_ends_in_error_naming_the_existing_rule() {
     let group = group_with(&app, json!([{"direction": "ingress", "protocol": "tcp", "port_range_min": 22, "port_range_max": 22}])).await;
     let gid = id_of(&group);
     let existing = rule_ids(&group)[0].clone();
-    let task_id = app.create_rule_v2(&gid, json!({"direction": "ingress", "protocol": "tcp", "port_range_min": 22, "description": "again"})).await;
+    let task_id =
+        app.create_rule_v2(&gid, json!({"direction": "ingress", "protocol": "tcp", "port_range_min": 22, "description": "again"})).await;
     let task = app.wait_error(&task_id).await;
     let error = str_of(&task, "error");
     assert!(error.contains(&existing), "error {error:?} should name the existing rule {existing}");
@@ -265,7 +294,9 @@ async fn v2_rule_create_with_invalid_semantics_fails_in_the_task() {
 async fn v2_rule_create_on_an_unknown_group_is_404_and_stores_no_task() {
     let app = spawn_app().await;
     let tasks = app.list_tasks("").await["count"].clone();
-    app.post_json(&format!("{V2}/{}/rules", uuid::Uuid::new_v4()), &json!({"direction": "egress"})).await.expect_error(404, "NotFoundError");
+    app.post_json(&format!("{V2}/{}/rules", uuid::Uuid::new_v4()), &json!({"direction": "egress"}))
+        .await
+        .expect_error(404, "NotFoundError");
     app.post_json(&format!("{V2}/not-a-uuid/rules"), &json!({"direction": "egress"})).await.expect_error(404, "NotFoundError");
     assert_eq!(app.list_tasks("").await["count"], tasks);
 }

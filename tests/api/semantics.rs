@@ -307,7 +307,9 @@ async fn duplicates_are_409_on_sync_paths_and_task_errors_on_v2() {
     // IPv6: icmp, 1, icmpv6 and ipv6-icmp are one identity.
     app.add_rule_v1(&group_id, json!({"direction": "ingress", "ethertype": "IPv6", "protocol": "icmp"})).await;
     for spelling in [json!("ipv6-icmp"), json!(58), json!("icmpv6"), json!(1)] {
-        let resp = app.post_json(&format!("{V1}/{group_id}/rules"), &json!({"direction": "ingress", "ethertype": "IPv6", "protocol": spelling})).await;
+        let resp = app
+            .post_json(&format!("{V1}/{group_id}/rules"), &json!({"direction": "ingress", "ethertype": "IPv6", "protocol": spelling}))
+            .await;
         resp.expect_error(409, "SecurityGroupRuleExists");
     }
 }
@@ -349,9 +351,8 @@ async fn get_then_patch_back_changes_nothing() {
 async fn deleting_a_remote_group_removes_the_rules_that_name_it() {
     let app = spawn_app().await;
     let target = app.create_group_v1("target", json!([])).await;
-    let user = app
-        .create_group_v1("user", json!([{"direction": "ingress", "remote_group_id": id_of(&target)}, {"direction": "egress"}]))
-        .await;
+    let user =
+        app.create_group_v1("user", json!([{"direction": "ingress", "remote_group_id": id_of(&target)}, {"direction": "egress"}])).await;
     app.delete(&format!("{V1}/{}", id_of(&target))).await.expect(204);
     let after = app.get_group(&id_of(&user)).await;
     assert_eq!(rules_of(&after).len(), 1, "{after}");
@@ -409,7 +410,12 @@ async fn quotas_hold_under_parallel_creates() {
     let attempts: Vec<_> = (0..20)
         .map(|i| {
             let api = app.api.clone();
-            async move { api.post_json(V1, &json!({"security_group": {"name": format!("sync-{i}"), "security_group_rules": []}})).await.status.as_u16() }
+            async move {
+                api.post_json(V1, &json!({"security_group": {"name": format!("sync-{i}"), "security_group_rules": []}}))
+                    .await
+                    .status
+                    .as_u16()
+            }
         })
         .collect();
     let statuses = join_all(attempts).await;

@@ -39,7 +39,10 @@ fn ids(page: &Value) -> Vec<String> {
 
 /// Creates a group in `project`/`region` and returns the (finished) task id.
 async fn task_in(app: &Api, project: i64, region: i64, name: &str) -> String {
-    let resp = app.post_json(&format!("/cloud/v2/security_groups/{project}/{region}"), &json!({"name": format!("task-{name}"), "rules": []})).await.expect(200);
+    let resp = app
+        .post_json(&format!("/cloud/v2/security_groups/{project}/{region}"), &json!({"name": format!("task-{name}"), "rules": []}))
+        .await
+        .expect(200);
     let id = single_task(&resp);
     app.wait_finished(&id).await;
     id

@@ -24,13 +24,16 @@ async fn verdicts_name_the_deciding_rule() {
     let app = spawn_app().await;
     let db = app.create_group_v1("db-group", json!([])).await;
     let web = app
-        .create_group_v1("web-group", json!([
-            {"direction": "ingress", "protocol": "tcp", "port_range_min": 443, "port_range_max": 443},
-            {"direction": "ingress", "protocol": "tcp", "port_range_min": 22, "port_range_max": 22, "remote_ip_prefix": "10.0.0.0/8"},
-            {"direction": "ingress", "protocol": "icmp", "port_range_min": 8},
-            {"direction": "ingress", "protocol": "udp", "port_range_min": 53, "remote_group_id": id_of(&db)},
-            {"direction": "egress"}
-        ]))
+        .create_group_v1(
+            "web-group",
+            json!([
+                {"direction": "ingress", "protocol": "tcp", "port_range_min": 443, "port_range_max": 443},
+                {"direction": "ingress", "protocol": "tcp", "port_range_min": 22, "port_range_max": 22, "remote_ip_prefix": "10.0.0.0/8"},
+                {"direction": "ingress", "protocol": "icmp", "port_range_min": 8},
+                {"direction": "ingress", "protocol": "udp", "port_range_min": 53, "remote_group_id": id_of(&db)},
+                {"direction": "egress"}
+            ]),
+        )
         .await;
     let rules = rules_of(&web).clone();
     let port = register_port(&app, &[&id_of(&web)], "10.1.0.5").await;
@@ -137,11 +140,14 @@ async fn analysis_reports_known_problems_and_nothing_on_a_clean_group() {
 
     // A duplicate cannot be stored, so duplicates show up in merged sets; a clean group is clean.
     let clean = app
-        .create_group_v1("clean", json!([
-            {"direction": "ingress", "protocol": "tcp", "port_range_min": 443},
-            {"direction": "ingress", "protocol": "tcp", "port_range_min": 22, "remote_ip_prefix": "10.0.0.0/8"},
-            {"direction": "egress"}
-        ]))
+        .create_group_v1(
+            "clean",
+            json!([
+                {"direction": "ingress", "protocol": "tcp", "port_range_min": 443},
+                {"direction": "ingress", "protocol": "tcp", "port_range_min": 22, "remote_ip_prefix": "10.0.0.0/8"},
+                {"direction": "egress"}
+            ]),
+        )
         .await;
     let report = app.get(&format!("{V1}/{}/analysis", id_of(&clean))).await.expect(200).body;
     assert_eq!(report["findings"], json!([]), "{report}");
@@ -159,7 +165,12 @@ async fn check(app: &TestApp, args: &[&str]) -> (i32, String) {
 #[tokio::test]
 async fn check_command_answers_from_the_terminal() {
     let app = spawn_app().await;
-    let group = app.create_group_v1("cli-group", json!([{"direction": "ingress", "protocol": "tcp", "port_range_min": 22, "remote_ip_prefix": "10.0.0.0/8"}])).await;
+    let group = app
+        .create_group_v1(
+            "cli-group",
+            json!([{"direction": "ingress", "protocol": "tcp", "port_range_min": 22, "remote_ip_prefix": "10.0.0.0/8"}]),
+        )
+        .await;
     let rule_id = str_of(&rules_of(&group)[0], "id").to_string();
     let gid = id_of(&group);
     let base = ["flow", "--groups", gid.as_str(), "--direction", "ingress", "--protocol", "tcp", "--port", "22"];

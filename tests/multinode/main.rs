@@ -103,9 +103,7 @@ fn check_mixed_outcome(snap: &support::Snapshot, seeds: &[String], acked: &[(Op,
     for op in unanswered {
         let found = match op {
             Op::Create { name, .. } => groups_by_name.get(name.as_str()).map(Vec::len).unwrap_or(0),
-            Op::AddRule { group, port } => {
-                groups_by_id[group].rules.iter().filter(|r| r.spec.port_range_min == Some(*port as u16)).count()
-            }
+            Op::AddRule { group, port } => groups_by_id[group].rules.iter().filter(|r| r.spec.port_range_min == Some(*port as u16)).count(),
         };
         assert!(found <= 1, "{op:?} happened {found} times");
         if found == 1 {
@@ -251,7 +249,8 @@ async fn failover_after_kill_9() {
         let snap = snapshot(&db.url).await;
         snap.tasks.iter().filter(|t| !t.state.is_terminal()).count()
     };
-    let acked: Vec<(Op, String)> = results.iter().enumerate().filter_map(|(i, r)| r.as_ref().ok().map(|id| (ops[i].clone(), id.clone()))).collect();
+    let acked: Vec<(Op, String)> =
+        results.iter().enumerate().filter_map(|(i, r)| r.as_ref().ok().map(|id| (ops[i].clone(), id.clone()))).collect();
     let lost_requests: Vec<_> = results.iter().filter_map(|r| r.as_ref().err()).collect();
     let unanswered: Vec<Op> = results.iter().enumerate().filter(|(_, r)| r.is_err()).map(|(i, _)| ops[i].clone()).collect();
     let snap = until_all_done(&db.url, Duration::from_secs(180)).await;
@@ -328,7 +327,8 @@ async fn sqlite_to_postgres_move() {
     let results = bounded(1_000, 32, |i| {
         let (api, base) = (api.clone(), base.clone());
         async move {
-            let mut body = json!({"name": format!("moved-{i:04}"), "description": format!("group {i}"), "tags": {"batch": format!("{}", i % 7)}});
+            let mut body =
+                json!({"name": format!("moved-{i:04}"), "description": format!("group {i}"), "tags": {"batch": format!("{}", i % 7)}});
             if i % 3 == 0 {
                 body["rules"] = json!([tcp(1 + i as u64), {"direction": "egress", "ethertype": "IPv6"}]);
             }
@@ -354,7 +354,11 @@ async fn sqlite_to_postgres_move() {
         }
         let (_, tasks) = api.get(&base, "/cloud/v1/tasks?limit=1000&order_by=asc").await.unwrap();
         let (_, more) = api.get(&base, "/cloud/v1/tasks?limit=1000&offset=1000&order_by=asc").await.unwrap();
-        (groups, tasks["count"].clone(), [tasks["results"].as_array().unwrap().clone(), more["results"].as_array().unwrap().clone()].concat())
+        (
+            groups,
+            tasks["count"].clone(),
+            [tasks["results"].as_array().unwrap().clone(), more["results"].as_array().unwrap().clone()].concat(),
+        )
     };
     let before = list_all(api.clone(), base.clone()).await;
     assert_eq!(before.0.len(), 1_000);

@@ -49,7 +49,12 @@ pub struct PolicyFeed {
 
 impl Default for PolicyFeed {
     fn default() -> Self {
-        PolicyFeed { revision: watch::Sender::new(0), started: AtomicBool::new(false), poke: Arc::new(Notify::new()), reported: Notify::new() }
+        PolicyFeed {
+            revision: watch::Sender::new(0),
+            started: AtomicBool::new(false),
+            poke: Arc::new(Notify::new()),
+            reported: Notify::new(),
+        }
     }
 }
 
@@ -241,10 +246,8 @@ pub async fn list(State(state): State<Arc<AppState>>, caller: Caller, query: Que
     }
     let client = caller.client_id;
     let (agents, revision) = state.read(move |tx| Ok((tx.list_agents(client)?, tx.policy_revision()?))).await?;
-    let results: Vec<AgentOut> = agents
-        .iter()
-        .map(|a| AgentOut { applied: asked.map(|n| a.applied_revision >= n), ..agent_out(a, revision) })
-        .collect();
+    let results: Vec<AgentOut> =
+        agents.iter().map(|a| AgentOut { applied: asked.map(|n| a.applied_revision >= n), ..agent_out(a, revision) }).collect();
     Ok(Json(AgentList { policy_revision: revision, count: results.len() as u64, results }))
 }
 
@@ -305,7 +308,12 @@ pub async fn wait_for_agents(State(state): State<Arc<AppState>>, request: Reques
 
 /// Waits for `tasks` to finish, then for the client's agents to apply the revision after them.
 /// Returns (revision, agents that applied it, agents that have not by the deadline).
-async fn settle(state: &Arc<AppState>, client_id: i64, tasks: Vec<String>, deadline: tokio::time::Instant) -> Result<(i64, Vec<String>, Vec<String>)> {
+async fn settle(
+    state: &Arc<AppState>,
+    client_id: i64,
+    tasks: Vec<String>,
+    deadline: tokio::time::Instant,
+) -> Result<(i64, Vec<String>, Vec<String>)> {
     // Wake-ups come from revision changes and agent reports on this node; the step bounds the
     // wait for those that happen on other nodes.
     const STEP: Duration = Duration::from_millis(10);

@@ -720,9 +720,7 @@ fn operation(route: &Route) -> Value {
 }
 
 fn path_parameters() -> Value {
-    let param = |name: &str, description: &str, schema: Value| {
-        json!({"name": name, "in": "path", "required": true, "description": description, "schema": schema})
-    };
+    let param = |name: &str, description: &str, schema: Value| json!({"name": name, "in": "path", "required": true, "description": description, "schema": schema});
     json!({
         "ProjectId": param("project_id", "Project ID: a non-negative integer (anything else is a 404).", json!({"type": "integer", "minimum": 0, "examples": [1]})),
         "RegionId": param("region_id", "Region ID: a non-negative integer (anything else is a 404). Its display name is the group's `region`; with `strict_regions` configured, a region that is not configured is a 404.", json!({"type": "integer", "minimum": 0, "examples": [1]})),
@@ -736,9 +734,7 @@ fn path_parameters() -> Value {
 }
 
 fn query_parameter(param: Param) -> Value {
-    let q = |name: &str, description: &str, schema: Value| {
-        json!({"name": name, "in": "query", "required": false, "description": description, "schema": schema})
-    };
+    let q = |name: &str, description: &str, schema: Value| json!({"name": name, "in": "query", "required": false, "description": description, "schema": schema});
     // Repeated keys: `key=a&key=b` (form style, exploded: the OpenAPI default for query arrays).
     let repeated = |name: &str, description: &str, items: Value| {
         json!({"name": name, "in": "query", "required": false, "description": description,
@@ -770,7 +766,11 @@ fn query_parameter(param: Param) -> Value {
             p["deprecated"] = json!(true);
             p
         }
-        Param::OrderBy => q("order_by", "Order by creation time: oldest or newest first.", json!({"type": "string", "enum": ["asc", "desc"], "default": "desc"})),
+        Param::OrderBy => q(
+            "order_by",
+            "Order by creation time: oldest or newest first.",
+            json!({"type": "string", "enum": ["asc", "desc"], "default": "desc"}),
+        ),
         Param::Sorting => {
             let mut p = q(
                 "sorting",
@@ -809,9 +809,21 @@ fn query_parameter(param: Param) -> Value {
         Param::PortRegionId => q("region_id", "Only ports of this region.", json!({"type": "integer", "minimum": 0})),
         Param::PortHost => q("host", "Only ports on this host.", json!({"type": "string", "examples": ["compute-1"]})),
         Param::PortInstanceId => q("instance_id", "Only ports of this instance.", json!({"type": "string", "format": "uuid"})),
-        Param::PolicyAfter => q("after", "Answer only with a policy newer than this revision (the one the agent applied).", json!({"type": "integer", "minimum": 0})),
-        Param::PolicyWait => q("wait", "With `after`: how long to wait for a newer revision before answering 304.", json!({"type": "integer", "minimum": 0, "maximum": 300, "default": 0})),
-        Param::AgentRevision => q("revision", "Also say, per agent, whether it has applied this revision (`applied`).", json!({"type": "integer", "minimum": 0})),
+        Param::PolicyAfter => q(
+            "after",
+            "Answer only with a policy newer than this revision (the one the agent applied).",
+            json!({"type": "integer", "minimum": 0}),
+        ),
+        Param::PolicyWait => q(
+            "wait",
+            "With `after`: how long to wait for a newer revision before answering 304.",
+            json!({"type": "integer", "minimum": 0, "maximum": 300, "default": 0}),
+        ),
+        Param::AgentRevision => q(
+            "revision",
+            "Also say, per agent, whether it has applied this revision (`applied`).",
+            json!({"type": "integer", "minimum": 0}),
+        ),
         Param::MetadataKey => {
             let mut p = q("key", "The tag key.", schema_ref("TagKey"));
             p["required"] = json!(true);
@@ -1001,19 +1013,20 @@ fn schemas() -> Value {
     changed_create.insert("action".into(), json!({"const": "create"}));
     let mut changed_delete = Map::new();
     changed_delete.insert("action".into(), json!({"const": "delete"}));
-    changed_delete.insert("security_group_rule_id".into(), json!({"type": "string", "format": "uuid", "description": "A rule of this group."}));
+    changed_delete
+        .insert("security_group_rule_id".into(), json!({"type": "string", "format": "uuid", "description": "A rule of this group."}));
 
     let tag_value_description =
         format!("Tag value: 1 to {MAX_TAG_LEN} characters without tab or newline; leading and trailing whitespace is stripped.");
-    let rules_list = |description: &str| {
-        json!({"type": "array", "maxItems": MAX_RULES, "items": schema_ref("SecurityGroupRuleInputV2"), "description": description})
-    };
+    let rules_list = |description: &str| json!({"type": "array", "maxItems": MAX_RULES, "items": schema_ref("SecurityGroupRuleInputV2"), "description": description});
 
     let mut schemas = Map::new();
     let mut add = |name: &str, schema: Value| {
         schemas.insert(name.to_string(), schema);
     };
-    add("Error", json!({
+    add(
+        "Error",
+        json!({
             "type": "object",
             "description": "The body of every error response.",
             "required": ["exception_class", "message", "request_id"],
@@ -1029,25 +1042,46 @@ fn schemas() -> Value {
                 },
                 "info": {"type": "object", "description": "Extra details: `{\"existing_rule_id\": ...}` on a 409 for a duplicate rule, `{\"quota\", \"limit\", \"requested\"}` on a 409 for a quota."},
             },
-        }));
-    add("Direction", json!({"type": "string", "enum": ["egress", "ingress"], "description": "Traffic direction, from the point of view of the ports of the group."}));
+        }),
+    );
+    add(
+        "Direction",
+        json!({"type": "string", "enum": ["egress", "ingress"], "description": "Traffic direction, from the point of view of the ports of the group."}),
+    );
     add("Ethertype", json!({"type": "string", "enum": ["IPv4", "IPv6"]}));
-    add("ProtocolV2", json!({"type": "string", "enum": v2_names, "description": format!("An IP protocol (the v2 inputs: use null for all protocols). {accepted_too}")}));
-    add("Protocol", json!({"type": "string", "enum": v1_names, "description": format!("An IP protocol or `any` (the v1 inputs). {accepted_too}")}));
-    add("SecurityGroupName", json!({
+    add(
+        "ProtocolV2",
+        json!({"type": "string", "enum": v2_names, "description": format!("An IP protocol (the v2 inputs: use null for all protocols). {accepted_too}")}),
+    );
+    add(
+        "Protocol",
+        json!({"type": "string", "enum": v1_names, "description": format!("An IP protocol or `any` (the v1 inputs). {accepted_too}")}),
+    );
+    add(
+        "SecurityGroupName",
+        json!({
             "type": "string", "minLength": 3, "maxLength": 63, "pattern": NAME_PATTERN,
             "description": "3 to 63 characters: starts with a letter or digit, then letters, digits, spaces, `.`, `_` or `-`, and ends with a letter, digit, `.` or `_`. Names need not be unique.",
             "examples": ["my_security_group"],
-        }));
-    add("TagKey", json!({
+        }),
+    );
+    add(
+        "TagKey",
+        json!({
             "type": "string", "minLength": 1, "maxLength": MAX_TAG_LEN, "pattern": r"^[^\s=]+$",
             "description": format!("Tag key: 1 to {MAX_TAG_LEN} characters, no whitespace, no `=`."), "examples": ["my-tag"],
-        }));
-    add("TagValue", json!({
+        }),
+    );
+    add(
+        "TagValue",
+        json!({
             "type": "string", "minLength": 1, "maxLength": MAX_TAG_LEN, "pattern": r"^\s*[^\t\n\r]*\S[^\t\n\r]*\s*$",
             "description": tag_value_description, "examples": ["my-tag-value"],
-        }));
-    add("Tag", json!({
+        }),
+    );
+    add(
+        "Tag",
+        json!({
             "type": "object",
             "required": ["key", "value", "read_only"],
             "properties": {
@@ -1056,29 +1090,37 @@ fn schemas() -> Value {
                 "read_only": {"type": "boolean", "description": "Server-owned tags cannot be changed or deleted by clients."},
             },
             "examples": [{"key": "my-tag", "value": "my-tag-value", "read_only": false}],
-        }));
-    add("CreateTags", json!({
+        }),
+    );
+    add(
+        "CreateTags",
+        json!({
             "type": "object",
             "description": "Tags to set: an object of keys and values.",
             "propertyNames": schema_ref("TagKey"),
             "additionalProperties": schema_ref("TagValue"),
             "examples": [{"my-tag": "my-tag-value"}],
-        }));
-    add("UpdateTags", json!({
+        }),
+    );
+    add(
+        "UpdateTags",
+        json!({
             "type": ["object", "null"],
             "description": "A JSON merge patch of the tags: a string sets a key, null deletes it, keys not mentioned are kept; `tags: null` deletes every user tag. Read-only tags never change, and deleting a missing key is not an error.",
             "propertyNames": schema_ref("TagKey"),
             "additionalProperties": {"anyOf": [schema_ref("TagValue"), {"type": "null"}]},
             "examples": [{"env": "prod", "team": null}],
-        }));
+        }),
+    );
     add("SecurityGroupRuleInputV2", rule_v2);
     add("SecurityGroupRuleInputV1", rule_v1);
-    add("ReplaceSecurityGroupRule", object(
-            "The new attributes of a rule (v1 PUT); `security_group_id` is optional.",
-            &["direction"],
-            replace,
-        ));
-    add("CreateSecurityGroupV2", json!({
+    add(
+        "ReplaceSecurityGroupRule",
+        object("The new attributes of a rule (v1 PUT); `security_group_id` is optional.", &["direction"], replace),
+    );
+    add(
+        "CreateSecurityGroupV2",
+        json!({
             "type": "object",
             "required": ["name"],
             "properties": {
@@ -1090,8 +1132,11 @@ fn schemas() -> Value {
             "examples": [{"name": "web", "description": "Web servers",
                           "rules": [{"direction": "ingress", "ethertype": "IPv4", "protocol": "tcp", "port_range_min": 443, "port_range_max": 443, "remote_ip_prefix": "0.0.0.0/0"}],
                           "tags": {"env": "prod"}}],
-        }));
-    add("UpdateSecurityGroupV2", json!({
+        }),
+    );
+    add(
+        "UpdateSecurityGroupV2",
+        json!({
             "type": "object",
             "description": "Every field is optional; absent (or null, except `tags`) means unchanged.",
             "properties": {
@@ -1101,13 +1146,19 @@ fn schemas() -> Value {
                 "tags": schema_ref("UpdateTags"),
             },
             "examples": [{"name": "web-2", "rules": [{"direction": "egress", "ethertype": "IPv6"}], "tags": {"old": null}}],
-        }));
-    add("CopySecurityGroup", json!({
+        }),
+    );
+    add(
+        "CopySecurityGroup",
+        json!({
             "type": "object",
             "required": ["name"],
             "properties": {"name": schema_ref("SecurityGroupName")},
-        }));
-    add("LegacySecurityGroupInput", json!({
+        }),
+    );
+    add(
+        "LegacySecurityGroupInput",
+        json!({
             "type": "object",
             "required": ["name"],
             "properties": {
@@ -1118,8 +1169,11 @@ fn schemas() -> Value {
                 "tags": or_null(schema_ref("CreateTags")),
                 "metadata": {"anyOf": [schema_ref("CreateTags"), {"type": "null"}], "description": "Legacy name of `tags` (gcorelabscloud-go); a key in both keeps the `tags` value."},
             },
-        }));
-    add("LegacyCreateSecurityGroup", json!({
+        }),
+    );
+    add(
+        "LegacyCreateSecurityGroup",
+        json!({
             "type": "object",
             "required": ["security_group"],
             "properties": {
@@ -1128,10 +1182,13 @@ fn schemas() -> Value {
                     "description": "Instances whose ports (registered with `/palisade/v1/ports`) the new group is bound to; an instance without ports is a 404 and nothing is created."},
             },
             "examples": [{"security_group": {"name": "legacy", "security_group_rules": [{"direction": "egress", "protocol": "any"}], "metadata": {"m": "1"}}}],
-        }));
+        }),
+    );
     add("ChangedRuleCreate", object("Create a rule.", &["action", "direction"], changed_create));
     add("ChangedRuleDelete", object("Delete a rule of the group.", &["action", "security_group_rule_id"], changed_delete));
-    add("LegacyUpdateSecurityGroup", json!({
+    add(
+        "LegacyUpdateSecurityGroup",
+        json!({
             "type": "object",
             "description": "Every field is optional; absent or null (except `tags`) means unchanged.",
             "properties": {
@@ -1154,8 +1211,11 @@ fn schemas() -> Value {
                 {"action": "delete", "security_group_rule_id": "2f89b3a6-5d0c-4b8e-9d1a-3c7e5f6a8b90"},
                 {"action": "create", "direction": "ingress", "ethertype": "IPv4", "protocol": "any"},
             ]}],
-        }));
-    add("SecurityGroupRule", json!({
+        }),
+    );
+    add(
+        "SecurityGroupRule",
+        json!({
             "type": "object",
             "required": ["id", "security_group_id", "direction", "ethertype", "protocol", "port_range_min", "port_range_max",
                          "remote_ip_prefix", "remote_group_id", "description", "revision_number", "created_at", "updated_at"],
@@ -1178,8 +1238,11 @@ fn schemas() -> Value {
                           "direction": "egress", "ethertype": "IPv4", "protocol": null, "port_range_min": null, "port_range_max": null,
                           "remote_ip_prefix": null, "remote_group_id": null, "description": "", "revision_number": 0,
                           "created_at": "2019-07-26T13:25:03+0000", "updated_at": "2019-07-26T13:25:03+0000"}],
-        }));
-    add("SecurityGroup", json!({
+        }),
+    );
+    add(
+        "SecurityGroup",
+        json!({
             "type": "object",
             "required": ["id", "name", "description", "created_at", "updated_at", "project_id", "region_id", "region",
                          "revision_number", "security_group_rules", "tags_v2", "metadata"],
@@ -1197,10 +1260,13 @@ fn schemas() -> Value {
                 "tags_v2": {"type": "array", "items": schema_ref("Tag"), "description": "Sorted by key."},
                 "metadata": {"type": "array", "items": schema_ref("Tag"), "description": "A copy of `tags_v2` for legacy clients (gcorelabscloud-go, the old Terraform provider)."},
             },
-        }));
+        }),
+    );
     add("SecurityGroupCollection", collection("SecurityGroup", "A page of security groups."));
     add("TagCollection", collection("Tag", "Tags of a group."));
-    add("Instance", json!({
+    add(
+        "Instance",
+        json!({
             "type": "object",
             "description": "An instance using the group: the fields of Gcore's `InstanceSerializer` that Palisade knows, and the instance's ports that use the group.",
             "required": ["id", "name", "project_id", "region_id", "region", "security_groups", "ports"],
@@ -1215,9 +1281,12 @@ fn schemas() -> Value {
                 "ports": {"type": "array", "items": {"type": "object", "required": ["id", "mac_address", "fixed_ips"], "properties": {
                     "id": {"type": "string", "format": "uuid"}, "mac_address": {"type": "string"}, "fixed_ips": {"type": "array", "items": {"type": "string"}}}}},
             },
-        }));
+        }),
+    );
     add("InstanceCollection", collection("Instance", "Instances using a group."));
-    add("InstancePortsSecurityGroups", json!({
+    add(
+        "InstancePortsSecurityGroups",
+        json!({
             "type": "object",
             "description": "Gcore's `InstancePortsSecurityGroupsSerializer`: at least one of the two fields.",
             "properties": {
@@ -1232,8 +1301,11 @@ fn schemas() -> Value {
                 }},
             },
             "examples": [{"name": "web"}, {"ports_security_group_names": [{"port_id": null, "security_group_names": ["web"]}]}],
-        }));
-    add("InstanceSecurityGroupList", json!({
+        }),
+    );
+    add(
+        "InstanceSecurityGroupList",
+        json!({
             "type": "object",
             "required": ["count", "results"],
             "properties": {
@@ -1241,18 +1313,28 @@ fn schemas() -> Value {
                 "results": {"type": "array", "items": {"type": "object", "required": ["id", "name"],
                     "properties": {"id": {"type": "string", "format": "uuid"}, "name": {"type": "string"}}}},
             },
-        }));
+        }),
+    );
     let port_fields = |required: bool| {
         let mut p = Map::new();
         p.insert("instance_name".into(), json!({"type": "string", "minLength": 1, "maxLength": 255, "description": "Shown as the instance's `name` (default: the instance id)."}));
         p.insert("host".into(), json!({"type": "string", "pattern": "^[A-Za-z0-9._-]{1,253}$", "description": "The host the port lives on: the `--host` of its agent."}));
-        p.insert("device".into(), json!({"type": "string", "pattern": "^[A-Za-z0-9._-]{1,15}$",
-            "description": "The port's interface on the host (default: `tap` and the first 11 characters of the port id)."}));
+        p.insert(
+            "device".into(),
+            json!({"type": "string", "pattern": "^[A-Za-z0-9._-]{1,15}$",
+            "description": "The port's interface on the host (default: `tap` and the first 11 characters of the port id)."}),
+        );
         p.insert("mac_address".into(), json!({"type": "string", "examples": ["fa:16:3e:00:00:01"], "description": "A unicast MAC address; the port may send from it only."}));
-        p.insert("fixed_ips".into(), json!({"type": "array", "items": {"type": "string"}, "examples": [["10.0.0.5", "2001:db8::5"]],
-            "description": "The port's IPv4 and IPv6 addresses; the port may send from them (and IPv6 link-local addresses) only."}));
-        p.insert("security_group_ids".into(), json!({"type": if required { json!("array") } else { json!(["array", "null"]) }, "items": {"type": "string", "format": "uuid"},
-            "description": "Groups of the port's project and region to bind, in order."}));
+        p.insert(
+            "fixed_ips".into(),
+            json!({"type": "array", "items": {"type": "string"}, "examples": [["10.0.0.5", "2001:db8::5"]],
+            "description": "The port's IPv4 and IPv6 addresses; the port may send from them (and IPv6 link-local addresses) only."}),
+        );
+        p.insert(
+            "security_group_ids".into(),
+            json!({"type": if required { json!("array") } else { json!(["array", "null"]) }, "items": {"type": "string", "format": "uuid"},
+            "description": "Groups of the port's project and region to bind, in order."}),
+        );
         p
     };
     let mut create = port_fields(true);
@@ -1260,7 +1342,10 @@ fn schemas() -> Value {
     create.insert("project_id".into(), json!({"type": "integer", "minimum": 0}));
     create.insert("region_id".into(), json!({"type": "integer", "minimum": 0}));
     create.insert("instance_id".into(), json!({"type": "string", "format": "uuid"}));
-    add("CreatePort", object("A port to register.", &["project_id", "region_id", "instance_id", "host", "mac_address", "fixed_ips"], create));
+    add(
+        "CreatePort",
+        object("A port to register.", &["project_id", "region_id", "instance_id", "host", "mac_address", "fixed_ips"], create),
+    );
     add("UpdatePort", object("New values; absent fields are kept.", &[], port_fields(false)));
     let mut port = port_fields(true);
     port.insert("id".into(), json!({"type": "string", "format": "uuid"}));
@@ -1273,9 +1358,14 @@ fn schemas() -> Value {
     let port_required: Vec<String> = port_required.iter().map(|k| k.to_string()).collect();
     add("Port", json!({"type": "object", "description": "A registered port.", "required": port_required, "properties": port}));
     add("PortCollection", collection("Port", "Ports."));
-    add("AgentStatus", json!({"type": "object", "required": ["applied_revision"],
-        "properties": {"applied_revision": {"type": "integer", "minimum": 0, "description": "The policy revision the agent has applied."}}}));
-    add("Agent", json!({
+    add(
+        "AgentStatus",
+        json!({"type": "object", "required": ["applied_revision"],
+        "properties": {"applied_revision": {"type": "integer", "minimum": 0, "description": "The policy revision the agent has applied."}}}),
+    );
+    add(
+        "Agent",
+        json!({
             "type": "object",
             "required": ["host", "applied_revision", "reported_at", "in_sync"],
             "properties": {
@@ -1285,8 +1375,11 @@ fn schemas() -> Value {
                 "in_sync": {"type": "boolean", "description": "Whether the agent has applied the current policy revision."},
                 "applied": {"type": "boolean", "description": "With `?revision=N`: whether the agent has applied revision N."},
             },
-        }));
-    add("AgentList", json!({
+        }),
+    );
+    add(
+        "AgentList",
+        json!({
             "type": "object",
             "required": ["policy_revision", "count", "results"],
             "properties": {
@@ -1294,8 +1387,11 @@ fn schemas() -> Value {
                 "count": {"type": "integer", "minimum": 0},
                 "results": {"type": "array", "items": schema_ref("Agent")},
             },
-        }));
-    add("HostPolicy", json!({
+        }),
+    );
+    add(
+        "HostPolicy",
+        json!({
             "type": "object",
             "description": "The policy of one host (`palisade_core::policy::HostPolicy`). Rules and remote-group membership are shipped separately: a rule names its remote group by id, and each remote group's members are listed once.",
             "required": ["host", "revision", "ports", "security_groups", "remote_groups"],
@@ -1332,10 +1428,16 @@ fn schemas() -> Value {
                     "members": {"type": "array", "items": {"type": "string"}, "description": "Fixed addresses of every port bound to the group, on any host."},
                 }}},
             },
-        }));
-    add("TaskState", json!({"type": "string", "enum": ["NEW", "RUNNING", "FINISHED", "ERROR"],
-            "description": "`NEW` (queued) -> `RUNNING` -> `FINISHED` or `ERROR`; terminal states never change."}));
-    add("CreatedResources", json!({
+        }),
+    );
+    add(
+        "TaskState",
+        json!({"type": "string", "enum": ["NEW", "RUNNING", "FINISHED", "ERROR"],
+            "description": "`NEW` (queued) -> `RUNNING` -> `FINISHED` or `ERROR`; terminal states never change."}),
+    );
+    add(
+        "CreatedResources",
+        json!({
             "type": "object",
             "description": "What a FINISHED task created; only the keys that apply are present.",
             "properties": {
@@ -1344,8 +1446,11 @@ fn schemas() -> Value {
                     "description": "`create_security_group`: the group's rules; `create_security_group_rule`: exactly the new rule; `update_security_group`: the rules added."},
             },
             "additionalProperties": {"type": "array", "items": {"type": ["string", "integer"]}},
-        }));
-    add("Task", json!({
+        }),
+    );
+    add(
+        "Task",
+        json!({
             "type": "object",
             "required": ["id", "state", "task_type", "user_id", "client_id", "user_client_id", "project_id", "region_id", "request_id",
                          "error", "created_on", "updated_on", "finished_on", "acknowledged_at", "acknowledged_by", "data",
@@ -1373,19 +1478,26 @@ fn schemas() -> Value {
                 "lifecycle_policy_id": {"type": ["integer", "null"], "description": "Always null."},
                 "schedule_id": {"type": ["string", "null"], "description": "Always null."},
             },
-        }));
+        }),
+    );
     add("TaskCollection", collection("Task", "A page of tasks."));
-    add("TaskIDList", json!({
+    add(
+        "TaskIDList",
+        json!({
             "type": "object",
             "required": ["tasks"],
             "properties": {"tasks": {"type": "array", "items": {"type": "string"}, "description": "The ids of the tasks started (poll them)."}},
             "examples": [{"tasks": ["50e2042d-761b-4f5a-b5bf-e11031c747b0"]}],
-        }));
-    add("AcknowledgeTasks", json!({
+        }),
+    );
+    add(
+        "AcknowledgeTasks",
+        json!({
             "type": "object",
             "properties": {"task_ids": {"type": ["array", "null"], "items": {"type": "string"},
                 "description": "The tasks to acknowledge; null or absent: every unacknowledged task."}},
-        }));
+        }),
+    );
     let defaults = quota::Limits::default();
     let limit = |what: &str, default: i64| {
         json!({"type": "integer", "minimum": -1, "maximum": MAX_LIMIT,
@@ -1394,14 +1506,23 @@ fn schemas() -> Value {
     let mut set = Map::new();
     set.insert(quota::GROUPS.into(), limit("security groups", defaults.security_groups));
     set.insert(quota::RULES.into(), limit("security group rules (over all its groups)", defaults.security_group_rules));
-    add("SetQuota", json!({"type": "object", "description": "New limits; an omitted limit is unchanged.", "properties": set,
-        "examples": [{quota::GROUPS: 100, quota::RULES: 5000}]}));
+    add(
+        "SetQuota",
+        json!({"type": "object", "description": "New limits; an omitted limit is unchanged.", "properties": set,
+        "examples": [{quota::GROUPS: 100, quota::RULES: 5000}]}),
+    );
     let mut out = Map::new();
     out.insert("project_id".into(), json!({"type": "integer"}));
     out.insert("region_id".into(), json!({"type": "integer"}));
     for (name, what) in [(quota::GROUPS, "security groups"), (quota::RULES, "security group rules")] {
-        out.insert(format!("{name}_limit"), json!({"type": "integer", "minimum": -1, "maximum": MAX_LIMIT, "description": format!("The limit on {what}; -1: unlimited.")}));
-        out.insert(format!("{name}_usage"), json!({"type": "integer", "minimum": 0, "description": format!("The number of {what} the project has in the region.")}));
+        out.insert(
+            format!("{name}_limit"),
+            json!({"type": "integer", "minimum": -1, "maximum": MAX_LIMIT, "description": format!("The limit on {what}; -1: unlimited.")}),
+        );
+        out.insert(
+            format!("{name}_usage"),
+            json!({"type": "integer", "minimum": 0, "description": format!("The number of {what} the project has in the region.")}),
+        );
     }
     let required: Vec<String> = out.keys().cloned().collect();
     add("Quota", json!({"type": "object", "required": required, "properties": out}));
@@ -1422,7 +1543,10 @@ fn schemas() -> Value {
         },
         "examples": [{"port_id": "3f0c6c9e-6e0a-4c1e-9d1e-2b7b8f7f2a10", "direction": "ingress", "remote_ip": "203.0.113.7", "protocol": "tcp", "port": 22}],
     });
-    add("VerdictRequest", json!({"oneOf": [flow.clone(), {"type": "object", "required": ["flows"], "properties": {"flows": {"type": "array", "maxItems": 10000, "items": flow}}}]}));
+    add(
+        "VerdictRequest",
+        json!({"oneOf": [flow.clone(), {"type": "object", "required": ["flows"], "properties": {"flows": {"type": "array", "maxItems": 10000, "items": flow}}}]}),
+    );
     let answer = json!({
         "type": "object",
         "required": ["allowed", "verdict", "connection", "decided_by", "matching_rules", "reason"],
@@ -1435,50 +1559,62 @@ fn schemas() -> Value {
             "reason": {"type": "string"},
         },
     });
-    add("VerdictAnswer", json!({"oneOf": [answer.clone(), {"type": "object", "required": ["results"], "properties": {"results": {"type": "array", "items": answer}}}]}));
-    add("EffectiveRules", json!({
-        "type": "object",
-        "required": ["port_id", "instance_id", "security_groups", "default_action", "stateful", "ingress", "egress", "remote_groups"],
-        "properties": {
-            "port_id": {"type": "string"},
-            "instance_id": {"type": "string"},
-            "security_groups": {"type": "array", "items": {"type": "object", "properties": {"id": {"type": "string"}, "name": {"type": "string"}}}},
-            "default_action": {"const": "drop"},
-            "stateful": {"const": true},
-            "ingress": {"type": "array", "items": {"$ref": "#/components/schemas/SecurityGroupRule"}},
-            "egress": {"type": "array", "items": {"$ref": "#/components/schemas/SecurityGroupRule"}},
-            "remote_groups": {"type": "array", "items": {"type": "object", "properties": {"id": {"type": "string"}, "ipv4": {"type": "array", "items": {"type": "string"}}, "ipv6": {"type": "array", "items": {"type": "string"}}}}},
-        },
-    }));
-    add("Analysis", json!({
-        "type": "object",
-        "required": ["security_group_id", "rule_count", "findings"],
-        "properties": {
-            "security_group_id": {"type": "string"},
-            "rule_count": {"type": "integer"},
-            "findings": {"type": "array", "items": {
-                "type": "object",
-                "required": ["kind", "rule_id"],
-                "properties": {
-                    "kind": {"type": "string", "enum": ["duplicate", "shadowed", "overly_broad", "empty_remote_group", "unmatchable"]},
-                    "rule_id": {"type": "string"},
-                    "same_as": {"type": "string"},
-                    "covered_by": {"type": "string"},
-                    "reason": {"type": "string"},
-                    "remote_group_id": {"type": "string"},
-                },
-            }},
-        },
-    }));
+    add(
+        "VerdictAnswer",
+        json!({"oneOf": [answer.clone(), {"type": "object", "required": ["results"], "properties": {"results": {"type": "array", "items": answer}}}]}),
+    );
+    add(
+        "EffectiveRules",
+        json!({
+            "type": "object",
+            "required": ["port_id", "instance_id", "security_groups", "default_action", "stateful", "ingress", "egress", "remote_groups"],
+            "properties": {
+                "port_id": {"type": "string"},
+                "instance_id": {"type": "string"},
+                "security_groups": {"type": "array", "items": {"type": "object", "properties": {"id": {"type": "string"}, "name": {"type": "string"}}}},
+                "default_action": {"const": "drop"},
+                "stateful": {"const": true},
+                "ingress": {"type": "array", "items": {"$ref": "#/components/schemas/SecurityGroupRule"}},
+                "egress": {"type": "array", "items": {"$ref": "#/components/schemas/SecurityGroupRule"}},
+                "remote_groups": {"type": "array", "items": {"type": "object", "properties": {"id": {"type": "string"}, "ipv4": {"type": "array", "items": {"type": "string"}}, "ipv6": {"type": "array", "items": {"type": "string"}}}}},
+            },
+        }),
+    );
+    add(
+        "Analysis",
+        json!({
+            "type": "object",
+            "required": ["security_group_id", "rule_count", "findings"],
+            "properties": {
+                "security_group_id": {"type": "string"},
+                "rule_count": {"type": "integer"},
+                "findings": {"type": "array", "items": {
+                    "type": "object",
+                    "required": ["kind", "rule_id"],
+                    "properties": {
+                        "kind": {"type": "string", "enum": ["duplicate", "shadowed", "overly_broad", "empty_remote_group", "unmatchable"]},
+                        "rule_id": {"type": "string"},
+                        "same_as": {"type": "string"},
+                        "covered_by": {"type": "string"},
+                        "reason": {"type": "string"},
+                        "remote_group_id": {"type": "string"},
+                    },
+                }},
+            },
+        }),
+    );
     add("Health", json!({"type": "object", "required": ["status"], "properties": {"status": {"const": "ok"}}}));
-    add("Readiness", json!({
+    add(
+        "Readiness",
+        json!({
             "type": "object",
             "required": ["status", "database"],
             "properties": {
                 "status": {"type": "string", "enum": ["ready", "unavailable"]},
                 "database": {"type": "string", "description": "The database backend.", "examples": ["sqlite"]},
             },
-        }));
+        }),
+    );
     Value::Object(schemas)
 }
 
@@ -1698,8 +1834,11 @@ impl<'a> Renderer<'a> {
         let properties = schema.get("properties").and_then(Value::as_object);
         match properties {
             Some(properties) if !properties.is_empty() => {
-                let required: Vec<&str> =
-                    schema.get("required").and_then(Value::as_array).map(|r| r.iter().filter_map(Value::as_str).collect()).unwrap_or_default();
+                let required: Vec<&str> = schema
+                    .get("required")
+                    .and_then(Value::as_array)
+                    .map(|r| r.iter().filter_map(Value::as_str).collect())
+                    .unwrap_or_default();
                 out.push_str("<table><tr><th>field</th><th>type</th><th>description</th></tr>");
                 for (name, property) in properties {
                     let req = if required.contains(&name.as_str()) { " <span class=\"req\">required</span>" } else { "" };
@@ -1713,7 +1852,12 @@ impl<'a> Renderer<'a> {
                         }
                         cell.push_str(&self.schema_html(&nested, depth + 1));
                     }
-                    let _ = write!(out, "<tr><td><code>{}</code>{req}</td><td>{}</td><td>{cell}</td></tr>", escape(name), self.type_html(property));
+                    let _ = write!(
+                        out,
+                        "<tr><td><code>{}</code>{req}</td><td>{}</td><td>{cell}</td></tr>",
+                        escape(name),
+                        self.type_html(property)
+                    );
                 }
                 out.push_str("</table>");
                 if let Some(extra) = schema.get("additionalProperties").filter(|v| v.is_object()) {
@@ -1747,12 +1891,18 @@ impl<'a> Renderer<'a> {
             let text = |key: &str| parameter.get(key).and_then(Value::as_str).unwrap_or_default();
             let schema = parameter.get("schema").cloned().unwrap_or(Value::Null);
             let mut location = escape(text("in"));
-            if parameter.get("explode").and_then(Value::as_bool) == Some(true) && schema.get("type").and_then(Value::as_str) == Some("array") {
+            if parameter.get("explode").and_then(Value::as_bool) == Some(true)
+                && schema.get("type").and_then(Value::as_str) == Some("array")
+            {
                 location.push_str(" (repeat the key)");
             }
-            let req = if parameter.get("required").and_then(Value::as_bool) == Some(true) { " <span class=\"req\">required</span>" } else { "" };
-            let deprecated =
-                if parameter.get("deprecated").and_then(Value::as_bool) == Some(true) { " <span class=\"deprecated\">deprecated</span>" } else { "" };
+            let req =
+                if parameter.get("required").and_then(Value::as_bool) == Some(true) { " <span class=\"req\">required</span>" } else { "" };
+            let deprecated = if parameter.get("deprecated").and_then(Value::as_bool) == Some(true) {
+                " <span class=\"deprecated\">deprecated</span>"
+            } else {
+                ""
+            };
             let _ = write!(
                 out,
                 "<tr><td><code>{}</code>{req}{deprecated}</td><td>{location}</td><td>{}</td><td>{}{}</td></tr>",
@@ -1807,13 +1957,15 @@ impl<'a> Renderer<'a> {
             }
             let mut headers = String::new();
             if let Some(hs) = response.get("headers").and_then(Value::as_object) {
-                let names: Vec<String> = hs.keys().filter(|k| *k != "x-request-id").map(|k| format!("<code>{}</code>", escape(k))).collect();
+                let names: Vec<String> =
+                    hs.keys().filter(|k| *k != "x-request-id").map(|k| format!("<code>{}</code>", escape(k))).collect();
                 if !names.is_empty() {
                     let _ = write!(headers, "<div class=\"muted\">headers: {}</div>", names.join(", "));
                 }
             }
             let body = if body.is_empty() { "<span class=\"muted\">none</span>".to_string() } else { body.join("<br>") };
-            let _ = write!(out, "<tr><td><code>{}</code></td><td>{}{headers}</td><td>{body}</td></tr>", escape(status), blocks(description));
+            let _ =
+                write!(out, "<tr><td><code>{}</code></td><td>{}{headers}</td><td>{body}</td></tr>", escape(status), blocks(description));
         }
         out.push_str("</table>");
         out
@@ -1882,7 +2034,9 @@ impl<'a> Renderer<'a> {
         }
         let schemas = doc.pointer("/components/schemas").and_then(Value::as_object);
 
-        let mut nav = String::from("<nav><strong>Contents</strong><ul><li><a href=\"#overview\">Overview</a></li><li><a href=\"#auth\">Authentication</a></li>");
+        let mut nav = String::from(
+            "<nav><strong>Contents</strong><ul><li><a href=\"#overview\">Overview</a></li><li><a href=\"#auth\">Authentication</a></li>",
+        );
         for (tag, _) in &tag_order {
             let Some(ops) = grouped.get(tag) else { continue };
             let _ = write!(nav, "<li><a href=\"#{}\">{}</a><ul>", escape(&anchor("tag", tag)), escape(tag));
@@ -1910,7 +2064,11 @@ impl<'a> Renderer<'a> {
 
         let mut body = String::new();
         let _ = write!(body, "<section id=\"overview\"><h2>Overview</h2>{}", blocks(&text(&info, "description")));
-        let _ = write!(body, "<p class=\"muted\">OpenAPI {} · the machine-readable document is at <a href=\"openapi.json\">openapi.json</a>.</p></section>", escape(&text(doc, "openapi")));
+        let _ = write!(
+            body,
+            "<p class=\"muted\">OpenAPI {} · the machine-readable document is at <a href=\"openapi.json\">openapi.json</a>.</p></section>",
+            escape(&text(doc, "openapi"))
+        );
         body.push_str("<section id=\"auth\"><h2>Authentication</h2>");
         if let Some(schemes) = doc.pointer("/components/securitySchemes").and_then(Value::as_object) {
             for (name, scheme) in schemes {
@@ -2233,13 +2391,16 @@ mod tests {
                 .route("/plain", put(handler_with_get_in_name))
         "#;
         let routes: Vec<_> = router_routes(source).into_iter().collect();
-        assert_eq!(routes, vec![
-            (Method::Get, "/x/{p}".to_string()),
-            (Method::Put, "/plain".to_string()),
-            (Method::Post, "/x/{p}".to_string()),
-            (Method::Patch, "/x/{p}/{id}".to_string()),
-            (Method::Delete, "/x/{p}/{id}".to_string()),
-        ]);
+        assert_eq!(
+            routes,
+            vec![
+                (Method::Get, "/x/{p}".to_string()),
+                (Method::Put, "/plain".to_string()),
+                (Method::Post, "/x/{p}".to_string()),
+                (Method::Patch, "/x/{p}/{id}".to_string()),
+                (Method::Delete, "/x/{p}/{id}".to_string()),
+            ]
+        );
     }
 
     #[test]
@@ -2282,7 +2443,12 @@ mod tests {
         }
         for status in ["400", "401", "403", "404", "409", "500", "503"] {
             assert!(
-                doc["paths"].as_object().unwrap().values().flat_map(|i| i.as_object().unwrap().values()).any(|op| op["responses"].get(status).is_some()),
+                doc["paths"]
+                    .as_object()
+                    .unwrap()
+                    .values()
+                    .flat_map(|i| i.as_object().unwrap().values())
+                    .any(|op| op["responses"].get(status).is_some()),
                 "no operation documents {status}"
             );
         }

@@ -158,7 +158,8 @@ pub async fn create(State(state): State<Arc<AppState>>, caller: Caller, JsonBody
     let project = int_field(obj, "project_id", &mut errors);
     let region = int_field(obj, "region_id", &mut errors);
     let instance_id = uuid_field(obj, "instance_id", &mut errors);
-    let instance_name = string_field(obj, "instance_name", |s| !s.is_empty() && s.len() <= 255, "Input should be 1 to 255 characters", &mut errors);
+    let instance_name =
+        string_field(obj, "instance_name", |s| !s.is_empty() && s.len() <= 255, "Input should be 1 to 255 characters", &mut errors);
     let host = string_field(obj, "host", valid_host, HOST_MESSAGE, &mut errors);
     let device = string_field(obj, "device", valid_device, DEVICE_MESSAGE, &mut errors);
     let mac = mac_field(obj, &mut errors);
@@ -232,7 +233,13 @@ pub async fn update(
     let obj = input::object(&body, "")?;
     let mut errors = FieldErrors::new();
     let change = PortChange {
-        instance_name: string_field(obj, "instance_name", |s| !s.is_empty() && s.len() <= 255, "Input should be 1 to 255 characters", &mut errors),
+        instance_name: string_field(
+            obj,
+            "instance_name",
+            |s| !s.is_empty() && s.len() <= 255,
+            "Input should be 1 to 255 characters",
+            &mut errors,
+        ),
         host: string_field(obj, "host", valid_host, HOST_MESSAGE, &mut errors),
         device: string_field(obj, "device", valid_device, DEVICE_MESSAGE, &mut errors),
         mac: mac_field(obj, &mut errors),

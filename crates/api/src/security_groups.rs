@@ -231,7 +231,8 @@ pub async fn create_v1(
                 rules: group.rules.as_deref(),
                 tags: &group.tags,
             };
-            let created = ops::create_group(tx, &scope, new, &settings, now_ms()).map_err(|e| legacy_fields(e, "security_group.security_group_rules"))?;
+            let created = ops::create_group(tx, &scope, new, &settings, now_ms())
+                .map_err(|e| legacy_fields(e, "security_group.security_group_rules"))?;
             // `instances`: the new group is bound to every port of each (404 for one without ports).
             palisade_worker::ports::bind_to_instances(tx, &scope, created.id, &input.instances)?;
             Ok(created)

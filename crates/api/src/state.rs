@@ -72,7 +72,16 @@ pub struct AppState {
 impl AppState {
     pub fn new(store: Arc<Database>, wake: Arc<Notify>, config: ApiConfig) -> AppState {
         let settings = Arc::new(Settings { template: config.default_rules.clone(), default_quotas: config.default_quotas });
-        AppState { store, wake, config, settings, policy: Default::default(), tasks_done: tokio::sync::broadcast::channel(256).0, hand_over_waiters: Default::default(), key_cache: Mutex::new(HashMap::new()) }
+        AppState {
+            store,
+            wake,
+            config,
+            settings,
+            policy: Default::default(),
+            tasks_done: tokio::sync::broadcast::channel(256).0,
+            hand_over_waiters: Default::default(),
+            key_cache: Mutex::new(HashMap::new()),
+        }
     }
 
     pub fn region_name(&self, region_id: i64) -> Option<String> {
@@ -95,9 +104,7 @@ impl AppState {
             return self.store.read(f);
         }
         let store = self.store.clone();
-        tokio::task::spawn_blocking(move || store.read(f))
-            .await
-            .map_err(|e| ApiError::Internal(format!("read task failed: {e}")))?
+        tokio::task::spawn_blocking(move || store.read(f)).await.map_err(|e| ApiError::Internal(format!("read task failed: {e}")))?
     }
 
     /// Runs `f` in a write transaction on the blocking pool; commits when it returns `Ok`.
@@ -107,9 +114,8 @@ impl AppState {
         F: FnOnce(&mut dyn Tx) -> Result<R> + Send + 'static,
     {
         let store = self.store.clone();
-        let result = tokio::task::spawn_blocking(move || store.write(f))
-            .await
-            .map_err(|e| ApiError::Internal(format!("write task failed: {e}")))?;
+        let result =
+            tokio::task::spawn_blocking(move || store.write(f)).await.map_err(|e| ApiError::Internal(format!("write task failed: {e}")))?;
         if result.is_ok() {
             // A committed write may have grown the policy revision: let waiting agents know now.
             self.policy.poke();

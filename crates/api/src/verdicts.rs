@@ -48,10 +48,8 @@ fn load_policy(tx: &mut dyn Tx, client_id: i64, group_ids: &[Uuid]) -> Result<Po
         ordered.push(group);
     }
     let rules: Vec<Match> = ordered.iter().flat_map(|g| g.rules.iter().map(compile_rule)).collect();
-    let remote_ids: Vec<Uuid> = rules
-        .iter()
-        .filter_map(|m| if let palisade_core::policy::Remote::Group(id) = m.remote { Some(id) } else { None })
-        .collect();
+    let remote_ids: Vec<Uuid> =
+        rules.iter().filter_map(|m| if let palisade_core::policy::Remote::Group(id) = m.remote { Some(id) } else { None }).collect();
     let mut members: BTreeMap<Uuid, Members> = remote_ids.iter().map(|id| (*id, Members::default())).collect();
     if !remote_ids.is_empty() {
         for port in tx.ports_in_groups(&remote_ids)? {

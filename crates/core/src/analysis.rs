@@ -52,7 +52,9 @@ fn unmatchable_reason(rule: &Match) -> Option<&'static str> {
         return None;
     }
     match rule.protocol? {
-        43 | 44 | 51 | 60 => Some("with IPv6 the kernel matches the protocol after the extension headers, so a rule on an extension header (or AH) never matches"),
+        43 | 44 | 51 | 60 => Some(
+            "with IPv6 the kernel matches the protocol after the extension headers, so a rule on an extension header (or AH) never matches",
+        ),
         59 => Some("IPv6 \"no next header\" packets cannot start a connection: connection tracking drops them as invalid"),
         _ => None,
     }
@@ -109,7 +111,11 @@ fn broad_reason(rule: &Match) -> Option<String> {
     let exposed: Vec<String> =
         SENSITIVE_PORTS.iter().filter(|(port, _)| (lo..=hi).contains(port)).map(|(port, name)| format!("{name} ({port})")).collect();
     if hi - lo >= 1000 {
-        return Some(format!("opens {} ports from anywhere{}", u32::from(hi - lo) + 1, if exposed.is_empty() { String::new() } else { format!(", including {}", exposed.join(", ")) }));
+        return Some(format!(
+            "opens {} ports from anywhere{}",
+            u32::from(hi - lo) + 1,
+            if exposed.is_empty() { String::new() } else { format!(", including {}", exposed.join(", ")) }
+        ));
     }
     (!exposed.is_empty()).then(|| format!("allows {} from anywhere", exposed.join(", ")))
 }
@@ -150,7 +156,15 @@ mod tests {
     use crate::rule::Ethertype;
 
     fn m(protocol: Option<u8>, l4: L4, remote: Remote) -> Match {
-        Match { rule_id: Uuid::new_v4(), group_id: Uuid::nil(), direction: Direction::Ingress, family: Ethertype::IPv4, protocol, l4, remote }
+        Match {
+            rule_id: Uuid::new_v4(),
+            group_id: Uuid::nil(),
+            direction: Direction::Ingress,
+            family: Ethertype::IPv4,
+            protocol,
+            l4,
+            remote,
+        }
     }
 
     fn prefix(text: &str) -> Remote {
@@ -169,12 +183,15 @@ mod tests {
             m(Some(17), L4::Ports(53, 53), prefix("192.168.0.0/24")),
         ];
         let findings = analyze(&rules, &BTreeMap::new());
-        assert_eq!(findings, vec![
-            Finding::Shadowed { rule_id: rules[1].rule_id, covered_by: rules[0].rule_id },
-            Finding::Duplicate { rule_id: rules[2].rule_id, same_as: rules[0].rule_id },
-            Finding::OverlyBroad { rule_id: rules[3].rule_id, reason: "allows SSH (22) from anywhere".into() },
-            Finding::EmptyRemoteGroup { rule_id: rules[4].rule_id, remote_group_id: group },
-        ]);
+        assert_eq!(
+            findings,
+            vec![
+                Finding::Shadowed { rule_id: rules[1].rule_id, covered_by: rules[0].rule_id },
+                Finding::Duplicate { rule_id: rules[2].rule_id, same_as: rules[0].rule_id },
+                Finding::OverlyBroad { rule_id: rules[3].rule_id, reason: "allows SSH (22) from anywhere".into() },
+                Finding::EmptyRemoteGroup { rule_id: rules[4].rule_id, remote_group_id: group },
+            ]
+        );
     }
 
     #[test]

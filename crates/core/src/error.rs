@@ -83,9 +83,7 @@ impl RuleError {
 
     pub fn field(&self) -> &str {
         match self {
-            RuleError::Invalid { field, .. }
-            | RuleError::RemoteGroupNotFound { field, .. }
-            | RuleError::Duplicate { field, .. } => field,
+            RuleError::Invalid { field, .. } | RuleError::RemoteGroupNotFound { field, .. } | RuleError::Duplicate { field, .. } => field,
         }
     }
 

@@ -91,10 +91,7 @@ pub fn parse_name(value: &Value, field: &str, errors: &mut FieldErrors) -> Optio
     match value {
         Value::String(name) if is_valid_name(name) => Some(name.clone()),
         Value::String(_) => {
-            errors.add(
-                field,
-                "String should match pattern '^[a-zA-Z0-9][a-zA-Z 0-9._\\-]{1,61}[a-zA-Z0-9._]$' (3 to 63 characters)",
-            );
+            errors.add(field, "String should match pattern '^[a-zA-Z0-9][a-zA-Z 0-9._\\-]{1,61}[a-zA-Z0-9._]$' (3 to 63 characters)");
             None
         }
         _ => {
@@ -215,16 +212,9 @@ pub fn parse_rule(value: &Value, prefix: &str) -> Result<RuleDraft, FieldErrors>
         present(obj, "description").and_then(|v| parse_string(v, &path(prefix, "description"), Some(MAX_DESCRIPTION), &mut errors));
 
     match (direction, errors.is_empty()) {
-        (Some(direction), true) => Ok(RuleDraft {
-            direction,
-            ethertype,
-            protocol,
-            port_range_min,
-            port_range_max,
-            remote_ip_prefix,
-            remote_group_id,
-            description,
-        }),
+        (Some(direction), true) => {
+            Ok(RuleDraft { direction, ethertype, protocol, port_range_min, port_range_max, remote_ip_prefix, remote_group_id, description })
+        }
         _ => Err(errors),
     }
 }
@@ -245,9 +235,9 @@ pub fn parse_protocol(value: &Value) -> Result<Option<Protocol>, String> {
 
 fn protocol_number(number: i64) -> Result<Option<Protocol>, String> {
     match u8::try_from(number) {
-        Ok(n) => Protocol::from_number(n)
-            .map(Some)
-            .ok_or_else(|| format!("Protocol number {number} is not one of the supported protocols")),
+        Ok(n) => {
+            Protocol::from_number(n).map(Some).ok_or_else(|| format!("Protocol number {number} is not one of the supported protocols"))
+        }
         Err(_) => Err(format!("Protocol number {number} is out of range 0..255")),
     }
 }
@@ -502,14 +492,25 @@ mod tests {
 
     #[test]
     fn rule_errors_name_their_fields() {
-        let err = parse_rule(&json!({"direction": "sideways", "protocol": "bad", "port_range_min": -16, "port_range_max": "abc",
-            "remote_ip_prefix": "256", "remote_group_id": "bad_group_id", "ethertype": "IPv5"}), "rules.0")
+        let err = parse_rule(
+            &json!({"direction": "sideways", "protocol": "bad", "port_range_min": -16, "port_range_max": "abc",
+            "remote_ip_prefix": "256", "remote_group_id": "bad_group_id", "ethertype": "IPv5"}),
+            "rules.0",
+        )
         .unwrap_err();
         let fields: Vec<_> = err.0.keys().cloned().collect();
-        assert_eq!(fields, [
-            "rules.0.direction", "rules.0.ethertype", "rules.0.port_range_max", "rules.0.port_range_min",
-            "rules.0.protocol", "rules.0.remote_group_id", "rules.0.remote_ip_prefix"
-        ]);
+        assert_eq!(
+            fields,
+            [
+                "rules.0.direction",
+                "rules.0.ethertype",
+                "rules.0.port_range_max",
+                "rules.0.port_range_min",
+                "rules.0.protocol",
+                "rules.0.remote_group_id",
+                "rules.0.remote_ip_prefix"
+            ]
+        );
     }
 
     #[test]

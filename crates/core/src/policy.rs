@@ -332,7 +332,14 @@ fn compile_rule(group_id: Uuid, rule: &RulePolicy) -> Result<Match, String> {
 mod tests {
     use super::*;
 
-    fn rule(direction: &str, ethertype: &str, protocol: Option<u8>, ports: (Option<u16>, Option<u16>), prefix: Option<&str>, group: Option<Uuid>) -> RulePolicy {
+    fn rule(
+        direction: &str,
+        ethertype: &str,
+        protocol: Option<u8>,
+        ports: (Option<u16>, Option<u16>),
+        prefix: Option<&str>,
+        group: Option<Uuid>,
+    ) -> RulePolicy {
         RulePolicy {
             id: Uuid::new_v4(),
             direction: direction.into(),

@@ -108,24 +108,15 @@ impl RuleDraft {
 
         if let Some(prefix) = self.remote_ip_prefix {
             if prefix.ethertype() != ethertype {
-                return Err(RuleError::invalid(
-                    "remote_ip_prefix",
-                    format!("Conflicting value ethertype {ethertype} for CIDR {prefix}"),
-                ));
+                return Err(RuleError::invalid("remote_ip_prefix", format!("Conflicting value ethertype {ethertype} for CIDR {prefix}")));
             }
             if self.remote_group_id.is_some() {
-                return Err(RuleError::invalid(
-                    "remote_group_id",
-                    "Only one of remote_ip_prefix and remote_group_id may be set",
-                ));
+                return Err(RuleError::invalid("remote_group_id", "Only one of remote_ip_prefix and remote_group_id may be set"));
             }
         }
         if let Some(protocol) = protocol {
             if ethertype == Ethertype::IPv4 && protocol.is_ipv6_only() {
-                return Err(RuleError::invalid(
-                    "protocol",
-                    format!("Protocol {protocol} is only supported with ethertype IPv6, not IPv4"),
-                ));
+                return Err(RuleError::invalid("protocol", format!("Protocol {protocol} is only supported with ethertype IPv6, not IPv4")));
             }
         }
 
@@ -314,7 +305,8 @@ mod tests {
 
     #[test]
     fn icmp_uses_type_and_code() {
-        let icmp = |t, c| RuleDraft { protocol: Some(Protocol::ICMP), port_range_min: t, port_range_max: c, ..RuleDraft::new(Direction::Ingress) };
+        let icmp =
+            |t, c| RuleDraft { protocol: Some(Protocol::ICMP), port_range_min: t, port_range_max: c, ..RuleDraft::new(Direction::Ingress) };
         assert!(icmp(Some(8), Some(0)).normalize().is_ok());
         assert!(icmp(Some(8), None).normalize().is_ok());
         assert!(icmp(Some(1), Some(256)).normalize().unwrap_err().to_string().contains("Invalid value for ICMP code"));
@@ -349,9 +341,8 @@ mod tests {
     #[test]
     fn anywhere_prefixes_share_one_identity() {
         let none = RuleDraft::new(Direction::Ingress).normalize().unwrap();
-        let zero = RuleDraft { remote_ip_prefix: Some("0.0.0.0/0".parse().unwrap()), ..RuleDraft::new(Direction::Ingress) }
-            .normalize()
-            .unwrap();
+        let zero =
+            RuleDraft { remote_ip_prefix: Some("0.0.0.0/0".parse().unwrap()), ..RuleDraft::new(Direction::Ingress) }.normalize().unwrap();
         let described = RuleDraft { description: Some("x".into()), ..RuleDraft::new(Direction::Ingress) }.normalize().unwrap();
         assert_eq!(none.key(), zero.key());
         assert_eq!(none.key(), described.key());

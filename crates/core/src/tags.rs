@@ -54,8 +54,10 @@ mod tests {
 
     #[test]
     fn merge_patch_sets_removes_and_keeps() {
-        let current = vec![Tag::user("env", "test"), Tag::user("team", "infra"), Tag { key: "ro".into(), value: "x".into(), read_only: true }];
-        let patch = TagPatch::Merge(vec![("env".into(), Some("prod".into())), ("team".into(), None), ("ro".into(), None), ("gone".into(), None)]);
+        let current =
+            vec![Tag::user("env", "test"), Tag::user("team", "infra"), Tag { key: "ro".into(), value: "x".into(), read_only: true }];
+        let patch =
+            TagPatch::Merge(vec![("env".into(), Some("prod".into())), ("team".into(), None), ("ro".into(), None), ("gone".into(), None)]);
         let after = patch.apply(&current);
         assert_eq!(after, vec![Tag::user("env", "prod"), Tag { key: "ro".into(), value: "x".into(), read_only: true }]);
         assert_eq!(TagPatch::ClearAll.apply(&current), vec![Tag { key: "ro".into(), value: "x".into(), read_only: true }]);

@@ -16,8 +16,8 @@
 //! holding the first rule that covers it. Remote groups are expanded to their members' host
 //! prefixes when the index is built, so membership changes mean a rebuild (milliseconds).
 
-use std::collections::{BTreeMap, BinaryHeap, HashMap};
 use std::cmp::Reverse;
+use std::collections::{BTreeMap, BinaryHeap, HashMap};
 use std::hash::{BuildHasherDefault, Hasher};
 use std::net::IpAddr;
 
@@ -156,7 +156,11 @@ impl Intervals {
                 next += 1;
             }
             while let Some(&Reverse((_, hi))) = active.peek() {
-                if hi < start { active.pop(); } else { break; }
+                if hi < start {
+                    active.pop();
+                } else {
+                    break;
+                }
             }
             // The heap's top is the lowest rule index among active entries whose own end has not
             // passed; entries below it that expired were popped, deeper expired ones are harmless
@@ -310,29 +314,24 @@ impl VerdictIndex {
             }
         }
         match self.rules.get(best as usize) {
-            Some(rule) => {
-                Decision { allowed: true, rule: Some(RuleRef { rule_id: rule.rule_id, group_id: rule.group_id }), established: false, fixed: None }
-            }
+            Some(rule) => Decision {
+                allowed: true,
+                rule: Some(RuleRef { rule_id: rule.rule_id, group_id: rule.group_id }),
+                established: false,
+                fixed: None,
+            },
             None => Decision { allowed: false, rule: None, established: false, fixed: None },
         }
     }
 
     /// The verdict, with connection tracking: an established connection's packets are accepted.
     pub fn decide_with_state(&self, flow: &Flow, established: bool) -> Decision {
-        if established {
-            Decision { allowed: true, rule: None, established: true, fixed: None }
-        } else {
-            self.decide(flow)
-        }
+        if established { Decision { allowed: true, rule: None, established: true, fixed: None } } else { self.decide(flow) }
     }
 
     /// Every rule that matches the flow, in order (for explanations; linear).
     pub fn matching(&self, flow: &Flow, members: &BTreeMap<Uuid, Members>) -> Vec<RuleRef> {
-        self.rules
-            .iter()
-            .filter(|m| m.matches(flow, members))
-            .map(|m| RuleRef { rule_id: m.rule_id, group_id: m.group_id })
-            .collect()
+        self.rules.iter().filter(|m| m.matches(flow, members)).map(|m| RuleRef { rule_id: m.rule_id, group_id: m.group_id }).collect()
     }
 }
 

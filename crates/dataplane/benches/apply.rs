@@ -63,10 +63,7 @@ fn policy(ports: usize, rules: usize) -> HostPolicy {
     let remote_groups = group_ids
         .iter()
         .enumerate()
-        .map(|(g, id)| RemoteGroup {
-            id: *id,
-            members: (0..20).map(|m| IpAddr::V4(Ipv4Addr::new(10, 201, g as u8, m as u8))).collect(),
-        })
+        .map(|(g, id)| RemoteGroup { id: *id, members: (0..20).map(|m| IpAddr::V4(Ipv4Addr::new(10, 201, g as u8, m as u8))).collect() })
         .collect();
     HostPolicy { host: "bench".into(), revision: 1, ports, security_groups: groups, remote_groups }
 }
@@ -142,7 +139,9 @@ fn main() {
     let file = std::fs::File::open(format!("/run/netns/{name}")).unwrap();
     assert_eq!(unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) }, 0);
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-    println!("| rules | ports | compile+render ms | nft apply ms | script bytes | total ms | +1 rule: change | apply ms | +1 member: change | apply ms | unchanged ms |");
+    println!(
+        "| rules | ports | compile+render ms | nft apply ms | script bytes | total ms | +1 rule: change | apply ms | +1 member: change | apply ms | unchanged ms |"
+    );
     println!("|---|---|---|---|---|---|---|---|---|---|---|");
     let cases: &[(usize, usize)] = if quick {
         &[(10, 100), (100, 1_000)]

@@ -279,7 +279,14 @@ mod tests {
     }
 
     fn from_peers() -> RulePolicy {
-        RulePolicy { id: Uuid::from_u128(101), protocol: None, port_range_min: None, port_range_max: None, remote_group_id: Some(Uuid::from_u128(2)), ..ssh() }
+        RulePolicy {
+            id: Uuid::from_u128(101),
+            protocol: None,
+            port_range_min: None,
+            port_range_max: None,
+            remote_group_id: Some(Uuid::from_u128(2)),
+            ..ssh()
+        }
     }
 
     #[test]

@@ -221,11 +221,17 @@ pub fn render(host: &CompiledHost) -> Ruleset {
     rs.maps.insert(INGRESS_MAP.into(), ingress);
     rs.chains.insert(
         "prerouting".into(),
-        Chain { base: Some("type filter hook prerouting priority filter; policy accept;"), rules: vec![format!("iifname vmap @{EGRESS_MAP}")] },
+        Chain {
+            base: Some("type filter hook prerouting priority filter; policy accept;"),
+            rules: vec![format!("iifname vmap @{EGRESS_MAP}")],
+        },
     );
     rs.chains.insert(
         "forward".into(),
-        Chain { base: Some("type filter hook forward priority filter; policy accept;"), rules: vec![format!("oifname vmap @{INGRESS_MAP}")] },
+        Chain {
+            base: Some("type filter hook forward priority filter; policy accept;"),
+            rules: vec![format!("oifname vmap @{INGRESS_MAP}")],
+        },
     );
     rs
 }
@@ -422,7 +428,11 @@ mod tests {
             }],
             security_groups: vec![GroupPolicy {
                 id: web,
-                rules: vec![rule("ingress", Some(6), Some(22), None), rule("ingress", Some(17), Some(53), Some(peers)), rule("egress", None, None, None)],
+                rules: vec![
+                    rule("ingress", Some(6), Some(22), None),
+                    rule("ingress", Some(17), Some(53), Some(peers)),
+                    rule("egress", None, None, None),
+                ],
             }],
             remote_groups: vec![RemoteGroup { id: peers, members: members.iter().map(|m| m.parse().unwrap()).collect() }],
         };
@@ -462,10 +472,7 @@ mod tests {
         let new = render(&compile(&after).unwrap());
         let script = old.diff_script(&new).unwrap();
         let set = set_name(peers, Ethertype::IPv4);
-        assert_eq!(
-            script,
-            format!("delete element inet palisade {set} {{ 10.0.0.7 }}\nadd element inet palisade {set} {{ 10.0.0.9 }}\n")
-        );
+        assert_eq!(script, format!("delete element inet palisade {set} {{ 10.0.0.7 }}\nadd element inet palisade {set} {{ 10.0.0.9 }}\n"));
         assert_eq!(old.diff_script(&old), None, "no change, no transaction");
     }
 
@@ -492,7 +499,10 @@ mod tests {
         let script = old.diff_script(&new).unwrap();
         let chain = group_chain(Uuid::from_u128(1), Direction::Ingress);
         let id = after.security_groups[0].rules[3].id;
-        assert_eq!(script, format!("add rule inet palisade {chain} meta nfproto ipv4 meta l4proto 6 th dport 443 counter accept comment \"rule {id}\"\n"));
+        assert_eq!(
+            script,
+            format!("add rule inet palisade {chain} meta nfproto ipv4 meta l4proto 6 th dport 443 counter accept comment \"rule {id}\"\n")
+        );
     }
 
     #[test]
@@ -504,7 +514,8 @@ mod tests {
         let new = render(&compile(&after).unwrap());
         let script = old.diff_script(&new).unwrap();
         let map_delete = script.find("delete element inet palisade port_egress { \"tap0\" }").unwrap();
-        let chain_delete = script.find(&format!("delete chain inet palisade {}", port_chain(Uuid::from_u128(10), Direction::Egress))).unwrap();
+        let chain_delete =
+            script.find(&format!("delete chain inet palisade {}", port_chain(Uuid::from_u128(10), Direction::Egress))).unwrap();
         assert!(map_delete < chain_delete, "{script}");
         assert!(script.contains(&format!("delete chain inet palisade {}", group_chain(Uuid::from_u128(1), Direction::Ingress))));
     }

@@ -39,10 +39,7 @@ impl Target {
         let host_for_lookup = host.trim_start_matches('[').trim_end_matches(']');
         let addrs: Vec<SocketAddr> = match host_for_lookup.parse::<IpAddr>() {
             Ok(ip) => vec![SocketAddr::new(ip, port)],
-            Err(_) => tokio::net::lookup_host((host_for_lookup, port))
-                .await
-                .with_context(|| format!("resolving {host}"))?
-                .collect(),
+            Err(_) => tokio::net::lookup_host((host_for_lookup, port)).await.with_context(|| format!("resolving {host}"))?.collect(),
         };
         let addr = if allow_remote {
             *addrs.first().ok_or_else(|| anyhow!("{host} resolves to no address"))?
@@ -54,11 +51,7 @@ impl Target {
             addrs[0]
         };
         let authority = uri.authority().map(|a| a.as_str().to_string()).unwrap_or_else(|| host.to_string());
-        Ok(Target {
-            addr,
-            authority: HeaderValue::from_str(&authority)?,
-            base: uri.path().trim_end_matches('/').to_string(),
-        })
+        Ok(Target { addr, authority: HeaderValue::from_str(&authority)?, base: uri.path().trim_end_matches('/').to_string() })
     }
 }
 

@@ -87,7 +87,18 @@ pub fn run(args: CheckArgs) -> anyhow::Result<i32> {
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     runtime.block_on(async {
         match &args.what {
-            CheckCommand::Flow { port_id, groups, direction, remote_ip, protocol, port, icmp_type, icmp_code, established, fail_on_deny } => {
+            CheckCommand::Flow {
+                port_id,
+                groups,
+                direction,
+                remote_ip,
+                protocol,
+                port,
+                icmp_type,
+                icmp_code,
+                established,
+                fail_on_deny,
+            } => {
                 let protocol_value = protocol.parse::<u8>().map(Value::from).unwrap_or_else(|_| Value::from(protocol.as_str()));
                 let mut question = json!({"direction": direction, "remote_ip": remote_ip, "protocol": protocol_value,
                     "port": port, "icmp_type": icmp_type, "icmp_code": icmp_code, "established": established});
@@ -117,7 +128,8 @@ pub fn run(args: CheckArgs) -> anyhow::Result<i32> {
             }
             CheckCommand::Analysis { project, region, group } => {
                 let report =
-                    call(&args, reqwest::Method::GET, &format!("/cloud/v1/securitygroups/{project}/{region}/{group}/analysis"), None).await?;
+                    call(&args, reqwest::Method::GET, &format!("/cloud/v1/securitygroups/{project}/{region}/{group}/analysis"), None)
+                        .await?;
                 if args.json {
                     println!("{}", serde_json::to_string_pretty(&report)?);
                 } else {
@@ -129,11 +141,18 @@ pub fn run(args: CheckArgs) -> anyhow::Result<i32> {
                             "shadowed" => format!("is covered by rule {}", finding["covered_by"].as_str().unwrap_or_default()),
                             "overly_broad" | "unmatchable" => finding["reason"].as_str().unwrap_or_default().to_string(),
                             "empty_remote_group" => {
-                                format!("names remote group {} which has no members", finding["remote_group_id"].as_str().unwrap_or_default())
+                                format!(
+                                    "names remote group {} which has no members",
+                                    finding["remote_group_id"].as_str().unwrap_or_default()
+                                )
                             }
                             other => other.to_string(),
                         };
-                        println!("  {:<20} rule {} {detail}", finding["kind"].as_str().unwrap_or_default(), finding["rule_id"].as_str().unwrap_or_default());
+                        println!(
+                            "  {:<20} rule {} {detail}",
+                            finding["kind"].as_str().unwrap_or_default(),
+                            finding["rule_id"].as_str().unwrap_or_default()
+                        );
                     }
                 }
                 Ok(0)

@@ -110,11 +110,8 @@ impl Config {
     pub fn resolve(db: &DbArgs, serve: Option<&ServeArgs>) -> anyhow::Result<Config> {
         let file = read_file(db.config.as_ref())?;
         let data_dir = db.data_dir.clone().or(file.data_dir).unwrap_or_else(|| PathBuf::from("palisade-data"));
-        let database_url = db
-            .database_url
-            .clone()
-            .or(file.database_url)
-            .unwrap_or_else(|| format!("sqlite:{}", data_dir.join("palisade.db").display()));
+        let database_url =
+            db.database_url.clone().or(file.database_url).unwrap_or_else(|| format!("sqlite:{}", data_dir.join("palisade.db").display()));
         let mut regions = BTreeMap::new();
         for (id, name) in file.regions {
             let id: i64 = id.parse().with_context(|| format!("region id {id:?} in the configuration is not an integer"))?;

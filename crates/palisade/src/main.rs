@@ -129,7 +129,13 @@ fn main() -> anyhow::Result<()> {
             let summary = palisade_store::transfer::export(&store, store.backend(), &mut out)?;
             eprintln!(
                 "exported {} groups, {} rules, {} tags, {} tasks, {} API keys, {} quotas from {}",
-                summary.groups, summary.rules, summary.tags, summary.tasks, summary.api_keys, summary.quotas, store.backend()
+                summary.groups,
+                summary.rules,
+                summary.tags,
+                summary.tasks,
+                summary.api_keys,
+                summary.quotas,
+                store.backend()
             );
             Ok(())
         }
@@ -144,7 +150,13 @@ fn main() -> anyhow::Result<()> {
             let summary = palisade_store::transfer::import(&store, &mut reader)?;
             eprintln!(
                 "imported {} groups, {} rules, {} tags, {} tasks, {} API keys, {} quotas into {}",
-                summary.groups, summary.rules, summary.tags, summary.tasks, summary.api_keys, summary.quotas, store.backend()
+                summary.groups,
+                summary.rules,
+                summary.tags,
+                summary.tasks,
+                summary.api_keys,
+                summary.quotas,
+                store.backend()
             );
             Ok(())
         }

@@ -37,8 +37,7 @@ impl Application {
         // The store is synchronous: the PostgreSQL client must not run on an async worker thread.
         let (url, synchronous, bootstrap_key) = (config.database_url.clone(), config.sqlite_synchronous.clone(), config.bootstrap_key);
         let store = tokio::task::spawn_blocking(move || -> anyhow::Result<Database> {
-            let store =
-                Database::open_with(&url, &synchronous, migrate).with_context(|| format!("opening the database {url}"))?;
+            let store = Database::open_with(&url, &synchronous, migrate).with_context(|| format!("opening the database {url}"))?;
             if bootstrap_key {
                 let keys = store.read(|tx| tx.list_keys())?;
                 if keys.is_empty() {

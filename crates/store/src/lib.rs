@@ -16,8 +16,8 @@ mod database;
 pub use database::Database;
 
 use palisade_core::group::{Group, Scope};
-use palisade_core::quota::{Limits, Usage};
 use palisade_core::port::Port;
+use palisade_core::quota::{Limits, Usage};
 use palisade_core::{Rule, Tag};
 use uuid::Uuid;
 
@@ -34,6 +34,11 @@ pub enum StoreError {
 }
 
 pub type StoreResult<T> = Result<T, StoreError>;
+
+/// The time every stored timestamp uses: unix milliseconds, UTC.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
+}
 
 /// A database that runs closures in transactions.
 pub trait Store: Send + Sync + 'static {

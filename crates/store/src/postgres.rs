@@ -38,7 +38,8 @@ use uuid::Uuid;
 mod ports;
 
 use crate::{
-    AgentRecord, PortFilter, AckFilter, ApiKey, GroupFilter, NewApiKey, Store, StoreError, StoreResult, TaskFilter, TaskRecord, TaskState, Tx,
+    AckFilter, AgentRecord, ApiKey, GroupFilter, NewApiKey, PortFilter, Store, StoreError, StoreResult, TaskFilter, TaskRecord, TaskState,
+    Tx, now_ms,
 };
 
 const MIGRATIONS: &[(i64, &str)] = &[
@@ -213,9 +214,7 @@ fn connect(config: &postgres::Config) -> StoreResult<PgConn> {
     })?;
     let mut statements = String::new();
     for (name, default, ours) in SESSION_DEFAULTS {
-        statements.push_str(&format!(
-            "SELECT set_config('{name}', '{ours}', false) WHERE current_setting('{name}') = '{default}';"
-        ));
+        statements.push_str(&format!("SELECT set_config('{name}', '{ours}', false) WHERE current_setting('{name}') = '{default}';"));
     }
     client.batch_execute(&statements).map_err(map_error)?;
     Ok(PgConn { client, statements: HashMap::new() })
@@ -232,9 +231,15 @@ fn is_connection_error(e: &postgres::Error) -> bool {
         return code.starts_with("08") || matches!(code, "57P01" | "57P02" | "57P03");
     }
     let text = e.to_string();
-    ["error communicating with the server", "error connecting to server", "timeout waiting for server", "unexpected message from server", "error parsing response from server"]
-        .iter()
-        .any(|prefix| text.starts_with(prefix))
+    [
+        "error communicating with the server",
+        "error connecting to server",
+        "timeout waiting for server",
+        "unexpected message from server",
+        "error parsing response from server",
+    ]
+    .iter()
+    .any(|prefix| text.starts_with(prefix))
 }
 
 fn map_error(e: postgres::Error) -> StoreError {
@@ -286,8 +291,7 @@ fn parse_url(url: &str) -> StoreResult<(postgres::Config, usize)> {
         }
     }
     let url = if rest.is_empty() { base.to_string() } else { format!("{base}?{}", rest.join("&")) };
-    let mut config = postgres::Config::from_str(&url)
-        .map_err(|e| StoreError::Internal(format!("invalid PostgreSQL URL: {e}")))?;
+    let mut config = postgres::Config::from_str(&url).map_err(|e| StoreError::Internal(format!("invalid PostgreSQL URL: {e}")))?;
     if config.get_connect_timeout().is_none() {
         config.connect_timeout(Duration::from_secs(5));
     }
@@ -325,12 +329,7 @@ impl PgStore {
 
     /// Runs `f` in a transaction opened with `begin`. A connection whose `BEGIN` fails because it
     /// went stale (the server restarted) is replaced once, so recovery costs no failed request.
-    fn run<R, E: From<StoreError>>(
-        &self,
-        begin: &str,
-        write: bool,
-        f: impl FnOnce(&mut dyn Tx) -> Result<R, E>,
-    ) -> Result<R, E> {
+    fn run<R, E: From<StoreError>>(&self, begin: &str, write: bool, f: impl FnOnce(&mut dyn Tx) -> Result<R, E>) -> Result<R, E> {
         let mut conn = self.pool.get()?;
         if let Err(e) = conn.client.batch_execute(begin) {
             let stale = is_connection_error(&e);
@@ -628,10 +627,8 @@ impl PgTx<'_> {
         }
         let ids: Vec<String> = groups.iter().map(|g| id_text(g.id)).collect();
         let index: HashMap<Uuid, usize> = groups.iter().enumerate().map(|(i, g)| (g.id, i)).collect();
-        let rows = self.query(
-            &format!("SELECT {RULE_COLUMNS} FROM security_group_rules WHERE group_id = ANY($1::text[]) ORDER BY seq"),
-            &[&ids],
-        )?;
+        let rows =
+            self.query(&format!("SELECT {RULE_COLUMNS} FROM security_group_rules WHERE group_id = ANY($1::text[]) ORDER BY seq"), &[&ids])?;
         for row in &rows {
             let rule = rule_from_row(row)?;
             if let Some(&i) = index.get(&rule.group_id) {
@@ -682,8 +679,7 @@ fn apply_migrations(client: &mut Client) -> StoreResult<()> {
             }
             let mut tx = client.transaction().map_err(map_error)?;
             tx.batch_execute(sql).map_err(map_error)?;
-            tx.execute("INSERT INTO schema_migrations (version, applied_at) VALUES ($1, $2)", &[version, &now_ms()])
-                .map_err(map_error)?;
+            tx.execute("INSERT INTO schema_migrations (version, applied_at) VALUES ($1, $2)", &[version, &now_ms()]).map_err(map_error)?;
             tx.commit().map_err(map_error)?;
             tracing::info!(version, "applied postgres migration");
         }
@@ -694,15 +690,13 @@ fn apply_migrations(client: &mut Client) -> StoreResult<()> {
 }
 
 fn check_schema(client: &mut Client) -> StoreResult<()> {
-    let exists: bool =
-        client.query_one("SELECT to_regclass('schema_migrations') IS NOT NULL", &[]).map_err(map_error)?.get(0);
+    let exists: bool = client.query_one("SELECT to_regclass('schema_migrations') IS NOT NULL", &[]).map_err(map_error)?.get(0);
     let applied: Vec<i64> = if exists {
         client.query("SELECT version FROM schema_migrations", &[]).map_err(map_error)?.iter().map(|row| row.get(0)).collect()
     } else {
         Vec::new()
     };
-    let missing: Vec<String> =
-        MIGRATIONS.iter().filter(|(v, _)| !applied.contains(v)).map(|(v, _)| v.to_string()).collect();
+    let missing: Vec<String> = MIGRATIONS.iter().filter(|(v, _)| !applied.contains(v)).map(|(v, _)| v.to_string()).collect();
     if !missing.is_empty() {
         return Err(StoreError::Internal(format!(
             "the database schema lacks migration(s) {} that this build needs: run `palisade migrate`",
@@ -710,10 +704,6 @@ fn check_schema(client: &mut Client) -> StoreResult<()> {
         )));
     }
     Ok(())
-}
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
 }
 
 impl Tx for PgTx<'_> {
@@ -896,10 +886,8 @@ impl Tx for PgTx<'_> {
             // transaction is committing right now is seen (it held KEY SHARE on the group).
             self.query("SELECT 1 FROM security_groups WHERE id = $1 FOR UPDATE", &[&id])?;
         }
-        let rows = self.query(
-            "SELECT id, group_id FROM security_group_rules WHERE remote_group_id = $1 AND group_id <> $1 ORDER BY seq",
-            &[&id],
-        )?;
+        let rows =
+            self.query("SELECT id, group_id FROM security_group_rules WHERE remote_group_id = $1 AND group_id <> $1 ORDER BY seq", &[&id])?;
         rows.iter()
             .map(|row| {
                 let rule: String = get(row, 0)?;
@@ -923,10 +911,7 @@ impl Tx for PgTx<'_> {
             &[&scope.client_id, &scope.project_id, &scope.region_id],
         )?;
         let Some(row) = row else { return Ok(Usage::default()) };
-        Ok(Usage {
-            security_groups: get::<i64>(&row, 0)?.max(0) as u64,
-            security_group_rules: get::<i64>(&row, 1)?.max(0) as u64,
-        })
+        Ok(Usage { security_groups: get::<i64>(&row, 0)?.max(0) as u64, security_group_rules: get::<i64>(&row, 1)?.max(0) as u64 })
     }
 
     fn lock_scope(&mut self, scope: &Scope) -> StoreResult<()> {
@@ -1176,10 +1161,8 @@ impl Tx for PgTx<'_> {
     }
 
     fn export_tasks(&mut self, after: i64, limit: u32) -> StoreResult<Vec<(i64, TaskRecord)>> {
-        let rows = self.query(
-            &format!("SELECT seq, {TASK_COLUMNS} FROM tasks WHERE seq > $1 ORDER BY seq LIMIT $2"),
-            &[&after, &i64::from(limit)],
-        )?;
+        let rows = self
+            .query(&format!("SELECT seq, {TASK_COLUMNS} FROM tasks WHERE seq > $1 ORDER BY seq LIMIT $2"), &[&after, &i64::from(limit)])?;
         rows.iter().map(|row| Ok((get(row, 0)?, task_from_row(row, 1)?))).collect()
     }
 

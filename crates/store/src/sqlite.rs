@@ -18,7 +18,8 @@ use uuid::Uuid;
 mod ports;
 
 use crate::{
-    AgentRecord, PortFilter, AckFilter, ApiKey, GroupFilter, NewApiKey, Store, StoreError, StoreResult, TaskFilter, TaskRecord, TaskState, Tx,
+    AckFilter, AgentRecord, ApiKey, GroupFilter, NewApiKey, PortFilter, Store, StoreError, StoreResult, TaskFilter, TaskRecord, TaskState,
+    Tx, now_ms,
 };
 
 const MIGRATIONS: &[(i64, &str)] = &[
@@ -97,8 +98,7 @@ fn migrate(conn: &mut Connection) -> StoreResult<()> {
     conn.execute_batch("CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL)")?;
     let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
     for (version, sql) in MIGRATIONS {
-        let applied: bool =
-            tx.query_row("SELECT EXISTS (SELECT 1 FROM schema_migrations WHERE version = ?1)", [version], |r| r.get(0))?;
+        let applied: bool = tx.query_row("SELECT EXISTS (SELECT 1 FROM schema_migrations WHERE version = ?1)", [version], |r| r.get(0))?;
         if !applied {
             tx.execute_batch(sql)?;
             tx.execute("INSERT INTO schema_migrations (version, applied_at) VALUES (?1, ?2)", params![version, now_ms()])?;
@@ -107,10 +107,6 @@ fn migrate(conn: &mut Connection) -> StoreResult<()> {
     }
     tx.commit()?;
     Ok(())
-}
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
 }
 
 impl Store for SqliteStore {
@@ -163,11 +159,7 @@ fn parse_uuid(text: String) -> rusqlite::Result<Uuid> {
 }
 
 fn bad_value(what: &str, text: &str) -> rusqlite::Error {
-    rusqlite::Error::FromSqlConversionFailure(
-        0,
-        rusqlite::types::Type::Text,
-        format!("stored {what} {text:?} is not valid").into(),
-    )
+    rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, format!("stored {what} {text:?} is not valid").into())
 }
 
 const GROUP_COLUMNS: &str = "id, client_id, project_id, region_id, name, description, created_at, updated_at, revision_number";
@@ -293,9 +285,7 @@ impl Tx for SqliteTx<'_> {
         let mut stmt = self.conn.prepare_cached(&format!(
             "SELECT {GROUP_COLUMNS} FROM security_groups WHERE id = ?1 AND client_id = ?2 AND project_id = ?3 AND region_id = ?4"
         ))?;
-        let group = stmt
-            .query_row(params![id_text(id), scope.client_id, scope.project_id, scope.region_id], group_from_row)
-            .optional()?;
+        let group = stmt.query_row(params![id_text(id), scope.client_id, scope.project_id, scope.region_id], group_from_row).optional()?;
         let Some(group) = group else { return Ok(None) };
         let mut groups = [group];
         self.attach_children(&mut groups)?;
@@ -323,8 +313,9 @@ impl Tx for SqliteTx<'_> {
                     stmt.query_row(params![scope.client_id, scope.project_id, scope.region_id, filter.name], |r| r.get::<_, i64>(0))? as u64
                 }
             };
-            let mut stmt =
-                self.conn.prepare_cached(&format!("SELECT {GROUP_COLUMNS} FROM security_groups WHERE {base} ORDER BY rowid LIMIT ?5 OFFSET ?6"))?;
+            let mut stmt = self
+                .conn
+                .prepare_cached(&format!("SELECT {GROUP_COLUMNS} FROM security_groups WHERE {base} ORDER BY rowid LIMIT ?5 OFFSET ?6"))?;
             let groups = stmt
                 .query_map(params![scope.client_id, scope.project_id, scope.region_id, filter.name, limit, offset], group_from_row)?
                 .collect::<rusqlite::Result<Vec<_>>>()?;
@@ -449,9 +440,8 @@ impl Tx for SqliteTx<'_> {
     }
 
     fn count_groups(&mut self, scope: &Scope) -> StoreResult<u64> {
-        let mut stmt = self
-            .conn
-            .prepare_cached("SELECT COUNT(*) FROM security_groups WHERE client_id = ?1 AND project_id = ?2 AND region_id = ?3")?;
+        let mut stmt =
+            self.conn.prepare_cached("SELECT COUNT(*) FROM security_groups WHERE client_id = ?1 AND project_id = ?2 AND region_id = ?3")?;
         let count: i64 = stmt.query_row(params![scope.client_id, scope.project_id, scope.region_id], |r| r.get(0))?;
         Ok(count as u64)
     }
@@ -582,9 +572,9 @@ impl Tx for SqliteTx<'_> {
     fn pending_tasks(&mut self, _now_ms: i64, limit: u32) -> StoreResult<Vec<TaskRecord>> {
         // One process owns an SQLite file, and claim, execution and completion share one
         // transaction, so every NEW or RUNNING task left here is ours to (re)run.
-        let mut stmt = self.conn.prepare_cached(&format!(
-            "SELECT {TASK_COLUMNS} FROM tasks WHERE state IN ('NEW', 'RUNNING') ORDER BY rowid LIMIT ?1"
-        ))?;
+        let mut stmt = self
+            .conn
+            .prepare_cached(&format!("SELECT {TASK_COLUMNS} FROM tasks WHERE state IN ('NEW', 'RUNNING') ORDER BY rowid LIMIT ?1"))?;
         Ok(stmt.query_map([limit], task_from_row)?.collect::<rusqlite::Result<Vec<_>>>()?)
     }
 
@@ -676,9 +666,9 @@ impl Tx for SqliteTx<'_> {
     }
 
     fn find_key(&mut self, token_hash: &str) -> StoreResult<Option<ApiKey>> {
-        let mut stmt = self.conn.prepare_cached(
-            "SELECT id, client_id, user_id, name, projects, created_at, revoked_at FROM api_keys WHERE token_hash = ?1",
-        )?;
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT id, client_id, user_id, name, projects, created_at, revoked_at FROM api_keys WHERE token_hash = ?1")?;
         Ok(stmt.query_row([token_hash], key_from_row).optional()?)
     }
 
@@ -752,9 +742,7 @@ impl Tx for SqliteTx<'_> {
     }
 
     fn raise_policy_revision(&mut self, revision: i64) -> StoreResult<()> {
-        self.conn
-            .prepare_cached("UPDATE policy_revision SET revision = MAX(revision, ?1) WHERE id = 1")?
-            .execute([revision])?;
+        self.conn.prepare_cached("UPDATE policy_revision SET revision = MAX(revision, ?1) WHERE id = 1")?.execute([revision])?;
         Ok(())
     }
 

@@ -22,7 +22,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use uuid::Uuid;
 
-use crate::{ApiKey, PortFilter, Store, StoreError, TaskRecord, TaskState};
+use crate::{ApiKey, PortFilter, Store, StoreError, TaskRecord, TaskState, now_ms};
 
 pub const FORMAT: &str = "palisade-export";
 pub const VERSION: u32 = 1;
@@ -250,10 +250,7 @@ impl GroupLine {
                     spec: RuleSpec {
                         direction: Direction::parse(&r.direction).ok_or_else(|| format!("bad direction {:?}", r.direction))?,
                         ethertype: Ethertype::parse(&r.ethertype).ok_or_else(|| format!("bad ethertype {:?}", r.ethertype))?,
-                        protocol: r
-                            .protocol
-                            .map(|p| Protocol::from_name(&p).ok_or_else(|| format!("bad protocol {p:?}")))
-                            .transpose()?,
+                        protocol: r.protocol.map(|p| Protocol::from_name(&p).ok_or_else(|| format!("bad protocol {p:?}"))).transpose()?,
                         port_range_min: r.port_range_min,
                         port_range_max: r.port_range_max,
                         remote_ip_prefix: r
@@ -333,10 +330,6 @@ fn write_line(out: &mut dyn Write, line: &Line) -> Result<(), TransferError> {
     serde_json::to_writer(&mut *out, line).map_err(std::io::Error::from)?;
     out.write_all(b"\n")?;
     Ok(())
-}
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
 }
 
 /// Writes the whole store, from one consistent snapshot. `source` names the backend.

@@ -326,8 +326,7 @@ fn list_groups_filters_pagination_count(f: &Fixture) {
     assert_eq!(count, 5);
     assert_eq!(names(&groups), vec!["g00", "g05", "g10", "g15", "g20"]);
 
-    let filter =
-        GroupFilter { tag_keys: vec!["team".into(), "env".into()], tag_pairs: vec![("env".into(), "dev".into())], ..page(10, 0) };
+    let filter = GroupFilter { tag_keys: vec!["team".into(), "env".into()], tag_pairs: vec![("env".into(), "dev".into())], ..page(10, 0) };
     let (count, groups) = r(db, |tx| tx.list_groups(&SCOPE, &filter));
     assert_eq!(count, 2);
     assert_eq!(names(&groups), vec!["g05", "g15"]);
@@ -1120,7 +1119,8 @@ fn ports_bindings_revision_and_agents(f: &Fixture) {
     assert_eq!(on_h1, vec![p1.clone()]);
     let all = r(db, |tx| tx.list_ports(1, &PortFilter::default()));
     assert_eq!(all.iter().map(|p| p.id).collect::<Vec<_>>(), vec![p1.id, p2.id], "creation order");
-    let by_instance = r(db, |tx| tx.list_ports(1, &PortFilter { instance_id: Some(p2.instance_id), project_id: Some(10), ..PortFilter::default() }));
+    let by_instance =
+        r(db, |tx| tx.list_ports(1, &PortFilter { instance_id: Some(p2.instance_id), project_id: Some(10), ..PortFilter::default() }));
     assert_eq!(by_instance, vec![p2.clone()]);
     assert!(r(db, |tx| tx.list_ports(1, &PortFilter { region_id: Some(999), ..PortFilter::default() })).is_empty());
     let users = r(db, |tx| tx.ports_in_groups(&[g1.id]));
@@ -1154,7 +1154,12 @@ fn ports_bindings_revision_and_agents(f: &Fixture) {
     assert_eq!(r(db, |tx| tx.ports_in_groups(&[g1.id])).len(), 1);
 
     // Agents: upserted per (client, host), listed by host.
-    let agent = |host: &str, applied_revision: i64| palisade_store::AgentRecord { client_id: 1, host: host.into(), applied_revision, reported_at: 5 };
+    let agent = |host: &str, applied_revision: i64| palisade_store::AgentRecord {
+        client_id: 1,
+        host: host.into(),
+        applied_revision,
+        reported_at: 5,
+    };
     w(db, |tx| {
         tx.report_agent(&agent("h2", 3))?;
         tx.report_agent(&agent("h1", 4))?;

@@ -24,9 +24,7 @@ use crate::payload::TaskPayload;
 /// How many tasks one transaction executes at most. Batching amortises the commit.
 const BATCH: u32 = 128;
 
-pub fn now_ms() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
-}
+pub use palisade_store::now_ms;
 
 #[derive(Clone)]
 pub struct Worker {
@@ -126,22 +124,15 @@ fn task_error_message(e: &OpError) -> String {
 }
 
 fn drafts(values: &[Value], field: &str) -> OpResult<Vec<RuleDraft>> {
-    values
-        .iter()
-        .enumerate()
-        .map(|(i, v)| parse_rule(v, &format!("{field}.{i}")).map_err(OpError::Invalid))
-        .collect()
+    values.iter().enumerate().map(|(i, v)| parse_rule(v, &format!("{field}.{i}")).map_err(OpError::Invalid)).collect()
 }
 
 /// Runs one task's mutation; returns its `created_resources`.
 pub fn execute(tx: &mut dyn Tx, task: &TaskRecord, settings: &Settings, now: i64) -> OpResult<Option<Value>> {
     let payload: TaskPayload = serde_json::from_value(task.payload.clone())
         .map_err(|e| StoreError::Internal(format!("task {} has an unreadable payload: {e}", task.id)))?;
-    let scope = Scope {
-        client_id: task.client_id,
-        project_id: task.project_id.unwrap_or_default(),
-        region_id: task.region_id.unwrap_or_default(),
-    };
+    let scope =
+        Scope { client_id: task.client_id, project_id: task.project_id.unwrap_or_default(), region_id: task.region_id.unwrap_or_default() };
     match payload {
         TaskPayload::CreateGroup { group_id, name, description, rules, tags } => {
             let rules = rules.as_deref().map(|r| drafts(r, "rules")).transpose()?;
@@ -152,7 +143,8 @@ pub fn execute(tx: &mut dyn Tx, task: &TaskRecord, settings: &Settings, now: i64
         }
         TaskPayload::UpdateGroup { group_id, name, description, rules } => {
             let rules = rules.as_deref().map(|r| drafts(r, "rules")).transpose()?;
-            let (_, added) = ops::update_group(tx, &scope, group_id, name.as_deref(), description.as_deref(), rules.as_deref(), settings, now)?;
+            let (_, added) =
+                ops::update_group(tx, &scope, group_id, name.as_deref(), description.as_deref(), rules.as_deref(), settings, now)?;
             Ok((!added.is_empty()).then(|| json!({"security_group_rules": added.iter().map(|id| id.to_string()).collect::<Vec<_>>()})))
         }
         TaskPayload::CreateRule { group_id, rule } => {

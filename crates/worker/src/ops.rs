@@ -3,8 +3,8 @@
 
 use palisade_core::error::FieldErrors;
 use palisade_core::group::{Group, Scope};
-use palisade_core::quota::{Limits, QuotaExceeded};
 use palisade_core::input::RuleChange;
+use palisade_core::quota::{Limits, QuotaExceeded};
 use palisade_core::rule::dedupe;
 use palisade_core::{Rule, RuleDraft, RuleError, RuleSpec, Tag, TagPatch, diff::diff_rules};
 use palisade_store::{StoreError, Tx};
@@ -206,12 +206,7 @@ fn apply_update(
 }
 
 /// Would [`update_group`] change anything? Decides whether a v2 PATCH needs a task at all.
-pub fn update_changes_something(
-    group: &Group,
-    name: Option<&str>,
-    description: Option<&str>,
-    rules: Option<&[RuleDraft]>,
-) -> bool {
+pub fn update_changes_something(group: &Group, name: Option<&str>, description: Option<&str>, rules: Option<&[RuleDraft]>) -> bool {
     if name.is_some_and(|n| n != group.name) || description.is_some_and(|d| d != group.description) {
         return true;
     }

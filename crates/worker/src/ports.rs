@@ -155,12 +155,8 @@ pub fn delete_port(tx: &mut dyn Tx, client_id: i64, id: Uuid) -> OpResult<()> {
 
 /// The ports of an instance, or 404 when it has none (an instance Palisade knows is one with ports).
 pub fn instance_ports(tx: &mut dyn Tx, scope: &Scope, instance_id: Uuid) -> OpResult<Vec<Port>> {
-    let filter = PortFilter {
-        project_id: Some(scope.project_id),
-        region_id: Some(scope.region_id),
-        instance_id: Some(instance_id),
-        host: None,
-    };
+    let filter =
+        PortFilter { project_id: Some(scope.project_id), region_id: Some(scope.region_id), instance_id: Some(instance_id), host: None };
     let ports = tx.list_ports(scope.client_id, &filter)?;
     if ports.is_empty() {
         return Err(instance_not_found(instance_id));

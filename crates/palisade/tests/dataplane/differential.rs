@@ -354,7 +354,14 @@ impl Wire {
             let mut from: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
             let mut len = std::mem::size_of::<libc::sockaddr_ll>() as libc::socklen_t;
             let n = unsafe {
-                libc::recvfrom(self.fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0, &mut from as *mut _ as *mut libc::sockaddr, &mut len)
+                libc::recvfrom(
+                    self.fd.as_raw_fd(),
+                    buf.as_mut_ptr().cast(),
+                    buf.len(),
+                    0,
+                    &mut from as *mut _ as *mut libc::sockaddr,
+                    &mut len,
+                )
             };
             if n < 0 {
                 break;
@@ -777,7 +784,13 @@ fn run_case(env: &Env, runtime: &tokio::runtime::Runtime, case: &Case) -> Result
     for (i, ((flow, wired), (decision, arrived))) in built.flows.iter().zip(decisions.iter().zip(&arrived)).enumerate() {
         if decision.allowed != *arrived {
             bad += 1;
-            let _ = writeln!(report, "flow #{i}: {}\n    engine: {}\n    kernel: {}", describe(flow, wired), engine_verdict(decision), kernel_verdict(*arrived));
+            let _ = writeln!(
+                report,
+                "flow #{i}: {}\n    engine: {}\n    kernel: {}",
+                describe(flow, wired),
+                engine_verdict(decision),
+                kernel_verdict(*arrived)
+            );
         }
     }
     let listing = Command::new("nft").args(["list", "table", "inet", "palisade"]).output().map_err(|e| format!("nft list: {e}"))?;
@@ -787,7 +800,12 @@ fn run_case(env: &Env, runtime: &tokio::runtime::Runtime, case: &Case) -> Result
         for rule in &group.rules {
             let engine = decisions.iter().filter(|d| d.rule.is_some_and(|r| r.rule_id == rule.id)).count() as u64;
             let kernel = counter(&listing, &format!("rule {}", rule.id));
-            let _ = writeln!(counts, "    rule {}: engine {engine}, kernel {kernel}{}", rule.id, if engine == kernel { "" } else { "   <-- differs" });
+            let _ = writeln!(
+                counts,
+                "    rule {}: engine {engine}, kernel {kernel}{}",
+                rule.id,
+                if engine == kernel { "" } else { "   <-- differs" }
+            );
             if engine != kernel {
                 bad += 1;
             }

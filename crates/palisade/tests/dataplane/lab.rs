@@ -26,7 +26,9 @@ static NEXT: AtomicUsize = AtomicUsize::new(0);
 /// True when the tests can run here (root, with `ip`, `nft` and `conntrack`); otherwise says why.
 pub fn can_run() -> bool {
     let root = unsafe { libc::geteuid() } == 0;
-    let tools = ["ip", "nft", "conntrack"].iter().all(|t| Command::new(t).arg("-V").output().is_ok() || Command::new(t).arg("--version").output().is_ok());
+    let tools = ["ip", "nft", "conntrack"]
+        .iter()
+        .all(|t| Command::new(t).arg("-V").output().is_ok() || Command::new(t).arg("--version").output().is_ok());
     if !root || !tools {
         eprintln!("SKIPPED: the data-plane tests need root and ip, nft and conntrack (network namespaces); root={root} tools={tools}");
         return false;
@@ -100,7 +102,12 @@ pub struct Lab {
 impl Lab {
     pub fn new(count: usize) -> Lab {
         let host = Netns::new("host");
-        for setting in ["net.ipv4.ip_forward=1", "net.ipv6.conf.all.forwarding=1", "net.ipv4.conf.all.rp_filter=0", "net.ipv4.conf.default.rp_filter=0"] {
+        for setting in [
+            "net.ipv4.ip_forward=1",
+            "net.ipv6.conf.all.forwarding=1",
+            "net.ipv4.conf.all.rp_filter=0",
+            "net.ipv4.conf.default.rp_filter=0",
+        ] {
             host.sh(&format!("sysctl -qw {setting}"));
         }
         let mut instances = Vec::new();
@@ -216,7 +223,14 @@ pub struct ServerProcess {
 impl ServerProcess {
     pub async fn start(dir: &std::path::Path) -> ServerProcess {
         let child = Command::new(env!("CARGO_BIN_EXE_palisade"))
-            .args(["--database-url", &format!("sqlite:{}", dir.join("palisade.db").display()), "serve", "--listen", API, "--no-bootstrap-key"])
+            .args([
+                "--database-url",
+                &format!("sqlite:{}", dir.join("palisade.db").display()),
+                "serve",
+                "--listen",
+                API,
+                "--no-bootstrap-key",
+            ])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -315,8 +329,14 @@ impl Api {
     }
 
     /// [`Api::call`] with the response headers.
-    pub async fn call_full(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> (StatusCode, reqwest::header::HeaderMap, Value) {
-        let mut request = self.client.request(method, format!("{}{path}", self.base)).header("Authorization", format!("APIKey {}", self.token));
+    pub async fn call_full(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> (StatusCode, reqwest::header::HeaderMap, Value) {
+        let mut request =
+            self.client.request(method, format!("{}{path}", self.base)).header("Authorization", format!("APIKey {}", self.token));
         if let Some(body) = body {
             request = request.json(&body);
         }
@@ -335,7 +355,11 @@ impl Api {
     /// Creates a group (legacy synchronous create) with the given rules; returns its id.
     pub async fn group(&self, name: &str, rules: Vec<Value>) -> Uuid {
         let (status, body) = self
-            .call(reqwest::Method::POST, "/cloud/v1/securitygroups/1/1", Some(json!({"security_group": {"name": name, "security_group_rules": rules}})))
+            .call(
+                reqwest::Method::POST,
+                "/cloud/v1/securitygroups/1/1",
+                Some(json!({"security_group": {"name": name, "security_group_rules": rules}})),
+            )
             .await;
         Api::expect(status, 200, &body);
         body["id"].as_str().unwrap().parse().unwrap()
@@ -377,7 +401,8 @@ impl Api {
             let (status, body) = self.call(reqwest::Method::GET, "/palisade/v1/agents", None).await;
             Api::expect(status, 200, &body);
             let current = body["policy_revision"].as_i64().unwrap();
-            let applied = body["results"].as_array().unwrap().iter().find(|a| a["host"] == host).and_then(|a| a["applied_revision"].as_i64());
+            let applied =
+                body["results"].as_array().unwrap().iter().find(|a| a["host"] == host).and_then(|a| a["applied_revision"].as_i64());
             if applied.is_some_and(|a| a >= current) {
                 return current;
             }
@@ -388,7 +413,14 @@ impl Api {
 }
 
 /// A TCP or UDP rule body for the v1 rule create.
-pub fn rule(direction: &str, ethertype: &str, protocol: Option<&str>, port: Option<u16>, prefix: Option<&str>, remote_group: Option<Uuid>) -> Value {
+pub fn rule(
+    direction: &str,
+    ethertype: &str,
+    protocol: Option<&str>,
+    port: Option<u16>,
+    prefix: Option<&str>,
+    remote_group: Option<Uuid>,
+) -> Value {
     let mut r = json!({"direction": direction, "ethertype": ethertype});
     if let Some(p) = protocol {
         r["protocol"] = json!(p);

@@ -46,10 +46,13 @@ fn tcp_by_port_and_by_source_prefix() {
         let web = api
             .group(
                 "web",
-                with(egress_all(), vec![
-                    rule("ingress", "IPv4", Some("tcp"), Some(80), None, None),
-                    rule("ingress", "IPv4", Some("tcp"), Some(22), Some(&a_prefix), None),
-                ]),
+                with(
+                    egress_all(),
+                    vec![
+                        rule("ingress", "IPv4", Some("tcp"), Some(80), None, None),
+                        rule("ingress", "IPv4", Some("tcp"), Some(22), Some(&a_prefix), None),
+                    ],
+                ),
             )
             .await;
         let clients = api.group("clients", egress_all()).await;
@@ -109,11 +112,14 @@ fn udp_icmp_by_type_and_ipv6() {
         let web = api
             .group(
                 "web",
-                with(egress_all(), vec![
-                    rule("ingress", "IPv4", Some("udp"), Some(53), None, None),
-                    rule("ingress", "IPv6", Some("tcp"), Some(80), None, None),
-                    rule("ingress", "IPv6", Some("udp"), Some(53), None, None),
-                ]),
+                with(
+                    egress_all(),
+                    vec![
+                        rule("ingress", "IPv4", Some("udp"), Some(53), None, None),
+                        rule("ingress", "IPv6", Some("tcp"), Some(80), None, None),
+                        rule("ingress", "IPv6", Some("udp"), Some(53), None, None),
+                    ],
+                ),
             )
             .await;
         let clients = api.group("clients", egress_all()).await;
@@ -143,7 +149,11 @@ fn udp_icmp_by_type_and_ipv6() {
         api.add_rule(web, json!({"direction": "ingress", "ethertype": "IPv4", "protocol": "icmp", "port_range_min": 13})).await;
         api.converge(HOST).await;
         assert!(!ping(&a.ns, c.v4.into()), "timestamp (13) is not echo (8)");
-        api.add_rule(web, json!({"direction": "ingress", "ethertype": "IPv4", "protocol": "icmp", "port_range_min": 8, "port_range_max": 0})).await;
+        api.add_rule(
+            web,
+            json!({"direction": "ingress", "ethertype": "IPv4", "protocol": "icmp", "port_range_min": 8, "port_range_max": 0}),
+        )
+        .await;
         api.add_rule(web, json!({"direction": "ingress", "ethertype": "IPv6", "protocol": "ipv6-icmp", "port_range_min": 128})).await;
         api.converge(HOST).await;
         assert!(ping(&a.ns, c.v4.into()), "echo request type 8 code 0 is open");
@@ -166,10 +176,13 @@ fn remote_group_membership_is_a_set_element_change() {
         let web = api
             .group(
                 "web",
-                with(egress_all(), vec![
-                    rule("ingress", "IPv4", Some("tcp"), Some(80), None, Some(clients)),
-                    rule("ingress", "IPv6", Some("tcp"), Some(80), None, Some(clients)),
-                ]),
+                with(
+                    egress_all(),
+                    vec![
+                        rule("ingress", "IPv4", Some("tcp"), Some(80), None, Some(clients)),
+                        rule("ingress", "IPv6", Some("tcp"), Some(80), None, Some(clients)),
+                    ],
+                ),
             )
             .await;
         api.register(a, HOST, &[clients]).await;
@@ -251,10 +264,13 @@ fn spoofed_sources_are_dropped() {
         let web = api
             .group(
                 "web",
-                with(egress_all(), vec![
-                    rule("ingress", "IPv4", Some("tcp"), Some(80), None, None),
-                    rule("ingress", "IPv6", Some("tcp"), Some(80), None, None),
-                ]),
+                with(
+                    egress_all(),
+                    vec![
+                        rule("ingress", "IPv4", Some("tcp"), Some(80), None, None),
+                        rule("ingress", "IPv6", Some("tcp"), Some(80), None, None),
+                    ],
+                ),
             )
             .await;
         let clients = api.group("clients", egress_all()).await;
@@ -380,8 +396,12 @@ fn ports_and_instances_api() {
 
         // Bad input is a 400 with invalid_fields, and nothing is stored.
         let (status, body) = api
-            .call(Method::POST, "/palisade/v1/ports", Some(json!({"project_id": 1, "region_id": 1, "instance_id": "x", "host": "bad host",
-                "mac_address": "zz", "fixed_ips": ["300.1.1.1"]})))
+            .call(
+                Method::POST,
+                "/palisade/v1/ports",
+                Some(json!({"project_id": 1, "region_id": 1, "instance_id": "x", "host": "bad host",
+                "mac_address": "zz", "fixed_ips": ["300.1.1.1"]})),
+            )
             .await;
         Api::expect(status, 400, &body);
         for field in ["instance_id", "host", "mac_address", "fixed_ips.0"] {
@@ -399,7 +419,11 @@ fn ports_and_instances_api() {
         // #24 / #25 / #26 by name; per port and for all ports.
         let path = |action: &str| format!("/cloud/v1/instances/1/1/{instance}/{action}");
         let (status, body) = api
-            .call(Method::POST, &path("addsecuritygroup"), Some(json!({"ports_security_group_names": [{"port_id": p2_id, "security_group_names": ["dbs"]}]})))
+            .call(
+                Method::POST,
+                &path("addsecuritygroup"),
+                Some(json!({"ports_security_group_names": [{"port_id": p2_id, "security_group_names": ["dbs"]}]})),
+            )
             .await;
         Api::expect(status, 204, &body);
         let (_, p2_now) = api.call(Method::GET, &format!("/palisade/v1/ports/{p2_id}"), None).await;
@@ -410,15 +434,22 @@ fn ports_and_instances_api() {
         assert_eq!(groups, json!({"count": 2, "results": [{"id": web, "name": "web"}, {"id": db, "name": "dbs"}]}));
         // An unknown name anywhere in the body is a 404 and changes nothing.
         let (status, body) = api
-            .call(Method::POST, &path("delsecuritygroup"), Some(json!({"ports_security_group_names": [
-                {"port_id": null, "security_group_names": ["web"]}, {"port_id": null, "security_group_names": ["nope"]}]})))
+            .call(
+                Method::POST,
+                &path("delsecuritygroup"),
+                Some(json!({"ports_security_group_names": [
+                {"port_id": null, "security_group_names": ["web"]}, {"port_id": null, "security_group_names": ["nope"]}]})),
+            )
             .await;
         Api::expect(status, 404, &body);
         let (_, groups_after) = api.call(Method::GET, &path("securitygroups"), None).await;
         assert_eq!(groups_after, groups);
-        let (status, body) = api.call(Method::POST, &format!("/cloud/v1/instances/1/1/{}/addsecuritygroup", uuid::Uuid::new_v4()), Some(json!({"name": "web"}))).await;
+        let (status, body) = api
+            .call(Method::POST, &format!("/cloud/v1/instances/1/1/{}/addsecuritygroup", uuid::Uuid::new_v4()), Some(json!({"name": "web"})))
+            .await;
         Api::expect(status, 404, &body);
-        let (status, body) = api.call(Method::POST, "/cloud/v1/instances/1/1/instance_id/addsecuritygroup", Some(json!({"name": "web"}))).await;
+        let (status, body) =
+            api.call(Method::POST, "/cloud/v1/instances/1/1/instance_id/addsecuritygroup", Some(json!({"name": "web"}))).await;
         Api::expect(status, 404, &body);
         let (status, body) = api.call(Method::POST, &path("addsecuritygroup"), Some(json!({}))).await;
         Api::expect(status, 400, &body);
@@ -426,7 +457,11 @@ fn ports_and_instances_api() {
         // The legacy create's `instances` binds the new group to their ports; an unknown instance
         // is a 404 and creates nothing.
         let (status, body) = api
-            .call(Method::POST, "/cloud/v1/securitygroups/1/1", Some(json!({"security_group": {"name": "legacy-bound", "security_group_rules": []}, "instances": [instance]})))
+            .call(
+                Method::POST,
+                "/cloud/v1/securitygroups/1/1",
+                Some(json!({"security_group": {"name": "legacy-bound", "security_group_rules": []}, "instances": [instance]})),
+            )
             .await;
         Api::expect(status, 200, &body);
         let legacy = body["id"].clone();
@@ -434,7 +469,11 @@ fn ports_and_instances_api() {
         assert_eq!(groups_now["count"], 3);
         assert!(groups_now["results"].as_array().unwrap().iter().any(|g| g["id"] == legacy), "{groups_now}");
         let (status, body) = api
-            .call(Method::POST, "/cloud/v1/securitygroups/1/1", Some(json!({"security_group": {"name": "legacy-none", "security_group_rules": []}, "instances": [uuid::Uuid::new_v4()]})))
+            .call(
+                Method::POST,
+                "/cloud/v1/securitygroups/1/1",
+                Some(json!({"security_group": {"name": "legacy-none", "security_group_rules": []}, "instances": [uuid::Uuid::new_v4()]})),
+            )
             .await;
         Api::expect(status, 404, &body);
         let (_, all) = api.call(Method::GET, "/cloud/v1/securitygroups/1/1?name=legacy-none", None).await;
@@ -468,7 +507,9 @@ fn ports_and_instances_api() {
         assert_eq!(policy["security_groups"].as_array().unwrap().len(), 1, "only db is bound now");
         let waiter = {
             let api = api.clone();
-            tokio::spawn(async move { api.call(Method::GET, &format!("/palisade/v1/agents/h1/policy?after={revision}&wait=10"), None).await })
+            tokio::spawn(
+                async move { api.call(Method::GET, &format!("/palisade/v1/agents/h1/policy?after={revision}&wait=10"), None).await },
+            )
         };
         tokio::time::sleep(std::time::Duration::from_millis(200)).await;
         assert!(!waiter.is_finished(), "nothing changed yet");
@@ -489,12 +530,12 @@ fn ports_and_instances_api() {
             "mac_address": "fa:16:3e:00:00:09", "fixed_ips": ["10.0.0.9"], "security_group_ids": [db]});
         let (status, body) = api.call(Method::POST, "/palisade/v1/ports", Some(elsewhere)).await;
         Api::expect(status, 201, &body);
-        let (status, headers) = api.get_if_none_match(&format!("/palisade/v1/agents/h1/policy?after={}&wait=5", current["revision"]), &tag).await;
+        let (status, headers) =
+            api.get_if_none_match(&format!("/palisade/v1/agents/h1/policy?after={}&wait=5", current["revision"]), &tag).await;
         assert_eq!(status.as_u16(), 304);
         assert!(headers["x-policy-revision"].to_str().unwrap().parse::<i64>().unwrap() > current["revision"].as_i64().unwrap());
-        let (status, body) = api
-            .call(Method::PATCH, &format!("/palisade/v1/ports/{p2_id}"), Some(json!({"fixed_ips": ["10.0.0.2", "10.0.0.22"]})))
-            .await;
+        let (status, body) =
+            api.call(Method::PATCH, &format!("/palisade/v1/ports/{p2_id}"), Some(json!({"fixed_ips": ["10.0.0.2", "10.0.0.22"]}))).await;
         Api::expect(status, 200, &body);
         let (status, _) = api.get_if_none_match(&format!("/palisade/v1/agents/h1/policy?after={}&wait=5", current["revision"]), &tag).await;
         assert_eq!(status.as_u16(), 200, "the port's addresses changed");

@@ -173,7 +173,7 @@ pub fn ping(ns: &Netns, to: IpAddr) -> bool {
 }
 
 fn ping_here(to: IpAddr) -> std::io::Result<bool> {
-    use std::os::fd::{FromRawFd, OwnedFd, AsRawFd};
+    use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
     let (family, protocol, request, reply) = match to {
         IpAddr::V4(_) => (libc::AF_INET, libc::IPPROTO_ICMP, 8u8, 0u8),
         IpAddr::V6(_) => (libc::AF_INET6, libc::IPPROTO_ICMPV6, 128u8, 129u8),
@@ -193,7 +193,8 @@ fn ping_here(to: IpAddr) -> std::io::Result<bool> {
         packet[2..4].copy_from_slice(&sum.to_be_bytes());
     }
     let (addr, len) = sockaddr(SocketAddr::new(to, 0));
-    let sent = unsafe { libc::sendto(fd.as_raw_fd(), packet.as_ptr().cast(), packet.len(), 0, &addr as *const _ as *const libc::sockaddr, len) };
+    let sent =
+        unsafe { libc::sendto(fd.as_raw_fd(), packet.as_ptr().cast(), packet.len(), 0, &addr as *const _ as *const libc::sockaddr, len) };
     if sent < 0 {
         return Ok(false);
     }
@@ -204,7 +205,13 @@ fn ping_here(to: IpAddr) -> std::io::Result<bool> {
         let left = deadline.saturating_duration_since(Instant::now());
         let tv = libc::timeval { tv_sec: left.as_secs() as libc::time_t, tv_usec: left.subsec_micros().max(1000) as libc::suseconds_t };
         unsafe {
-            libc::setsockopt(file.as_raw_fd(), libc::SOL_SOCKET, libc::SO_RCVTIMEO, &tv as *const _ as *const libc::c_void, std::mem::size_of::<libc::timeval>() as libc::socklen_t);
+            libc::setsockopt(
+                file.as_raw_fd(),
+                libc::SOL_SOCKET,
+                libc::SO_RCVTIMEO,
+                &tv as *const _ as *const libc::c_void,
+                std::mem::size_of::<libc::timeval>() as libc::socklen_t,
+            );
         }
         let n = match file.read(&mut buf) {
             Ok(n) => n,

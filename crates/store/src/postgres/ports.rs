@@ -108,7 +108,8 @@ impl PgTx<'_> {
     }
 
     pub(super) fn pg_get_port(&mut self, client_id: i64, id: Uuid) -> StoreResult<Option<Port>> {
-        let rows = self.query(&format!("SELECT {PORT_COLUMNS} FROM ports WHERE id = $1 AND client_id = $2"), &[&id_text(id), &client_id])?;
+        let rows =
+            self.query(&format!("SELECT {PORT_COLUMNS} FROM ports WHERE id = $1 AND client_id = $2"), &[&id_text(id), &client_id])?;
         Ok(self.ports_from(&rows)?.into_iter().next())
     }
 

@@ -87,7 +87,15 @@ impl SqliteTx<'_> {
             .prepare_cached(
                 "UPDATE ports SET instance_name = ?2, host = ?3, device = ?4, mac = ?5, fixed_ips = ?6, updated_at = ?7 WHERE id = ?1",
             )?
-            .execute(params![id_text(port.id), port.instance_name, port.host, port.device, port.mac.to_string(), ips_text(port), port.updated_at])?;
+            .execute(params![
+                id_text(port.id),
+                port.instance_name,
+                port.host,
+                port.device,
+                port.mac.to_string(),
+                ips_text(port),
+                port.updated_at
+            ])?;
         Ok(())
     }
 
@@ -126,7 +134,8 @@ impl SqliteTx<'_> {
     }
 
     pub(super) fn sqlite_delete_port(&mut self, client_id: i64, id: Uuid) -> StoreResult<bool> {
-        let deleted = self.conn.prepare_cached("DELETE FROM ports WHERE id = ?1 AND client_id = ?2")?.execute(params![id_text(id), client_id])?;
+        let deleted =
+            self.conn.prepare_cached("DELETE FROM ports WHERE id = ?1 AND client_id = ?2")?.execute(params![id_text(id), client_id])?;
         Ok(deleted > 0)
     }
 
@@ -147,9 +156,9 @@ impl SqliteTx<'_> {
         if ids.is_empty() {
             return Ok(Vec::new());
         }
-        let mut stmt = self
-            .conn
-            .prepare_cached(&format!("SELECT {GROUP_COLUMNS} FROM security_groups WHERE id IN (SELECT value FROM json_each(?1)) ORDER BY rowid"))?;
+        let mut stmt = self.conn.prepare_cached(&format!(
+            "SELECT {GROUP_COLUMNS} FROM security_groups WHERE id IN (SELECT value FROM json_each(?1)) ORDER BY rowid"
+        ))?;
         let mut groups = stmt.query_map([ids_json(ids)], group_from_row)?.collect::<rusqlite::Result<Vec<_>>>()?;
         self.attach_children(&mut groups)?;
         Ok(groups)
