@@ -24,6 +24,7 @@ if ! command -v cargo-nextest >/dev/null; then
     cargo install --locked cargo-nextest
 fi
 
+cargo fmt --all --check
 cargo build --locked --workspace --all-targets
 cargo nextest run --locked --workspace --no-fail-fast
 # The API suite again, every test on its own fresh PostgreSQL database (the crash tests drive the
