@@ -9,6 +9,7 @@ pub mod dto;
 pub mod error;
 pub mod extract;
 pub mod instances;
+pub mod metrics;
 pub mod openapi;
 pub mod ports;
 pub mod queue;
@@ -67,6 +68,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/palisade/v1/agents", get(agents::list))
         .route("/palisade/v1/agents/{host}/policy", get(agents::policy))
         .route("/palisade/v1/agents/{host}/status", put(agents::report))
+        .route("/metrics", get(metrics::metrics))
         .route("/healthz", get(system::healthz))
         .route("/readyz", get(system::readyz))
         .route("/openapi.json", get(system::openapi_json))

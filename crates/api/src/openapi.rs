@@ -88,6 +88,8 @@ pub enum Success {
     NoContent(&'static str),
     /// 200 `text/html`.
     Html(&'static str),
+    /// 200 `text/plain` (the Prometheus exposition format).
+    Text(&'static str),
     /// 200 `application/json` holding an OpenAPI document.
     OpenApi,
 }
@@ -229,7 +231,7 @@ const TAGS: &[(&str, &str)] = &[
         VERDICTS,
         "Palisade's own extension: would a flow be allowed, and which rule decides; the merged rules of a port; and an analysis of a group's rules. Answers come from the same compiled rules the host agents enforce with nftables.",
     ),
-    (SERVICE, "Health, readiness and this document. No authentication."),
+    (SERVICE, "Health, readiness, metrics and this document. No authentication."),
 ];
 
 /// Errors of an authenticated, project-scoped request with a body or query.
@@ -533,6 +535,10 @@ pub const ROUTES: &[Route] = &[
         .errors(&[500])
         .extra(&[(503, "Readiness", "The database does not answer")])
         .describe("Pings the database."),
+    Route::new(Method::Get, "/metrics", "metrics", SERVICE, "Prometheus metrics")
+        .public()
+        .ok(Success::Text("Metrics in the Prometheus text format 0.0.4"))
+        .describe("`palisade_http_requests_total` by method, route and status, and `palisade_http_request_duration_seconds` (a histogram) by route, for this process."),
     Route::new(Method::Get, "/openapi.json", "openapiDocument", SERVICE, "OpenAPI document")
         .public()
         .ok(Success::OpenApi)
@@ -668,6 +674,10 @@ fn operation(route: &Route) -> Value {
         Success::Html(description) => (
             200,
             json!({"description": description, "headers": request_id_header(), "content": {"text/html": {"schema": {"type": "string"}}}}),
+        ),
+        Success::Text(description) => (
+            200,
+            json!({"description": description, "headers": request_id_header(), "content": {"text/plain": {"schema": {"type": "string"}}}}),
         ),
         Success::OpenApi => (
             200,
