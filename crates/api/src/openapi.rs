@@ -2205,8 +2205,8 @@ mod tests {
         panic!("unterminated string literal");
     }
 
-    /// The text up to the `)` that closes an already opened `(`, skipping string literals.
-    fn balanced(text: &str) -> (&str, &str) {
+    /// The position of the first `stop` outside string literals and brackets, if any.
+    fn top_level(text: &str, stop: char) -> Option<usize> {
         let mut depth = 0usize;
         let mut in_string = false;
         let mut escaped = false;
@@ -2222,39 +2222,25 @@ mod tests {
             }
             match c {
                 '"' => in_string = true,
+                c if c == stop && depth == 0 => return Some(i),
                 '(' | '[' | '{' => depth += 1,
-                ')' if depth == 0 => return (&text[..i], &text[i + 1..]),
                 ')' | ']' | '}' => depth -= 1,
                 _ => {}
             }
         }
-        panic!("unbalanced parentheses");
+        None
+    }
+
+    /// The text up to the `)` that closes an already opened `(`, and after it.
+    fn balanced(text: &str) -> (&str, &str) {
+        let i = top_level(text, ')').expect("unbalanced parentheses");
+        (&text[..i], &text[i + 1..])
     }
 
     /// The text before the first top-level comma, and after it.
     fn split_first_arg(text: &str) -> (&str, &str) {
-        let mut depth = 0usize;
-        let mut in_string = false;
-        let mut escaped = false;
-        for (i, c) in text.char_indices() {
-            if in_string {
-                match (escaped, c) {
-                    (true, _) => escaped = false,
-                    (false, '\\') => escaped = true,
-                    (false, '"') => in_string = false,
-                    _ => {}
-                }
-                continue;
-            }
-            match c {
-                '"' => in_string = true,
-                '(' | '[' | '{' => depth += 1,
-                ')' | ']' | '}' => depth -= 1,
-                ',' if depth == 0 => return (&text[..i], &text[i + 1..]),
-                _ => {}
-            }
-        }
-        panic!("expected two arguments in `{text}`");
+        let i = top_level(text, ',').unwrap_or_else(|| panic!("expected two arguments in `{text}`"));
+        (&text[..i], &text[i + 1..])
     }
 
     fn is_ident(c: char) -> bool {
