@@ -131,3 +131,25 @@ pub fn path_int(text: &str, what: &str) -> Result<i64> {
 pub fn path_uuid(text: &str, what: &str) -> Result<Uuid> {
     Uuid::try_parse(text).map_err(|_| ApiError::not_found(format!("{what} {text} could not be found")))
 }
+
+/// A group's path (`…/{project_id}/{region_id}/{group_id}`) checked for the caller: the scope the
+/// key may use and the group's id. Authentication comes first (401 before 404).
+pub struct GroupPath {
+    pub caller: Caller,
+    pub scope: Scope,
+    pub id: Uuid,
+}
+
+impl FromRequestParts<Arc<AppState>> for GroupPath {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &Arc<AppState>) -> Result<GroupPath> {
+        let caller = Caller::from_request_parts(parts, state).await?;
+        let axum::extract::Path((project, region, id)) = axum::extract::Path::<(String, String, String)>::from_request_parts(parts, state)
+            .await
+            .map_err(|_| ApiError::not_found(format!("The requested URL {} was not found on this server", parts.uri.path())))?;
+        let scope = crate::security_groups::scope_of(state, &caller, &project, &region)?;
+        let id = crate::security_groups::group_id(&id)?;
+        Ok(GroupPath { caller, scope, id })
+    }
+}

@@ -16,7 +16,7 @@ use uuid::Uuid;
 
 use crate::dto::{RuleOut, TaskIds};
 use crate::error::Result;
-use crate::extract::{Caller, JsonBody, path_uuid};
+use crate::extract::{Caller, GroupPath, JsonBody, path_uuid};
 use crate::queue::{enqueue, new_task};
 use crate::security_groups::{group_id, scope_of};
 use crate::state::AppState;
@@ -28,12 +28,9 @@ fn rule_id(text: &str) -> Result<Uuid> {
 /// #13 `POST /cloud/v2/security_groups/{p}/{r}/{id}/rules`.
 pub async fn create_v2(
     State(state): State<Arc<AppState>>,
-    caller: Caller,
-    Path((project, region, id)): Path<(String, String, String)>,
+    GroupPath { caller, scope, id }: GroupPath,
     JsonBody(body): JsonBody,
 ) -> Result<Json<TaskIds>> {
-    let scope = scope_of(&state, &caller, &project, &region)?;
-    let id = group_id(&id)?;
     parse_rule(&body, "")?;
     let payload = TaskPayload::CreateRule { group_id: id, rule: body.clone() };
     let mut data = body.as_object().cloned().unwrap_or_default();
@@ -76,12 +73,9 @@ pub async fn delete_v2(
 /// #10 `POST /cloud/v1/securitygroups/{p}/{r}/{id}/rules` (deprecated, synchronous).
 pub async fn create_v1(
     State(state): State<Arc<AppState>>,
-    caller: Caller,
-    Path((project, region, id)): Path<(String, String, String)>,
+    GroupPath { scope, id, .. }: GroupPath,
     JsonBody(body): JsonBody,
 ) -> Result<Response> {
-    let scope = scope_of(&state, &caller, &project, &region)?;
-    let id = group_id(&id)?;
     let draft = parse_rule(&body, "")?;
     let settings = state.settings.clone();
     let rule = state.write(move |tx| Ok(ops::add_rule(tx, &scope, id, &draft, &settings, now_ms())?)).await?;

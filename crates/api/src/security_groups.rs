@@ -20,7 +20,7 @@ use uuid::Uuid;
 
 use crate::dto::{GroupOut, Page, TagOut, TaskIds};
 use crate::error::{ApiError, Result};
-use crate::extract::{Caller, JsonBody, Query, path_int, path_uuid};
+use crate::extract::{Caller, GroupPath, JsonBody, Query, path_int, path_uuid};
 use crate::queue::{enqueue, new_task};
 use crate::state::AppState;
 
@@ -75,12 +75,9 @@ pub async fn create_v2(
 /// no task at all when nothing but tags would change.
 pub async fn update_v2(
     State(state): SharedState,
-    caller: Caller,
-    Path((project, region, id)): Path<(String, String, String)>,
+    GroupPath { caller, scope, id }: GroupPath,
     JsonBody(body): JsonBody,
 ) -> Result<Json<TaskIds>> {
-    let scope = scope_of(&state, &caller, &project, &region)?;
-    let id = group_id(&id)?;
     let input = UpdateGroup::parse(&body)?;
     let raw_rules = body.get("rules").and_then(Value::as_array).cloned();
     let data = task_data(&body, &[("security_group_id", json!(id))]);
@@ -151,38 +148,19 @@ pub async fn list(
 }
 
 /// #4 `GET /cloud/v1/securitygroups/{p}/{r}/{id}`.
-pub async fn get(
-    State(state): SharedState,
-    caller: Caller,
-    Path((project, region, id)): Path<(String, String, String)>,
-) -> Result<Response> {
-    let scope = scope_of(&state, &caller, &project, &region)?;
-    let id = group_id(&id)?;
+pub async fn get(State(state): SharedState, GroupPath { scope, id, .. }: GroupPath) -> Result<Response> {
     let group = state.read(move |tx| Ok(ops::load_group(tx, &scope, id)?)).await?;
     Ok(group_json(&state, &group))
 }
 
 /// #5 `DELETE /cloud/v1/securitygroups/{p}/{r}/{id}`.
-pub async fn delete(
-    State(state): SharedState,
-    caller: Caller,
-    Path((project, region, id)): Path<(String, String, String)>,
-) -> Result<StatusCode> {
-    let scope = scope_of(&state, &caller, &project, &region)?;
-    let id = group_id(&id)?;
+pub async fn delete(State(state): SharedState, GroupPath { scope, id, .. }: GroupPath) -> Result<StatusCode> {
     state.write(move |tx| Ok(ops::delete_group(tx, &scope, id, now_ms())?)).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
 /// #6 `POST .../{id}/copy` with `{"name": ...}`.
-pub async fn copy(
-    State(state): SharedState,
-    caller: Caller,
-    Path((project, region, id)): Path<(String, String, String)>,
-    JsonBody(body): JsonBody,
-) -> Result<Response> {
-    let scope = scope_of(&state, &caller, &project, &region)?;
-    let id = group_id(&id)?;
+pub async fn copy(State(state): SharedState, GroupPath { scope, id, .. }: GroupPath, JsonBody(body): JsonBody) -> Result<Response> {
     let obj = input::object(&body, "")?;
     let mut errors = FieldErrors::new();
     let name = match obj.get("name") {
@@ -199,13 +177,7 @@ pub async fn copy(
 }
 
 /// #7 `POST .../{id}/revert`: the default template replaces every rule.
-pub async fn revert(
-    State(state): SharedState,
-    caller: Caller,
-    Path((project, region, id)): Path<(String, String, String)>,
-) -> Result<Response> {
-    let scope = scope_of(&state, &caller, &project, &region)?;
-    let id = group_id(&id)?;
+pub async fn revert(State(state): SharedState, GroupPath { scope, id, .. }: GroupPath) -> Result<Response> {
     let settings = state.settings.clone();
     let group = state.write(move |tx| Ok(ops::revert_group(tx, &scope, id, &settings, now_ms())?)).await?;
     Ok(group_json(&state, &group))
@@ -265,14 +237,7 @@ fn rename_field(rule: palisade_core::RuleError, field: String) -> palisade_core:
 }
 
 /// #9 `PATCH /cloud/v1/securitygroups/{p}/{r}/{id}` (deprecated, synchronous).
-pub async fn update_v1(
-    State(state): SharedState,
-    caller: Caller,
-    Path((project, region, id)): Path<(String, String, String)>,
-    JsonBody(body): JsonBody,
-) -> Result<Response> {
-    let scope = scope_of(&state, &caller, &project, &region)?;
-    let id = group_id(&id)?;
+pub async fn update_v1(State(state): SharedState, GroupPath { scope, id, .. }: GroupPath, JsonBody(body): JsonBody) -> Result<Response> {
     let input = LegacyUpdateGroup::parse(&body)?;
     let settings = state.settings.clone();
     let group = state
@@ -285,24 +250,12 @@ pub async fn update_v1(
 }
 
 /// #21 `GET .../{id}/instances`: instances whose ports use the group.
-pub async fn instances(
-    State(state): SharedState,
-    caller: Caller,
-    Path((project, region, id)): Path<(String, String, String)>,
-) -> Result<Response> {
-    let scope = scope_of(&state, &caller, &project, &region)?;
-    let id = group_id(&id)?;
+pub async fn instances(State(state): SharedState, GroupPath { scope, id, .. }: GroupPath) -> Result<Response> {
     crate::instances::using_group(&state, scope, id).await
 }
 
 /// #22 `GET .../{id}/metadata`: the group's tags as a collection.
-pub async fn metadata_list(
-    State(state): SharedState,
-    caller: Caller,
-    Path((project, region, id)): Path<(String, String, String)>,
-) -> Result<Response> {
-    let scope = scope_of(&state, &caller, &project, &region)?;
-    let id = group_id(&id)?;
+pub async fn metadata_list(State(state): SharedState, GroupPath { scope, id, .. }: GroupPath) -> Result<Response> {
     let group = state.read(move |tx| Ok(ops::load_group(tx, &scope, id)?)).await?;
     let results: Vec<TagOut> = group.tags.iter().map(TagOut::from).collect();
     Ok(Json(Page { count: results.len() as u64, results }).into_response())
@@ -317,12 +270,9 @@ fn metadata_body(body: &Value) -> Result<Vec<(String, String)>> {
 /// #22 `POST .../{id}/metadata`: adds or overwrites the given tags.
 pub async fn metadata_create(
     State(state): SharedState,
-    caller: Caller,
-    Path((project, region, id)): Path<(String, String, String)>,
+    GroupPath { scope, id, .. }: GroupPath,
     JsonBody(body): JsonBody,
 ) -> Result<StatusCode> {
-    let scope = scope_of(&state, &caller, &project, &region)?;
-    let id = group_id(&id)?;
     let tags = metadata_body(&body)?;
     let patch = TagPatch::Merge(tags.into_iter().map(|(k, v)| (k, Some(v))).collect());
     state.write(move |tx| Ok(ops::patch_tags(tx, &scope, id, &patch, now_ms())?)).await?;
@@ -332,12 +282,9 @@ pub async fn metadata_create(
 /// #22 `PUT .../{id}/metadata`: replaces every user tag with the given ones.
 pub async fn metadata_replace(
     State(state): SharedState,
-    caller: Caller,
-    Path((project, region, id)): Path<(String, String, String)>,
+    GroupPath { scope, id, .. }: GroupPath,
     JsonBody(body): JsonBody,
 ) -> Result<StatusCode> {
-    let scope = scope_of(&state, &caller, &project, &region)?;
-    let id = group_id(&id)?;
     let tags = metadata_body(&body)?;
     state
         .write(move |tx| {
@@ -356,14 +303,7 @@ fn metadata_key(query: &Query) -> Result<String> {
 }
 
 /// #23 `GET .../{id}/metadata_item?key=K`.
-pub async fn metadata_item_get(
-    State(state): SharedState,
-    caller: Caller,
-    Path((project, region, id)): Path<(String, String, String)>,
-    query: Query,
-) -> Result<Response> {
-    let scope = scope_of(&state, &caller, &project, &region)?;
-    let id = group_id(&id)?;
+pub async fn metadata_item_get(State(state): SharedState, GroupPath { scope, id, .. }: GroupPath, query: Query) -> Result<Response> {
     let key = metadata_key(&query)?;
     let group = state.read(move |tx| Ok(ops::load_group(tx, &scope, id)?)).await?;
     let tag: &Tag = group.tags.iter().find(|t| t.key == key).ok_or_else(|| ApiError::not_found(format!("Tag {key} could not be found")))?;
@@ -371,14 +311,7 @@ pub async fn metadata_item_get(
 }
 
 /// #23 `DELETE .../{id}/metadata_item?key=K`.
-pub async fn metadata_item_delete(
-    State(state): SharedState,
-    caller: Caller,
-    Path((project, region, id)): Path<(String, String, String)>,
-    query: Query,
-) -> Result<StatusCode> {
-    let scope = scope_of(&state, &caller, &project, &region)?;
-    let id = group_id(&id)?;
+pub async fn metadata_item_delete(State(state): SharedState, GroupPath { scope, id, .. }: GroupPath, query: Query) -> Result<StatusCode> {
     let key = metadata_key(&query)?;
     state
         .write(move |tx| {

@@ -24,8 +24,7 @@ use uuid::Uuid;
 
 use crate::dto::RuleOut;
 use crate::error::{ApiError, Result};
-use crate::extract::{Caller, JsonBody, path_uuid};
-use crate::security_groups::{group_id, scope_of};
+use crate::extract::{Caller, GroupPath, JsonBody, path_uuid};
 use crate::state::AppState;
 
 /// The most flows one request may ask about.
@@ -290,13 +289,7 @@ pub async fn effective_rules(State(state): State<Arc<AppState>>, caller: Caller,
 }
 
 /// `GET /palisade/v1/securitygroups/{p}/{r}/{group_id}/analysis`.
-pub async fn analysis(
-    State(state): State<Arc<AppState>>,
-    caller: Caller,
-    Path((project, region, id)): Path<(String, String, String)>,
-) -> Result<Json<Value>> {
-    let scope = scope_of(&state, &caller, &project, &region)?;
-    let id = group_id(&id)?;
+pub async fn analysis(State(state): State<Arc<AppState>>, GroupPath { scope, id, .. }: GroupPath) -> Result<Json<Value>> {
     let policy = state
         .read(move |tx| {
             ops::load_group(tx, &scope, id)?;
