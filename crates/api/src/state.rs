@@ -134,7 +134,7 @@ impl AppState {
         // drains bigger batches when answers go out at once, so only a few requests wait.
         let waiters = self.hand_over_waiters.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let _leave = WaiterSlot(&self.hand_over_waiters);
-        if wait.is_zero() || task_ids.is_empty() || !self.store.reads_inline() || waiters >= MAX_HAND_OVER_WAITERS {
+        if wait.is_zero() || task_ids.is_empty() || !self.store.tasks_run_locally() || waiters >= MAX_HAND_OVER_WAITERS {
             self.wake_worker();
             return;
         }

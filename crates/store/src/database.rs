@@ -37,6 +37,12 @@ impl Database {
         matches!(self, Database::Sqlite(_))
     }
 
+    /// Whether this process's worker is the only one that runs tasks (so a request may wait for
+    /// it): true for the embedded SQLite, false for PostgreSQL, where any node may claim a task.
+    pub fn tasks_run_locally(&self) -> bool {
+        matches!(self, Database::Sqlite(_))
+    }
+
     pub fn backend(&self) -> &'static str {
         match self {
             Database::Sqlite(_) => "sqlite",
