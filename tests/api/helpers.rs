@@ -7,7 +7,7 @@ use std::sync::{Arc, Once};
 use std::time::{Duration, Instant};
 
 use palisade::config::Config;
-use palisade::startup::{Application, create_key};
+use palisade::startup::{Application, KeySpec, create_api_key, create_key};
 use palisade_api::{ApiConfig, AppState};
 use reqwest::header::HeaderMap;
 use reqwest::{Method, StatusCode};
@@ -418,6 +418,9 @@ pub async fn spawn_app_with(api_config: ApiConfig) -> TestApp {
         log_format: "text".into(),
         bootstrap_key: false,
         api: api_config,
+        metrics_listen: None,
+        audit_retention_days: palisade::config::DEFAULT_AUDIT_RETENTION_DAYS,
+        tls: None,
     };
     let app = Application::build(config).await.expect("building the application");
     let port = app.port();
@@ -449,6 +452,22 @@ impl TestApp {
     /// A client of this server with a new key.
     pub fn client_as(&self, client_id: i64, user_id: i64, projects: Option<Vec<i64>>) -> Api {
         self.api.with_token(self.create_key(client_id, user_id, projects))
+    }
+
+    /// A client with a new key of `spec`'s role.
+    pub fn client_with(&self, spec: KeySpec) -> Api {
+        let store = self.state.store.clone();
+        self.api.with_token(blocking(move || create_api_key(&store, &spec)).expect("creating a key"))
+    }
+
+    /// The operator's control plane: a new platform key.
+    pub fn platform(&self) -> Api {
+        self.client_with(KeySpec::platform("test-platform"))
+    }
+
+    /// The agent of `host`: a new agent key.
+    pub fn agent(&self, host: &str) -> Api {
+        self.client_with(KeySpec::agent(host, "test-agent"))
     }
 
     /// Stops the server gracefully and waits for it; returns how it ended and the data

@@ -361,20 +361,23 @@ async fn deleting_a_remote_group_removes_the_rules_that_name_it() {
 }
 
 const QUOTAS: &str = "/palisade/v1/quotas/1/1";
+/// Client 1's quota of project 1, region 1, as the platform sets it.
+const CLIENT_1_QUOTAS: &str = "/palisade/v1/quotas/1/1?client_id=1";
 
 #[tokio::test]
 async fn quotas_refuse_growth_and_name_the_quota() {
     let app = spawn_app().await;
+    let platform = app.platform();
     // Invalid limits: 400 naming the field, nothing changes.
     for bad in [json!(-2), json!(2147483648i64), json!("value"), json!(1.5)] {
-        let resp = app.put_json(QUOTAS, &json!({"security_group_count": bad})).await;
+        let resp = platform.put_json(CLIENT_1_QUOTAS, &json!({"security_group_count": bad})).await;
         resp.expect_invalid("security_group_count");
     }
     let quota = app.get(QUOTAS).await.expect(200).body;
     assert_eq!(quota["security_group_count_usage"], 0);
 
     // Group quota 0: v1 create is a 409 QuotaLimitExceed, v2 create a task ERROR.
-    app.put_json(QUOTAS, &json!({"security_group_count": 0})).await.expect(200);
+    platform.put_json(CLIENT_1_QUOTAS, &json!({"security_group_count": 0})).await.expect(200);
     let resp = app.post_json(V1, &json!({"security_group": {"name": "nope", "security_group_rules": []}})).await;
     let body = resp.expect_error(409, "QuotaLimitExceed");
     assert_eq!(body["info"]["quota"], "security_group_count");
@@ -384,14 +387,14 @@ async fn quotas_refuse_growth_and_name_the_quota() {
     assert_eq!(app.group_count().await, 0);
 
     // Rule quota 0: the default template needs rule quota, an empty group does not.
-    app.put_json(QUOTAS, &json!({"security_group_count": -1, "security_group_rule_count": 0})).await.expect(200);
+    platform.put_json(CLIENT_1_QUOTAS, &json!({"security_group_count": -1, "security_group_rule_count": 0})).await.expect(200);
     let task = app.wait_error(&app.create_group(json!({"name": "with-defaults"})).await).await;
     assert!(task["error"].as_str().unwrap().contains("security_group_rule_count"), "{task}");
     let empty = app.create_group_and_wait(json!({"name": "empty", "rules": []})).await;
     let resp = app.post_json(&format!("{V1}/{}/rules", id_of(&empty)), &json!({"direction": "ingress"})).await;
     resp.expect_error(409, "QuotaLimitExceed");
     // Copy counts too; revert to the (two-rule) template is refused; deleting always works.
-    app.put_json(QUOTAS, &json!({"security_group_rule_count": 1})).await.expect(200);
+    platform.put_json(CLIENT_1_QUOTAS, &json!({"security_group_rule_count": 1})).await.expect(200);
     app.add_rule_v1(&id_of(&empty), json!({"direction": "ingress"})).await;
     app.post_json(&format!("{V1}/{}/revert", id_of(&empty)), &Value::Null).await.expect_error(409, "QuotaLimitExceed");
     app.post_json(&format!("{V1}/{}/copy", id_of(&empty)), &json!({"name": "copy"})).await.expect_error(409, "QuotaLimitExceed");
@@ -405,7 +408,8 @@ async fn quotas_refuse_growth_and_name_the_quota() {
 #[tokio::test]
 async fn quotas_hold_under_parallel_creates() {
     let app = spawn_app().await;
-    app.put_json(QUOTAS, &json!({"security_group_count": 5})).await.expect(200);
+    let platform = app.platform();
+    platform.put_json(CLIENT_1_QUOTAS, &json!({"security_group_count": 5})).await.expect(200);
     // 20 synchronous creates at once: exactly 5 fit.
     let attempts: Vec<_> = (0..20)
         .map(|i| {
@@ -423,7 +427,7 @@ async fn quotas_hold_under_parallel_creates() {
     assert_eq!(statuses.iter().filter(|s| **s == 409).count(), 15, "{statuses:?}");
 
     // 20 task-based creates at once against 5 more slots.
-    app.put_json(QUOTAS, &json!({"security_group_count": 10})).await.expect(200);
+    platform.put_json(CLIENT_1_QUOTAS, &json!({"security_group_count": 10})).await.expect(200);
     let attempts: Vec<_> = (0..20)
         .map(|i| {
             let api = app.api.clone();

@@ -5,12 +5,16 @@ use serde_json::{Value, json};
 
 use crate::helpers::*;
 
+/// Registers a port of client 1 on host h1 (as the platform does), with a MAC of its own.
 async fn register_port(app: &TestApp, groups: &[&str], ip: &str) -> String {
+    let id = uuid::Uuid::new_v4();
+    let b = id.as_bytes();
     let body = json!({
-        "project_id": 1, "region_id": 1, "instance_id": uuid::Uuid::new_v4(), "host": "h1",
-        "mac_address": "02:00:00:00:00:0a", "fixed_ips": [ip], "security_group_ids": groups,
+        "id": id, "client_id": 1, "project_id": 1, "region_id": 1, "instance_id": uuid::Uuid::new_v4(), "host": "h1",
+        "mac_address": format!("02:00:{:02x}:{:02x}:{:02x}:{:02x}", b[0], b[1], b[2], b[3]),
+        "fixed_ips": [ip], "security_group_ids": groups,
     });
-    let resp = app.post_json("/palisade/v1/ports", &body).await;
+    let resp = app.platform().post_json("/palisade/v1/ports", &body).await;
     assert!(resp.status.is_success(), "registering a port: {}", resp.text);
     id_of(&resp.body)
 }

@@ -7,6 +7,7 @@
 //! task per node follows the revision in the database while anyone waits, so a change made by
 //! any node, through the API or a task, reaches the waiting agents within [`POLL`].
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::Duration;
@@ -28,6 +29,7 @@ use serde_json::Value;
 use tokio::sync::{Notify, watch};
 use uuid::Uuid;
 
+use crate::access::Role;
 use crate::error::{ApiError, Result};
 use crate::extract::{Caller, JsonBody, Query};
 use crate::state::AppState;
@@ -107,17 +109,13 @@ fn host_of(text: &str) -> Result<String> {
     if valid_host(text) { Ok(text.to_string()) } else { Err(ApiError::not_found(format!("Host {text} could not be found"))) }
 }
 
-/// The host's policy at the current revision, read in one transaction: the ports of the caller's
-/// client (and of the projects its key may use) on the host.
-async fn read_policy(state: &AppState, caller: &Caller, host: String) -> Result<HostPolicy> {
-    let (client_id, projects) = (caller.client_id, caller.projects.clone());
+/// The host's policy at the current revision, read in one transaction: every client's ports on
+/// the host (one agent enforces them all).
+async fn read_policy(state: &AppState, host: String) -> Result<HostPolicy> {
     state
         .read(move |tx| {
             let revision = tx.policy_revision()?;
-            let mut ports = tx.list_ports(client_id, &PortFilter { host: Some(host.clone()), ..PortFilter::default() })?;
-            if let Some(projects) = &projects {
-                ports.retain(|p| projects.contains(&p.scope.project_id));
-            }
+            let ports = tx.list_ports(None, &PortFilter { host: Some(host.clone()), ..PortFilter::default() })?;
             let mut group_ids: Vec<Uuid> = Vec::new();
             for id in ports.iter().flat_map(|p| p.security_group_ids.iter()) {
                 if !group_ids.contains(id) {
@@ -134,8 +132,8 @@ async fn read_policy(state: &AppState, caller: &Caller, host: String) -> Result<
         .await
 }
 
-/// `GET /palisade/v1/agents/{host}/policy?after=REV&wait=SECONDS`: the policy of the caller's
-/// ports on `host` (200, headers `x-policy-revision` and `ETag`), or 304 when the revision did not
+/// `GET /palisade/v1/agents/{host}/policy?after=REV&wait=SECONDS` (the host's agent key): the
+/// policy of every port on `host` (200, headers `x-policy-revision` and `ETag`), or 304 when the revision did not
 /// pass `after` within `wait` seconds, or when it did but the policy's content still has the
 /// request's `If-None-Match` tag (then `x-policy-revision` is the new revision: nothing to apply).
 pub async fn policy(
@@ -146,6 +144,7 @@ pub async fn policy(
     headers: axum::http::HeaderMap,
 ) -> Result<Response> {
     let host = host_of(&host)?;
+    caller.require_host(&host)?;
     let mut errors = FieldErrors::new();
     let after = query.int("after", 0, i64::MAX, &mut errors);
     let wait = query.int("wait", 0, MAX_WAIT_SECONDS, &mut errors).unwrap_or(0);
@@ -170,7 +169,7 @@ pub async fn policy(
             }
         }
     }
-    let policy = read_policy(&state, &caller, host).await?;
+    let policy = read_policy(&state, host).await?;
     let revision = policy.revision;
     let tag = policy.content_tag();
     let held = headers.get(axum::http::header::IF_NONE_MATCH).and_then(|v| v.to_str().ok());
@@ -204,7 +203,7 @@ fn agent_out(agent: &AgentRecord, revision: i64) -> AgentOut {
     }
 }
 
-/// `PUT /palisade/v1/agents/{host}/status` with `{"applied_revision": N}`.
+/// `PUT /palisade/v1/agents/{host}/status` with `{"applied_revision": N}` (the host's agent key).
 pub async fn report(
     State(state): State<Arc<AppState>>,
     caller: Caller,
@@ -212,13 +211,14 @@ pub async fn report(
     JsonBody(body): JsonBody,
 ) -> Result<Json<AgentOut>> {
     let host = host_of(&host)?;
+    caller.require_host(&host)?;
     let obj = input::object(&body, "")?;
     let applied_revision = match obj.get("applied_revision") {
         Some(Value::Number(n)) if n.as_i64().is_some_and(|n| n >= 0) => n.as_i64().unwrap_or_default(),
         Some(_) => return Err(ApiError::invalid("applied_revision", "Input should be a non-negative integer")),
         None => return Err(ApiError::invalid("applied_revision", "Field required")),
     };
-    let agent = AgentRecord { client_id: caller.client_id, host, applied_revision, reported_at: now_ms() };
+    let agent = AgentRecord { host, applied_revision, reported_at: now_ms() };
     let (agent, revision) = state
         .write(move |tx| {
             tx.report_agent(&agent)?;
@@ -236,16 +236,15 @@ pub struct AgentList {
     pub results: Vec<AgentOut>,
 }
 
-/// `GET /palisade/v1/agents[?revision=N]`: every agent of the caller's client, the revision it
+/// `GET /palisade/v1/agents[?revision=N]` (platform): every host's agent, the revision it
 /// applied, whether that is the current one, and (with `revision`) whether it has applied N.
-pub async fn list(State(state): State<Arc<AppState>>, caller: Caller, query: Query) -> Result<Json<AgentList>> {
+pub async fn list(State(state): State<Arc<AppState>>, query: Query) -> Result<Json<AgentList>> {
     let mut errors = FieldErrors::new();
     let asked = query.int("revision", 0, i64::MAX, &mut errors);
     if !errors.is_empty() {
         return Err(errors.into());
     }
-    let client = caller.client_id;
-    let (agents, revision) = state.read(move |tx| Ok((tx.list_agents(client)?, tx.policy_revision()?))).await?;
+    let (agents, revision) = state.read(move |tx| Ok((tx.list_agents()?, tx.policy_revision()?))).await?;
     let results: Vec<AgentOut> =
         agents.iter().map(|a| AgentOut { applied: asked.map(|n| a.applied_revision >= n), ..agent_out(a, revision) }).collect();
     Ok(Json(AgentList { policy_revision: revision, count: results.len() as u64, results }))
@@ -255,10 +254,12 @@ pub async fn list(State(state): State<Arc<AppState>>, caller: Caller, query: Que
 const MAX_WAIT_FOR_AGENTS: f64 = 60.0;
 
 /// `?wait_for_agents=SECONDS` on any write: after the write succeeds (and, for a v2 write, after
-/// its tasks finished), waits up to SECONDS until every agent of the caller's client has applied
-/// the policy revision the change produced. The response is the write's own, with headers
-/// `x-policy-revision` (that revision), `x-agents-applied` and `x-agents-pending` (host names,
-/// comma-separated).
+/// its tasks finished), waits up to SECONDS until the agent of every host concerned has applied
+/// the policy revision the change produced. For a tenant the hosts concerned are those holding
+/// its ports (of the projects its key may use), and the answer names only them: headers
+/// `x-agents-applied` and `x-agents-pending` (host names, comma-separated), nothing of the global
+/// revision, which moves with every client's writes. The platform waits for every host and also
+/// gets `x-policy-revision`.
 pub async fn wait_for_agents(State(state): State<Arc<AppState>>, request: Request, next: Next) -> Response {
     let asked = request
         .uri()
@@ -291,10 +292,12 @@ pub async fn wait_for_agents(State(state): State<Arc<AppState>>, request: Reques
         .ok()
         .and_then(|v| v.get("tasks").and_then(Value::as_array).map(|t| t.iter().filter_map(|id| id.as_str().map(str::to_owned)).collect()))
         .unwrap_or_default();
-    match settle(&state, caller.client_id, tasks, deadline).await {
+    match settle(&state, &caller, tasks, deadline).await {
         Ok((revision, applied, pending)) => {
             let headers = &mut parts.headers;
-            headers.insert("x-policy-revision", HeaderValue::from(revision));
+            if caller.role == Role::Platform {
+                headers.insert("x-policy-revision", HeaderValue::from(revision));
+            }
             for (name, hosts) in [("x-agents-applied", applied), ("x-agents-pending", pending)] {
                 if let Ok(value) = HeaderValue::from_str(&hosts.join(",")) {
                     headers.insert(name, value);
@@ -306,17 +309,19 @@ pub async fn wait_for_agents(State(state): State<Arc<AppState>>, request: Reques
     Response::from_parts(parts, Body::from(bytes))
 }
 
-/// Waits for `tasks` to finish, then for the client's agents to apply the revision after them.
-/// Returns (revision, agents that applied it, agents that have not by the deadline).
+/// Waits for `tasks` to finish, then for the agents of the caller's hosts to apply the revision
+/// after them. Returns (revision, hosts that applied it, hosts that have not by the deadline; a
+/// host whose agent never reported is among the latter).
 async fn settle(
     state: &Arc<AppState>,
-    client_id: i64,
+    caller: &Caller,
     tasks: Vec<String>,
     deadline: tokio::time::Instant,
 ) -> Result<(i64, Vec<String>, Vec<String>)> {
     // Wake-ups come from revision changes and agent reports on this node; the step bounds the
     // wait for those that happen on other nodes.
     const STEP: Duration = Duration::from_millis(10);
+    let client_id = caller.client_id;
     let mut revisions = state.policy.subscribe(&state.store);
     loop {
         let ids = tasks.clone();
@@ -339,14 +344,35 @@ async fn settle(
             _ = tokio::time::sleep(STEP) => {}
         }
     }
-    let revision = state.read(|tx| Ok(tx.policy_revision()?)).await?;
+    let tenant = (caller.role != Role::Platform).then(|| caller.clone());
+    let (revision, hosts) = state
+        .read(move |tx| {
+            let revision = tx.policy_revision()?;
+            let hosts: Option<BTreeSet<String>> = match &tenant {
+                Some(tenant) => Some(
+                    tx.list_ports(Some(tenant.client_id), &PortFilter::default())?
+                        .into_iter()
+                        .filter(|p| tenant.may_use_project(p.scope.project_id))
+                        .map(|p| p.host)
+                        .collect(),
+                ),
+                None => None,
+            };
+            Ok((revision, hosts))
+        })
+        .await?;
     loop {
         let reported = state.policy.reported.notified();
-        let agents = state.read(move |tx| Ok(tx.list_agents(client_id)?)).await?;
-        let (applied, pending): (Vec<&AgentRecord>, Vec<&AgentRecord>) = agents.iter().partition(|a| a.applied_revision >= revision);
+        let agents = state.read(move |tx| Ok(tx.list_agents()?)).await?;
+        let applied_at: BTreeMap<String, i64> = agents.into_iter().map(|a| (a.host, a.applied_revision)).collect();
+        let concerned: Vec<String> = match &hosts {
+            Some(hosts) => hosts.iter().cloned().collect(),
+            None => applied_at.keys().cloned().collect(),
+        };
+        let (applied, pending): (Vec<String>, Vec<String>) =
+            concerned.into_iter().partition(|host| applied_at.get(host).is_some_and(|&applied| applied >= revision));
         if pending.is_empty() || tokio::time::Instant::now() >= deadline {
-            let hosts = |list: Vec<&AgentRecord>| list.iter().map(|a| a.host.clone()).collect::<Vec<_>>();
-            return Ok((revision, hosts(applied), hosts(pending)));
+            return Ok((revision, applied, pending));
         }
         tokio::select! {
             _ = reported => {}

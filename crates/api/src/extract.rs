@@ -11,6 +11,7 @@ use palisade_core::group::Scope;
 use serde_json::Value;
 use uuid::Uuid;
 
+use crate::access::Role;
 use crate::error::{ApiError, Result};
 use crate::state::AppState;
 
@@ -18,12 +19,45 @@ use crate::state::AppState;
 #[derive(Debug, Clone)]
 pub struct Caller {
     pub key_id: i64,
+    pub role: Role,
+    /// The tenant's client; 0 for platform and agent keys.
     pub client_id: i64,
     pub user_id: i64,
+    /// The projects a tenant key is limited to (`None`: all of its client's).
     pub projects: Option<Vec<i64>>,
+    /// The host of an agent key.
+    pub host: Option<String>,
 }
 
 impl Caller {
+    /// Whether this key may see project `project_id` (of its client, for a tenant key).
+    pub fn may_use_project(&self, project_id: i64) -> bool {
+        self.projects.as_ref().is_none_or(|projects| projects.contains(&project_id))
+    }
+
+    /// An agent key may speak only for its own host (403 for any other).
+    pub fn require_host(&self, host: &str) -> Result<()> {
+        match &self.host {
+            Some(own) if own == host => Ok(()),
+            _ => Err(ApiError::Forbidden(format!("This API key may not act for host {host}"))),
+        }
+    }
+
+    /// The client a platform request names with `?client_id=N` (400 when missing), or the
+    /// tenant's own client.
+    pub fn client_for(&self, query: &Query) -> Result<i64> {
+        if self.role != Role::Platform {
+            return Ok(self.client_id);
+        }
+        let mut errors = palisade_core::FieldErrors::new();
+        let client = query.int("client_id", 1, i64::MAX, &mut errors);
+        match client {
+            Some(client) => Ok(client),
+            None if errors.is_empty() => Err(ApiError::invalid("client_id", "Field required: the client whose data this is")),
+            None => Err(errors.into()),
+        }
+    }
+
     /// The scope of a project/region path, if this key may use the project and the region exists.
     pub fn scope(&self, state: &AppState, project_id: i64, region_id: i64) -> Result<Scope> {
         if let Some(projects) = &self.projects {
@@ -42,6 +76,10 @@ impl FromRequestParts<Arc<AppState>> for Caller {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &Arc<AppState>) -> Result<Caller> {
+        // Authenticated once by the role middleware (`access::authorize`).
+        if let Some(caller) = parts.extensions.get::<Caller>() {
+            return Ok(caller.clone());
+        }
         let Some(header) = parts.headers.get(AUTHORIZATION) else {
             return Err(ApiError::Unauthenticated("Authentication credentials were not provided.".into()));
         };
@@ -52,7 +90,14 @@ impl FromRequestParts<Arc<AppState>> for Caller {
             return Err(ApiError::Unauthenticated("Authentication credentials were not provided.".into()));
         }
         match state.verify_token(token).await? {
-            Some(key) => Ok(Caller { key_id: key.id, client_id: key.client_id, user_id: key.user_id, projects: key.projects }),
+            Some(key) => Ok(Caller {
+                key_id: key.id,
+                role: key.role,
+                client_id: key.client_id,
+                user_id: key.user_id,
+                projects: key.projects,
+                host: key.host,
+            }),
             None => {
                 let shown: String = token.chars().take(6).collect();
                 Err(ApiError::Unauthenticated(format!("Bad permanent token: {shown}...")))

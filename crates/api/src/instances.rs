@@ -9,6 +9,7 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use palisade_core::error::FieldErrors;
 use palisade_core::input;
+use palisade_worker::audit::{self, Action, Change};
 use palisade_worker::ports::{self as ops, PortGroupNames};
 use serde::Serialize;
 use serde_json::Value;
@@ -84,8 +85,32 @@ async fn bind(state: Arc<AppState>, caller: Caller, path: (String, String, Strin
     let scope = scope_of(&state, &caller, &project, &region)?;
     let instance_id = path_uuid(&instance, "Instance")?;
     let requests = parse_body(&body)?;
-    state.write(move |tx| Ok(ops::bind_by_names(tx, &scope, instance_id, &requests, add)?)).await?;
+    let actor = crate::audit::actor(&caller);
+    state
+        .write(move |tx| {
+            let before = ops::instance_ports(tx, &scope, instance_id)?;
+            ops::bind_by_names(tx, &scope, instance_id, &requests, add)?;
+            let after = ops::instance_ports(tx, &scope, instance_id)?;
+            let action = if add { Action::InstanceAddGroup } else { Action::InstanceDelGroup };
+            Ok(audit::record(tx, &actor, Change::new(action, &scope, instance_id).summary(binding_changes(&before, &after)))?)
+        })
+        .await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// The groups each port of an instance gained and lost: `{"ports": [{"port_id",
+/// "security_groups_added", "security_groups_removed"}]}`, ports without a change left out.
+fn binding_changes(before: &[palisade_core::port::Port], after: &[palisade_core::port::Port]) -> Value {
+    let mut ports = Vec::new();
+    for port in after {
+        let old: &[Uuid] = before.iter().find(|p| p.id == port.id).map(|p| p.security_group_ids.as_slice()).unwrap_or_default();
+        let added: Vec<String> = port.security_group_ids.iter().filter(|g| !old.contains(g)).map(Uuid::to_string).collect();
+        let removed: Vec<String> = old.iter().filter(|g| !port.security_group_ids.contains(g)).map(Uuid::to_string).collect();
+        if !added.is_empty() || !removed.is_empty() {
+            ports.push(serde_json::json!({"port_id": port.id, "security_groups_added": added, "security_groups_removed": removed}));
+        }
+    }
+    serde_json::json!({ "ports": ports })
 }
 
 /// #24 `POST /cloud/v1/instances/{p}/{r}/{instance_id}/addsecuritygroup` (204).

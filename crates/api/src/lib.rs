@@ -1,10 +1,13 @@
 //! The HTTP face of Palisade: the Gcore Cloud security-groups API (CONTRACT.md §3), Palisade's
-//! own `/palisade/v1` extensions, health and readiness, and the OpenAPI document.
+//! own `/palisade/v1` extensions, health and readiness, and the OpenAPI document. The Prometheus
+//! metrics are served apart, on their own listener ([`metrics::router`]).
 //!
 //! Handlers are thin: extract and validate (with `core`), run a store transaction (with the
 //! `worker` crate's operations), render the contract's JSON. No business rule lives here.
 
+pub mod access;
 pub mod agents;
+pub mod audit;
 pub mod dto;
 pub mod error;
 pub mod extract;
@@ -65,14 +68,16 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/palisade/v1/ports/{port_id}/effective-rules", get(verdicts::effective_rules))
         .route("/palisade/v1/verdicts", post(verdicts::verdicts))
         .route(&format!("{V1_SG}/{{group_id}}/analysis"), get(verdicts::analysis))
+        .route("/palisade/v1/audit", get(audit::list))
         .route("/palisade/v1/agents", get(agents::list))
         .route("/palisade/v1/agents/{host}/policy", get(agents::policy))
         .route("/palisade/v1/agents/{host}/status", put(agents::report))
-        .route("/metrics", get(metrics::metrics))
         .route("/healthz", get(system::healthz))
         .route("/readyz", get(system::readyz))
         .route("/openapi.json", get(system::openapi_json))
         .route("/docs", get(system::docs))
+        // Every matched route answers only the roles `access::ROUTES` names for it.
+        .route_layer(axum::middleware::from_fn_with_state(state.clone(), access::authorize))
         .fallback(system::not_found)
         .method_not_allowed_fallback(system::method_not_allowed)
         .layer(axum::middleware::from_fn_with_state(state.clone(), agents::wait_for_agents))

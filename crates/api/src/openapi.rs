@@ -64,10 +64,18 @@ pub enum Param {
     PortProjectId,
     PortRegionId,
     PortHost,
+    PortClientId,
+    QuotaClientId,
     PortInstanceId,
     PolicyAfter,
     PolicyWait,
     AgentRevision,
+    AuditSince,
+    AuditUntil,
+    AuditResourceId,
+    AuditAction,
+    AuditLimit,
+    AuditClientId,
 }
 
 /// A request body: the name of a component schema, sent as `application/json`.
@@ -88,8 +96,6 @@ pub enum Success {
     NoContent(&'static str),
     /// 200 `text/html`.
     Html(&'static str),
-    /// 200 `text/plain` (the Prometheus exposition format).
-    Text(&'static str),
     /// 200 `application/json` holding an OpenAPI document.
     OpenApi,
 }
@@ -198,6 +204,7 @@ const PORTS: &str = "Ports";
 const AGENTS: &str = "Agents";
 const SERVICE: &str = "Service";
 const VERDICTS: &str = "Verdicts and analysis";
+const AUDIT: &str = "Audit log";
 
 /// Tags in display order, with their descriptions.
 const TAGS: &[(&str, &str)] = &[
@@ -231,7 +238,14 @@ const TAGS: &[(&str, &str)] = &[
         VERDICTS,
         "Palisade's own extension: would a flow be allowed, and which rule decides; the merged rules of a port; and an analysis of a group's rules. Answers come from the same compiled rules the host agents enforce with nftables.",
     ),
-    (SERVICE, "Health, readiness, metrics and this document. No authentication."),
+    (
+        AUDIT,
+        "Palisade's own extension: every change (v1 writes, v2 tasks when they end, ports, quotas, bindings, tags, acknowledgements, API keys made with the CLI) leaves one event, written in the change's own transaction. Events are kept for `--audit-retention-days` (default 90). See docs/operations.md.",
+    ),
+    (
+        SERVICE,
+        "Health, readiness and this document. No authentication. (Prometheus metrics are served on a separate listener, `serve --metrics-listen`, not on the API port.)",
+    ),
 ];
 
 /// Errors of an authenticated, project-scoped request with a body or query.
@@ -451,14 +465,16 @@ pub const ROUTES: &[Route] = &[
         .describe("The `NEW` and `RUNNING` tasks of the caller's client in one project and region, newest first."),
     // --- quotas ---
     Route::new(Method::Get, "/palisade/v1/quotas/{project_id}/{region_id}", "getQuota", QUOTAS, "Get quota")
+        .query(&[Param::QuotaClientId])
         .ok(Success::Json(200, "Quota", "Limits and usage"))
-        .errors(SCOPED)
-        .describe("The limits of the project and region (its own, else the configured defaults) and their current usage."),
+        .errors(SCOPED_INPUT)
+        .describe("The limits of the project and region (its own, else the configured defaults) and their current usage: a tenant's own, or (platform) those of the client named by `client_id`."),
     Route::new(Method::Put, "/palisade/v1/quotas/{project_id}/{region_id}", "setQuota", QUOTAS, "Set quota")
+        .query(&[Param::QuotaClientId])
         .body(Body::Required("SetQuota"))
         .ok(Success::Json(200, "Quota", "The new limits and usage"))
         .errors(SCOPED_INPUT)
-        .describe("Sets the limits of the project and region; an omitted limit keeps its current value. A limit below the current usage is accepted: it only blocks growth."),
+        .describe("Sets the limits of client `client_id`'s project and region; an omitted limit keeps its current value. A limit below the current usage is accepted: it only blocks growth. Only the platform sets quotas: a tenant can never lift its own."),
     // --- instances ---
     Route::new(Method::Post, "/cloud/v1/instances/{project_id}/{region_id}/{instance_id}/addsecuritygroup", "addInstanceSecurityGroup", INSTANCES, "Assign security group")
         .body(Body::Required("InstancePortsSecurityGroups"))
@@ -479,10 +495,10 @@ pub const ROUTES: &[Route] = &[
         .body(Body::Required("CreatePort"))
         .ok(Success::Json(201, "Port", "The registered port"))
         .errors(&[400, 401, 403, 404, 409, 500, 503])
-        .describe("Registers an instance's port on a host. Every bound group must be a group of the port's project and region (404 otherwise). 409 `PortExists` for a taken id, 409 `PortDeviceInUse` when another port of the host has the device."),
+        .describe("Registers client `client_id`'s instance port on a host. Every bound group must be a group of the port's client, project and region (404 otherwise). A port id is unique overall and a device and a MAC address per host, whatever the client: 409 `PortExists`, `PortDeviceInUse` or `PortMacInUse` naming the existing port in `info.port_id`, and nothing is stored. Fixed IPs must be unicast host addresses (not unspecified, loopback, multicast, link-local such as 169.254.169.254, or the limited broadcast), at most 32; the MAC unicast and non-zero."),
     Route::new(Method::Get, "/palisade/v1/ports", "listPorts", PORTS, "List ports")
-        .query(&[Param::PortProjectId, Param::PortRegionId, Param::PortHost, Param::PortInstanceId])
-        .ok(Success::Json(200, "PortCollection", "The ports of the caller's client that match, in registration order"))
+        .query(&[Param::PortClientId, Param::PortProjectId, Param::PortRegionId, Param::PortHost, Param::PortInstanceId])
+        .ok(Success::Json(200, "PortCollection", "The matching ports, in registration order: a tenant's own (of the projects its key may use), or for the platform every client's"))
         .errors(&[400, 401, 500, 503]),
     Route::new(Method::Get, "/palisade/v1/ports/{port_id}", "getPort", PORTS, "Get port")
         .ok(Success::Json(200, "Port", "The port"))
@@ -491,25 +507,31 @@ pub const ROUTES: &[Route] = &[
         .body(Body::Required("UpdatePort"))
         .ok(Success::Json(200, "Port", "The port as updated"))
         .errors(&[400, 401, 403, 404, 409, 500, 503])
-        .describe("Moves, re-addresses or re-binds a port: each given field replaces its value (`security_group_ids` replaces the bound groups, in order); absent fields are kept. Nothing changes, and the policy revision stays, when the values are the same."),
+        .describe("Moves, re-addresses or re-binds a port: each given field replaces its value (`security_group_ids` replaces the bound groups, in order); absent fields are kept. Nothing changes, and the policy revision stays, when the values are the same. The same checks as registration apply (409 for a device or MAC taken on the host)."),
     Route::new(Method::Delete, "/palisade/v1/ports/{port_id}", "deletePort", PORTS, "Delete port")
         .ok(Success::NoContent("The port is gone"))
         .errors(&[401, 403, 404, 500, 503]),
+    // --- audit log ---
+    Route::new(Method::Get, "/palisade/v1/audit", "listAuditEvents", AUDIT, "List audit events")
+        .query(&[Param::AuditSince, Param::AuditUntil, Param::AuditResourceId, Param::AuditAction, Param::AuditClientId, Param::AuditLimit, Param::Offset])
+        .ok(Success::Json(200, "AuditEventCollection", "A page of events, newest first"))
+        .errors(&[400, 401, 403, 500, 503])
+        .describe("The events of the caller's client, newest first (a key limited to some projects: the events of those projects and those of no project). A platform key reads every client's events, or one client's with `client_id`. A malformed time, limit or action is a 400 naming the field."),
     // --- agents ---
     Route::new(Method::Get, "/palisade/v1/agents", "listAgents", AGENTS, "List agents")
         .query(&[Param::AgentRevision])
-        .ok(Success::Json(200, "AgentList", "The agents of the caller's client and the current policy revision"))
+        .ok(Success::Json(200, "AgentList", "Every host's agent (one per host) and the current policy revision"))
         .errors(&[400, 401, 500, 503]),
     Route::new(Method::Get, "/palisade/v1/agents/{host}/policy", "getHostPolicy", AGENTS, "Get the policy of a host")
         .query(&[Param::PolicyAfter, Param::PolicyWait])
         .ok(Success::Json(200, "HostPolicy", "The policy of the host's ports at the current revision (also in the `x-policy-revision` header)"))
         .errors(&[400, 401, 404, 500, 503])
-        .describe("What the host's agent enforces: its ports (device, MAC, addresses, bound groups), the rules of every bound group (protocols by number), and the member addresses of every group those rules name as `remote_group_id`, listed once per group. Without `after` it answers at once. With `after`, it answers as soon as the policy revision is past `after`, or with 304 (no body, `x-policy-revision` header) when `wait` seconds pass first. The `ETag` header tags the policy's content (the revision aside): with `If-None-Match` set to it, a newer revision that changes nothing for the host answers 304 with the new `x-policy-revision`, so the agent reports it without fetching the policy again."),
+        .describe("The host's own agent key only (another host's is a 403). What the host's agent enforces: every client's ports on the host (device, MAC, addresses, bound groups), the rules of every bound group (protocols by number), and the member addresses of every group those rules name as `remote_group_id`, listed once per group. Without `after` it answers at once. With `after`, it answers as soon as the policy revision is past `after`, or with 304 (no body, `x-policy-revision` header) when `wait` seconds pass first. The `ETag` header tags the policy's content (the revision aside): with `If-None-Match` set to it, a newer revision that changes nothing for the host answers 304 with the new `x-policy-revision`, so the agent reports it without fetching the policy again."),
     Route::new(Method::Put, "/palisade/v1/agents/{host}/status", "reportAgentStatus", AGENTS, "Report the applied revision")
         .body(Body::Required("AgentStatus"))
         .ok(Success::Json(200, "Agent", "The agent as recorded"))
         .errors(&[400, 401, 404, 500, 503])
-        .describe("The host's agent reports the policy revision it has applied to the kernel."),
+        .describe("The host's agent (its own agent key only; another host's is a 403) reports the policy revision it has applied to the kernel."),
     // --- verdicts and analysis ---
     Route::new(Method::Post, "/palisade/v1/verdicts", "decideFlows", VERDICTS, "Decide flows")
         .body(Body::Required("VerdictRequest"))
@@ -535,10 +557,6 @@ pub const ROUTES: &[Route] = &[
         .errors(&[500])
         .extra(&[(503, "Readiness", "The database does not answer")])
         .describe("Pings the database."),
-    Route::new(Method::Get, "/metrics", "metrics", SERVICE, "Prometheus metrics")
-        .public()
-        .ok(Success::Text("Metrics in the Prometheus text format 0.0.4"))
-        .describe("`palisade_http_requests_total` by method, route and status, and `palisade_http_request_duration_seconds` (a histogram) by route, for this process."),
     Route::new(Method::Get, "/openapi.json", "openapiDocument", SERVICE, "OpenAPI document")
         .public()
         .ok(Success::OpenApi)
@@ -554,7 +572,7 @@ pub const ROUTES: &[Route] = &[
 // ---------------------------------------------------------------------------------------------
 
 const INFO_DESCRIPTION: &str = "Palisade serves the Gcore Cloud security-groups API, so that the Gcore SDKs (Python `gcore`, Go `gcore-go`, `gcorelabscloud-go`) and both Gcore Terraform providers work against it unchanged.\n\n\
-**Authentication.** Every `/cloud` endpoint requires `Authorization: APIKey <token>` (the scheme is case-insensitive; the token is `<key id>$<secret>` as printed by `palisade keys create`). A missing or unknown token answers 401; a key restricted to other projects answers 403.\n\n\
+**Authentication.** Every `/cloud` endpoint requires `Authorization: APIKey <token>` (the scheme is case-insensitive; the token is `<key id>$<secret>` as printed by `palisade keys create`). A missing or unknown token answers 401. Keys have roles (docs/security.md): a **tenant** key uses the Gcore API for its own client (and only its projects, if it is limited: 403 on another project's paths, 404 for another project's objects) and reads its quotas, ports and verdicts; a **platform** key runs the port registry, sets quotas and lists agents; an **agent** key reads and reports for its own host only. Each operation's `x-palisade-roles` lists the roles that may call it; any other role answers 403.\n\n\
 **Asynchronous writes.** The v2 writes answer with a `TaskIDList`; poll `GET /cloud/v1/tasks/{task_id}` until the task is `FINISHED` (its `created_resources` names what was created) or `ERROR` (its `error` says why). The v1 endpoints are synchronous.\n\n\
 **Errors.** Every error has the body `Error`: `{\"exception_class\", \"message\", \"request_id\", \"invalid_fields\"?, \"info\"?}`. 400 validation (`invalid_fields` maps each offending field to its reasons), 401 authentication, 403 permission, 404 unknown resource, path or id (a malformed id in a path is a 404 too), 405 a method a path does not serve (on every path), 409 conflict: duplicate rule or quota exceeded (with `x-should-retry: false`), 500 internal failure, 503 database unavailable (retryable).\n\n\
 **Conventions.** Unknown request fields are ignored. Every response carries `x-request-id` (the id of the request, also in error bodies and task rows; a valid incoming `x-request-id` is reused). Group and rule times are `YYYY-MM-DDTHH:MM:SS+0000`; task times are naive UTC `YYYY-MM-DDTHH:MM:SS`. Repeated query parameters repeat the key (`tag_key=a&tag_key=b`).";
@@ -653,6 +671,8 @@ pub fn template_names(path: &str) -> Vec<&str> {
     path.split('/').filter_map(|seg| seg.strip_prefix('{').and_then(|s| s.strip_suffix('}'))).collect()
 }
 
+use crate::access::{Access, access_by_shape};
+
 fn operation(route: &Route) -> Value {
     let mut parameters: Vec<Value> = template_names(route.path)
         .into_iter()
@@ -674,10 +694,6 @@ fn operation(route: &Route) -> Value {
         Success::Html(description) => (
             200,
             json!({"description": description, "headers": request_id_header(), "content": {"text/html": {"schema": {"type": "string"}}}}),
-        ),
-        Success::Text(description) => (
-            200,
-            json!({"description": description, "headers": request_id_header(), "content": {"text/plain": {"schema": {"type": "string"}}}}),
         ),
         Success::OpenApi => (
             200,
@@ -725,6 +741,17 @@ fn operation(route: &Route) -> Value {
     }
     if !route.authenticated {
         op["security"] = json!([]);
+    }
+    // Who may call it, from the table the server enforces (`access::ROUTES`).
+    let method = axum::http::Method::from_bytes(route.method.key().to_uppercase().as_bytes()).expect("an HTTP method");
+    if let Some(Access::Roles(roles)) = access_by_shape(&method, route.path) {
+        let names: Vec<&str> = roles.iter().map(|r| r.as_str()).collect();
+        op["x-palisade-roles"] = json!(names);
+        let who = format!("**Roles:** {} keys (any other role: 403).", names.join(", "));
+        op["description"] = json!(if route.description.is_empty() { who } else { format!("{who}\n\n{}", route.description) });
+        if let Some(responses) = op["responses"].as_object_mut() {
+            responses.entry("403").or_insert_with(|| json!({"$ref": "#/components/responses/Forbidden"}));
+        }
     }
     op
 }
@@ -818,6 +845,16 @@ fn query_parameter(param: Param) -> Value {
         Param::PortProjectId => q("project_id", "Only ports of this project.", json!({"type": "integer", "minimum": 0})),
         Param::PortRegionId => q("region_id", "Only ports of this region.", json!({"type": "integer", "minimum": 0})),
         Param::PortHost => q("host", "Only ports on this host.", json!({"type": "string", "examples": ["compute-1"]})),
+        Param::PortClientId => q(
+            "client_id",
+            "Platform keys: only this client's ports (default: every client's). Ignored for tenant keys.",
+            json!({"type": "integer", "minimum": 1}),
+        ),
+        Param::QuotaClientId => q(
+            "client_id",
+            "Platform keys: the client whose quota this is (required). Tenant keys read their own client's.",
+            json!({"type": "integer", "minimum": 1}),
+        ),
         Param::PortInstanceId => q("instance_id", "Only ports of this instance.", json!({"type": "string", "format": "uuid"})),
         Param::PolicyAfter => q(
             "after",
@@ -832,6 +869,28 @@ fn query_parameter(param: Param) -> Value {
         Param::AgentRevision => q(
             "revision",
             "Also say, per agent, whether it has applied this revision (`applied`).",
+            json!({"type": "integer", "minimum": 0}),
+        ),
+        Param::AuditSince => q(
+            "since",
+            "Only events at or after this RFC 3339 time (no zone means UTC).",
+            json!({"type": "string", "format": "date-time", "examples": ["2026-01-31T00:00:00Z"]}),
+        ),
+        Param::AuditUntil => q(
+            "until",
+            "Only events at or before this RFC 3339 time (no zone means UTC).",
+            json!({"type": "string", "format": "date-time", "examples": ["2026-02-01T00:00:00Z"]}),
+        ),
+        Param::AuditResourceId => q(
+            "resource_id",
+            "Only events of this resource (a group, port, instance or task id, or an API key's number). Rule changes are events of their group.",
+            json!({"type": "string"}),
+        ),
+        Param::AuditAction => q("action", "Only events of this action.", schema_ref("AuditAction")),
+        Param::AuditLimit => q("limit", "Page size.", json!({"type": "integer", "minimum": 1, "maximum": 1000, "default": 100})),
+        Param::AuditClientId => q(
+            "client_id",
+            "Platform keys: only this client's events (default: every client's). A tenant key may name only its own client (403 otherwise).",
             json!({"type": "integer", "minimum": 0}),
         ),
         Param::MetadataKey => {
@@ -1349,16 +1408,18 @@ fn schemas() -> Value {
     };
     let mut create = port_fields(true);
     create.insert("id".into(), json!({"type": "string", "format": "uuid", "description": "The platform's port id (default: a new one)."}));
+    create.insert("client_id".into(), json!({"type": "integer", "minimum": 1, "description": "The client (tenant) the port belongs to."}));
     create.insert("project_id".into(), json!({"type": "integer", "minimum": 0}));
     create.insert("region_id".into(), json!({"type": "integer", "minimum": 0}));
     create.insert("instance_id".into(), json!({"type": "string", "format": "uuid"}));
     add(
         "CreatePort",
-        object("A port to register.", &["project_id", "region_id", "instance_id", "host", "mac_address", "fixed_ips"], create),
+        object("A port to register.", &["client_id", "project_id", "region_id", "instance_id", "host", "mac_address", "fixed_ips"], create),
     );
     add("UpdatePort", object("New values; absent fields are kept.", &[], port_fields(false)));
     let mut port = port_fields(true);
     port.insert("id".into(), json!({"type": "string", "format": "uuid"}));
+    port.insert("client_id".into(), json!({"type": "integer"}));
     port.insert("project_id".into(), json!({"type": "integer"}));
     port.insert("region_id".into(), json!({"type": "integer"}));
     port.insert("instance_id".into(), json!({"type": "string", "format": "uuid"}));
@@ -1536,6 +1597,37 @@ fn schemas() -> Value {
     }
     let required: Vec<String> = out.keys().cloned().collect();
     add("Quota", json!({"type": "object", "required": required, "properties": out}));
+    let actions: Vec<&str> = palisade_worker::audit::Action::ALL.iter().map(|a| a.as_str()).collect();
+    add("AuditAction", json!({"type": "string", "enum": actions, "description": "What was done: `<resource>.<verb>`."}));
+    let nullable_int = |description: &str| json!({"type": ["integer", "null"], "description": description});
+    add(
+        "AuditEvent",
+        json!({
+            "type": "object",
+            "description": "One change: who made it, to what, how it ended and what changed.",
+            "required": ["id", "time", "actor_key_id", "actor_role", "client_id", "user_id", "project_id", "region_id", "action",
+                         "resource_type", "resource_id", "request_id", "outcome", "summary"],
+            "properties": {
+                "id": {"type": "integer", "description": "The event's number; grows with every event."},
+                "time": {"type": "string", "format": "date-time", "description": "When the change was committed: RFC 3339 UTC with milliseconds.", "examples": ["2026-01-31T12:00:00.123Z"]},
+                "actor_key_id": nullable_int("The API key that made the change; null for the `palisade` CLI."),
+                "actor_role": {"type": "string", "enum": ["tenant", "platform", "agent", "cli"]},
+                "client_id": nullable_int("The client whose resources changed; null for a change of no client (a platform or agent key)."),
+                "user_id": nullable_int("The acting user of a tenant key (of a task: the user who queued it); null otherwise."),
+                "project_id": nullable_int("The project of the change, if it has one."),
+                "region_id": nullable_int("The region of the change, if it has one."),
+                "action": schema_ref("AuditAction"),
+                "resource_type": {"type": "string", "enum": ["security_group", "port", "instance", "quota", "api_key", "task"],
+                    "description": "The kind of `resource_id`; rule actions are changes of their group."},
+                "resource_id": {"type": ["string", "null"], "description": "The changed resource; null for a change of many (a bulk acknowledgement, a quota)."},
+                "request_id": {"type": ["string", "null"], "description": "The `x-request-id` of the request (of a task: the request that queued it); null for the CLI."},
+                "outcome": {"type": "string", "description": "`ok`, or for a task that ended in `ERROR` its error class: `NotFound`, `Invalid`, `Conflict` or `QuotaExceeded`.", "examples": ["ok"]},
+                "summary": {"type": "object", "description": "What changed, such as `name`, `changed` (fields), `rules_added` and `rules_removed` (rule ids), `tags_set`, `security_groups_added`; a task's event adds `task_id` (and `error` when it failed).",
+                    "examples": [{"changed": ["name"], "rules_added": ["253c1ad7-8061-44b9-9f33-5616ad8ba5b6"], "rules_removed": [], "task_id": "1f0b5c1e-0c7a-4c1e-8a53-1d2f3b4c5d6e"}]},
+            },
+        }),
+    );
+    add("AuditEventCollection", collection("AuditEvent", "Audit events, newest first."));
     let flow = json!({
         "type": "object",
         "required": ["direction", "remote_ip", "protocol"],

@@ -9,15 +9,18 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use palisade_core::error::FieldErrors;
+use palisade_core::group::Scope;
 use palisade_core::input;
-use palisade_core::port::{MacAddr, Port, valid_device, valid_host};
+use palisade_core::port::{MAX_FIXED_IPS, MacAddr, Port, assignable_ip, valid_device, valid_host};
 use palisade_store::PortFilter;
+use palisade_worker::audit::{self, Action, Change};
 use palisade_worker::now_ms;
 use palisade_worker::ports::{self as ops, NewPort, PortChange};
 use serde::Serialize;
 use serde_json::{Map, Value};
 use uuid::Uuid;
 
+use crate::access::Role;
 use crate::dto::Page;
 use crate::error::Result;
 use crate::extract::{Caller, JsonBody, Query, path_uuid};
@@ -27,6 +30,7 @@ use crate::time;
 #[derive(Serialize)]
 pub struct PortOut {
     pub id: String,
+    pub client_id: i64,
     pub project_id: i64,
     pub region_id: i64,
     pub instance_id: String,
@@ -44,6 +48,7 @@ impl From<&Port> for PortOut {
     fn from(port: &Port) -> Self {
         PortOut {
             id: port.id.to_string(),
+            client_id: port.scope.client_id,
             project_id: port.scope.project_id,
             region_id: port.scope.region_id,
             instance_id: port.instance_id.to_string(),
@@ -93,14 +98,14 @@ fn mac_field(obj: &Map<String, Value>, errors: &mut FieldErrors) -> Option<MacAd
     let field = "mac_address";
     match obj.get(field)? {
         Value::String(text) => match text.parse::<MacAddr>() {
-            Ok(mac) if mac.is_unicast() => Some(mac),
+            Ok(mac) if mac.is_assignable() => Some(mac),
             _ => {
-                errors.add(field, "Input should be a unicast MAC address such as fa:16:3e:00:00:01");
+                errors.add(field, "Input should be a unicast, non-zero MAC address such as fa:16:3e:00:00:01");
                 None
             }
         },
         _ => {
-            errors.add(field, "Input should be a unicast MAC address such as fa:16:3e:00:00:01");
+            errors.add(field, "Input should be a unicast, non-zero MAC address such as fa:16:3e:00:00:01");
             None
         }
     }
@@ -114,11 +119,19 @@ fn ips_field(obj: &Map<String, Value>, errors: &mut FieldErrors) -> Option<Vec<I
         }
         return None;
     };
+    if items.len() > MAX_FIXED_IPS {
+        errors.add(field, format!("A port has at most {MAX_FIXED_IPS} fixed IPs"));
+        return None;
+    }
     let mut ips = Vec::new();
     for (i, item) in items.iter().enumerate() {
         match item.as_str().and_then(|s| s.parse::<IpAddr>().ok()) {
-            Some(ip) if !ip.is_unspecified() && !ip.is_multicast() => ips.push(ip),
-            _ => errors.add(format!("{field}.{i}"), "Input should be a valid unicast IPv4 or IPv6 address"),
+            Some(ip) if assignable_ip(ip) => ips.push(ip),
+            Some(_) => errors.add(
+                format!("{field}.{i}"),
+                "Input should be a unicast host address (not unspecified, loopback, multicast, link-local or broadcast)",
+            ),
+            None => errors.add(format!("{field}.{i}"), "Input should be a valid IPv4 or IPv6 address"),
         }
     }
     Some(ips)
@@ -145,16 +158,17 @@ fn group_ids_field(obj: &Map<String, Value>, errors: &mut FieldErrors) -> Option
 const HOST_MESSAGE: &str = "Input should be a host name of letters, digits, '.', '-' and '_' (1 to 253 characters)";
 const DEVICE_MESSAGE: &str = "Input should be an interface name of letters, digits, '.', '-' and '_' (1 to 15 characters)";
 
-/// `POST /palisade/v1/ports`: registers a port (201).
+/// `POST /palisade/v1/ports` (platform): registers a port of client `client_id` (201).
 pub async fn create(State(state): State<Arc<AppState>>, caller: Caller, JsonBody(body): JsonBody) -> Result<Response> {
     let obj = input::object(&body, "")?;
     let mut errors = FieldErrors::new();
-    for required in ["project_id", "region_id", "instance_id", "host", "mac_address", "fixed_ips"] {
+    for required in ["client_id", "project_id", "region_id", "instance_id", "host", "mac_address", "fixed_ips"] {
         if !obj.contains_key(required) {
             errors.add(required, "Field required");
         }
     }
     let id = uuid_field(obj, "id", &mut errors);
+    let client = int_field(obj, "client_id", &mut errors);
     let project = int_field(obj, "project_id", &mut errors);
     let region = int_field(obj, "region_id", &mut errors);
     let instance_id = uuid_field(obj, "instance_id", &mut errors);
@@ -168,20 +182,35 @@ pub async fn create(State(state): State<Arc<AppState>>, caller: Caller, JsonBody
     if !errors.is_empty() {
         return Err(errors.into());
     }
-    let (Some(project), Some(region), Some(instance_id), Some(host), Some(mac), Some(fixed_ips)) =
-        (project, region, instance_id, host, mac, fixed_ips)
+    let (Some(client_id), Some(project_id), Some(region_id), Some(instance_id), Some(host), Some(mac), Some(fixed_ips)) =
+        (client, project, region, instance_id, host, mac, fixed_ips)
     else {
         unreachable!("required fields were checked");
     };
-    let scope = caller.scope(&state, project, region)?;
+    if state.region_name(region_id).is_none() {
+        return Err(crate::error::ApiError::not_found(format!("Region {region_id} could not be found")));
+    }
+    let scope = Scope { client_id, project_id, region_id };
     let new = NewPort { id, instance_id, instance_name, host, device, mac, fixed_ips, security_group_ids: groups };
-    let port = state.write(move |tx| Ok(ops::create_port(tx, &scope, new, now_ms())?)).await?;
+    let actor = crate::audit::actor(&caller);
+    let port = state
+        .write(move |tx| {
+            let port = ops::create_port(tx, &scope, new, now_ms())?;
+            audit::record(tx, &actor, Change::new(Action::PortCreate, &port.scope, port.id).summary(audit::port_described(&port)))?;
+            Ok(port)
+        })
+        .await?;
     Ok((StatusCode::CREATED, Json(PortOut::from(&port))).into_response())
 }
 
-/// `GET /palisade/v1/ports?host=&instance_id=&project_id=&region_id=`.
+/// `GET /palisade/v1/ports?host=&instance_id=&project_id=&region_id=`: a tenant's own ports (of
+/// the projects its key may use); for the platform every client's, or one's with `client_id=`.
 pub async fn list(State(state): State<Arc<AppState>>, caller: Caller, query: Query) -> Result<Json<Page<PortOut>>> {
     let mut errors = FieldErrors::new();
+    let client = match caller.role {
+        Role::Platform => query.int("client_id", 1, i64::MAX, &mut errors),
+        _ => Some(caller.client_id),
+    };
     let project_id = query.int("project_id", 0, i64::MAX, &mut errors);
     let region_id = query.int("region_id", 0, i64::MAX, &mut errors);
     let host = query.last("host").map(str::to_owned);
@@ -196,21 +225,24 @@ pub async fn list(State(state): State<Arc<AppState>>, caller: Caller, query: Que
         return Err(errors.into());
     }
     let filter = PortFilter { project_id, region_id, host, instance_id };
-    let client = caller.client_id;
     let ports = state.read(move |tx| Ok(tx.list_ports(client, &filter)?)).await?;
-    let results: Vec<PortOut> = ports
-        .iter()
-        .filter(|p| caller.projects.as_ref().is_none_or(|allowed| allowed.contains(&p.scope.project_id)))
-        .map(PortOut::from)
-        .collect();
+    let results: Vec<PortOut> = ports.iter().filter(|p| caller.may_use_project(p.scope.project_id)).map(PortOut::from).collect();
     Ok(Json(Page { count: results.len() as u64, results }))
 }
 
-/// Loads a port of the caller's client that the caller's key may see.
+/// The client whose ports the caller may see: its own for a tenant, any for the platform.
+pub fn port_client(caller: &Caller) -> Option<i64> {
+    (caller.role != Role::Platform).then_some(caller.client_id)
+}
+
+/// Loads a port the caller may see: a tenant's of its client and projects (404 otherwise, as if
+/// it did not exist), any for the platform.
 async fn load(state: &Arc<AppState>, caller: &Caller, id: Uuid) -> Result<Port> {
-    let client = caller.client_id;
+    let client = port_client(caller);
     let port = state.read(move |tx| Ok(ops::load_port(tx, client, id)?)).await?;
-    caller.scope(state, port.scope.project_id, port.scope.region_id)?;
+    if !caller.may_use_project(port.scope.project_id) {
+        return Err(ops::port_not_found(id).into());
+    }
     Ok(port)
 }
 
@@ -249,17 +281,30 @@ pub async fn update(
     if !errors.is_empty() {
         return Err(errors.into());
     }
-    load(&state, &caller, id).await?;
-    let client = caller.client_id;
-    let port = state.write(move |tx| Ok(ops::update_port(tx, client, id, change, now_ms())?)).await?;
+    let client = port_client(&caller);
+    let actor = crate::audit::actor(&caller);
+    let port = state
+        .write(move |tx| {
+            let before = ops::load_port(tx, client, id)?;
+            let after = ops::update_port(tx, client, id, change, now_ms())?;
+            audit::record(tx, &actor, Change::new(Action::PortUpdate, &after.scope, id).summary(audit::port_changes(&before, &after)))?;
+            Ok(after)
+        })
+        .await?;
     Ok(Json(PortOut::from(&port)))
 }
 
 /// `DELETE /palisade/v1/ports/{port_id}` (204).
 pub async fn delete(State(state): State<Arc<AppState>>, caller: Caller, Path(id): Path<String>) -> Result<StatusCode> {
     let id = path_uuid(&id, "Port")?;
-    load(&state, &caller, id).await?;
-    let client = caller.client_id;
-    state.write(move |tx| Ok(ops::delete_port(tx, client, id)?)).await?;
+    let client = port_client(&caller);
+    let actor = crate::audit::actor(&caller);
+    state
+        .write(move |tx| {
+            let port = ops::load_port(tx, client, id)?;
+            ops::delete_port(tx, client, id)?;
+            Ok(audit::record(tx, &actor, Change::new(Action::PortDelete, &port.scope, id).summary(audit::port_described(&port)))?)
+        })
+        .await?;
     Ok(StatusCode::NO_CONTENT)
 }

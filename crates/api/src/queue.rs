@@ -23,7 +23,8 @@ pub fn new_task(caller: &Caller, scope: &Scope, payload: &TaskPayload, data: Val
         state: TaskState::New,
         request_id: (!request_id.is_empty()).then_some(request_id),
         data: Some(data),
-        payload: serde_json::to_value(payload).expect("payloads serialise"),
+        // The operation, and who asked for it: the worker names them in the task's audit event.
+        payload: payload.to_row(&crate::audit::requester(caller)),
         error: None,
         created_resources: None,
         created_on: now_ms(),

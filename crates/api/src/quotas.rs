@@ -1,4 +1,6 @@
-//! `/palisade/v1/quotas/{project_id}/{region_id}`: a scope's limits and usage, and setting them.
+//! `/palisade/v1/quotas/{project_id}/{region_id}`: a scope's limits and usage (a tenant reads its
+//! own; the platform reads any client's with `?client_id=N`), and setting them (the platform only:
+//! a tenant must never lift its own limits).
 
 use std::sync::Arc;
 
@@ -6,12 +8,16 @@ use axum::Json;
 use axum::extract::{Path, State};
 use palisade_core::error::FieldErrors;
 use palisade_core::quota::{GROUPS, Limits, MAX_LIMIT, RULES, Usage};
+use palisade_worker::audit::{self, Action, Change};
 use palisade_worker::ops;
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::error::Result;
-use crate::extract::{Caller, JsonBody};
+use palisade_core::group::Scope;
+
+use crate::access::Role;
+use crate::error::{ApiError, Result};
+use crate::extract::{Caller, JsonBody, Query, path_int};
 use crate::security_groups::scope_of;
 use crate::state::AppState;
 
@@ -36,12 +42,33 @@ fn render(project_id: i64, region_id: i64, limits: Limits, usage: Usage) -> Json
     })
 }
 
+/// The scope a quota request is about: the tenant's own project, or for the platform the project
+/// of the client its `client_id` names.
+fn quota_scope(state: &AppState, caller: &Caller, project: &str, region: &str, query: &Query) -> Result<Scope> {
+    let scope = match caller.role {
+        Role::Platform => {
+            let scope = Scope {
+                client_id: caller.client_for(query)?,
+                project_id: path_int(project, "Project")?,
+                region_id: path_int(region, "Region")?,
+            };
+            if state.region_name(scope.region_id).is_none() {
+                return Err(ApiError::not_found(format!("Region {} could not be found", scope.region_id)));
+            }
+            scope
+        }
+        _ => scope_of(state, caller, project, region)?,
+    };
+    Ok(scope)
+}
+
 pub async fn get(
     State(state): State<Arc<AppState>>,
     caller: Caller,
     Path((project, region)): Path<(String, String)>,
+    query: Query,
 ) -> Result<Json<QuotaOut>> {
-    let scope = scope_of(&state, &caller, &project, &region)?;
+    let scope = quota_scope(&state, &caller, &project, &region, &query)?;
     let settings = state.settings.clone();
     let (limits, usage) = state.read(move |tx| Ok((ops::limits(tx, &scope, &settings)?, tx.usage(&scope)?))).await?;
     Ok(render(scope.project_id, scope.region_id, limits, usage))
@@ -64,14 +91,16 @@ fn limit(body: &Value, field: &str, errors: &mut FieldErrors) -> Option<i64> {
     }
 }
 
-/// `PUT` with `{"security_group_count": N, "security_group_rule_count": M}` (either may be omitted).
+/// `PUT ?client_id=N` (platform) with `{"security_group_count": N, "security_group_rule_count": M}`
+/// (either may be omitted).
 pub async fn set(
     State(state): State<Arc<AppState>>,
     caller: Caller,
     Path((project, region)): Path<(String, String)>,
+    query: Query,
     JsonBody(body): JsonBody,
 ) -> Result<Json<QuotaOut>> {
-    let scope = scope_of(&state, &caller, &project, &region)?;
+    let scope = quota_scope(&state, &caller, &project, &region, &query)?;
     let mut errors = FieldErrors::new();
     if !body.is_object() {
         errors.add("body", "Input should be a valid dictionary or object");
@@ -80,6 +109,7 @@ pub async fn set(
     let rules = limit(&body, RULES, &mut errors);
     errors.into_result(())?;
     let settings = state.settings.clone();
+    let actor = crate::audit::actor(&caller);
     let (limits, usage) = state
         .write(move |tx| {
             let current = ops::limits(tx, &scope, &settings)?;
@@ -88,6 +118,12 @@ pub async fn set(
                 security_group_rules: rules.unwrap_or(current.security_group_rules),
             };
             tx.set_quota(&scope, &limits)?;
+            let summary = serde_json::json!({
+                GROUPS: limits.security_groups,
+                RULES: limits.security_group_rules,
+                "previous": {GROUPS: current.security_groups, RULES: current.security_group_rules},
+            });
+            audit::record(tx, &actor, Change::of_many(Action::QuotaSet, &scope).summary(summary))?;
             Ok((limits, tx.usage(&scope)?))
         })
         .await?;

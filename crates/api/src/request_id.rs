@@ -38,8 +38,9 @@ pub async fn middleware(request: Request, next: Next) -> Response {
     let started = Instant::now();
     let mut response = REQUEST_ID.scope(id.clone(), next.run(request).instrument(span.clone())).await;
     let status = response.status().as_u16();
-    // Unmatched paths share one label, so clients cannot grow the metrics without bound.
-    crate::metrics::observe_request(method.as_str(), route.as_deref().unwrap_or("unmatched"), status, started.elapsed());
+    // Unmatched paths and extension methods share one label each, so clients cannot grow the
+    // metrics without bound.
+    crate::metrics::observe_request(method.as_str(), route.as_deref(), status, started.elapsed());
     span.in_scope(|| {
         tracing::info!(status, latency_us = started.elapsed().as_micros() as u64, %path, "handled");
     });

@@ -8,6 +8,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use palisade_core::error::FieldErrors;
 use palisade_core::input::parse_rule;
+use palisade_worker::audit::{self, Action, Change};
 use palisade_worker::now_ms;
 use palisade_worker::ops;
 use palisade_worker::payload::TaskPayload;
@@ -73,12 +74,19 @@ pub async fn delete_v2(
 /// #10 `POST /cloud/v1/securitygroups/{p}/{r}/{id}/rules` (deprecated, synchronous).
 pub async fn create_v1(
     State(state): State<Arc<AppState>>,
-    GroupPath { scope, id, .. }: GroupPath,
+    GroupPath { caller, scope, id }: GroupPath,
     JsonBody(body): JsonBody,
 ) -> Result<Response> {
     let draft = parse_rule(&body, "")?;
     let settings = state.settings.clone();
-    let rule = state.write(move |tx| Ok(ops::add_rule(tx, &scope, id, &draft, &settings, now_ms())?)).await?;
+    let actor = crate::audit::actor(&caller);
+    let rule = state
+        .write(move |tx| {
+            let rule = ops::add_rule(tx, &scope, id, &draft, &settings, now_ms())?;
+            audit::record(tx, &actor, Change::new(Action::RuleCreate, &scope, id).summary(audit::rules_changed(&[rule.id], &[])))?;
+            Ok(rule)
+        })
+        .await?;
     Ok(Json(RuleOut::from(&rule)).into_response())
 }
 
@@ -104,7 +112,15 @@ pub async fn replace_v1(
         },
     };
     let draft = errors.into_result(draft)?.expect("no errors means the rule parsed");
-    let rule = state.write(move |tx| Ok(ops::replace_rule(tx, &scope, rule, expected_group, &draft, now_ms())?)).await?;
+    let actor = crate::audit::actor(&caller);
+    let rule = state
+        .write(move |tx| {
+            let new = ops::replace_rule(tx, &scope, rule, expected_group, &draft, now_ms())?;
+            let change = Change::new(Action::RuleReplace, &scope, new.group_id).summary(audit::rules_changed(&[new.id], &[rule]));
+            audit::record(tx, &actor, change)?;
+            Ok(new)
+        })
+        .await?;
     Ok(Json(RuleOut::from(&rule)).into_response())
 }
 
@@ -116,6 +132,12 @@ pub async fn delete_v1(
 ) -> Result<StatusCode> {
     let scope = scope_of(&state, &caller, &project, &region)?;
     let rule = rule_id(&rule)?;
-    state.write(move |tx| Ok(ops::delete_rule(tx, &scope, None, rule, now_ms())?)).await?;
+    let actor = crate::audit::actor(&caller);
+    state
+        .write(move |tx| {
+            let group = ops::delete_rule(tx, &scope, None, rule, now_ms())?;
+            Ok(audit::record(tx, &actor, Change::new(Action::RuleDelete, &scope, group.id).summary(audit::rules_changed(&[], &[rule])))?)
+        })
+        .await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -12,6 +12,7 @@ use palisade_core::group::{Group, Scope};
 use palisade_core::input::{self, CreateGroup, LegacyCreateGroup, LegacyUpdateGroup, UpdateGroup};
 use palisade_core::{Tag, TagPatch};
 use palisade_store::GroupFilter;
+use palisade_worker::audit::{self, Action, Change};
 use palisade_worker::now_ms;
 use palisade_worker::ops::{self, NewGroup, OpError};
 use palisade_worker::payload::TaskPayload;
@@ -81,11 +82,15 @@ pub async fn update_v2(
     let input = UpdateGroup::parse(&body)?;
     let raw_rules = body.get("rules").and_then(Value::as_array).cloned();
     let data = task_data(&body, &[("security_group_id", json!(id))]);
+    let actor = crate::audit::actor(&caller);
     let tasks = state
         .write(move |tx| {
             let group = ops::load_group(tx, &scope, id)?;
             if let Some(patch) = &input.tags {
-                ops::patch_tags(tx, &scope, id, patch, now_ms())?;
+                // Tags change at once, so they are an event of this request; the rest is the task's.
+                let tagged = ops::patch_tags(tx, &scope, id, patch, now_ms())?;
+                let change = Change::new(Action::GroupMetadata, &scope, id).summary(audit::group_changes(&group, &tagged));
+                audit::record(tx, &actor, change)?;
             }
             let changes =
                 ops::update_changes_something(&group, input.name.as_deref(), input.description.as_deref(), input.rules.as_deref());
@@ -154,13 +159,20 @@ pub async fn get(State(state): SharedState, GroupPath { scope, id, .. }: GroupPa
 }
 
 /// #5 `DELETE /cloud/v1/securitygroups/{p}/{r}/{id}`.
-pub async fn delete(State(state): SharedState, GroupPath { scope, id, .. }: GroupPath) -> Result<StatusCode> {
-    state.write(move |tx| Ok(ops::delete_group(tx, &scope, id, now_ms())?)).await?;
+pub async fn delete(State(state): SharedState, GroupPath { caller, scope, id }: GroupPath) -> Result<StatusCode> {
+    let actor = crate::audit::actor(&caller);
+    state
+        .write(move |tx| {
+            let group = ops::load_group_for_change(tx, &scope, id)?;
+            ops::delete_group(tx, &scope, id, now_ms())?;
+            Ok(audit::record(tx, &actor, Change::new(Action::GroupDelete, &scope, id).summary(audit::group_deleted(&group)))?)
+        })
+        .await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
 /// #6 `POST .../{id}/copy` with `{"name": ...}`.
-pub async fn copy(State(state): SharedState, GroupPath { scope, id, .. }: GroupPath, JsonBody(body): JsonBody) -> Result<Response> {
+pub async fn copy(State(state): SharedState, GroupPath { caller, scope, id }: GroupPath, JsonBody(body): JsonBody) -> Result<Response> {
     let obj = input::object(&body, "")?;
     let mut errors = FieldErrors::new();
     let name = match obj.get("name") {
@@ -172,14 +184,31 @@ pub async fn copy(State(state): SharedState, GroupPath { scope, id, .. }: GroupP
     };
     let name = errors.into_result(name)?.unwrap_or_default();
     let settings = state.settings.clone();
-    let group = state.write(move |tx| Ok(ops::copy_group(tx, &scope, id, &name, &settings, now_ms())?)).await?;
+    let actor = crate::audit::actor(&caller);
+    let group = state
+        .write(move |tx| {
+            let copy = ops::copy_group(tx, &scope, id, &name, &settings, now_ms())?;
+            let mut summary = audit::group_created(&copy);
+            summary["source_id"] = json!(id);
+            audit::record(tx, &actor, Change::new(Action::GroupCopy, &scope, copy.id).summary(summary))?;
+            Ok(copy)
+        })
+        .await?;
     Ok(group_json(&state, &group))
 }
 
 /// #7 `POST .../{id}/revert`: the default template replaces every rule.
-pub async fn revert(State(state): SharedState, GroupPath { scope, id, .. }: GroupPath) -> Result<Response> {
+pub async fn revert(State(state): SharedState, GroupPath { caller, scope, id }: GroupPath) -> Result<Response> {
     let settings = state.settings.clone();
-    let group = state.write(move |tx| Ok(ops::revert_group(tx, &scope, id, &settings, now_ms())?)).await?;
+    let actor = crate::audit::actor(&caller);
+    let group = state
+        .write(move |tx| {
+            let before = ops::load_group_for_change(tx, &scope, id)?;
+            let after = ops::revert_group(tx, &scope, id, &settings, now_ms())?;
+            audit::record(tx, &actor, Change::new(Action::GroupRevert, &scope, id).summary(audit::group_changes(&before, &after)))?;
+            Ok(after)
+        })
+        .await?;
     Ok(group_json(&state, &group))
 }
 
@@ -193,6 +222,7 @@ pub async fn create_v1(
     let scope = scope_of(&state, &caller, &project, &region)?;
     let input = LegacyCreateGroup::parse(&body)?;
     let settings = state.settings.clone();
+    let actor = crate::audit::actor(&caller);
     let group = state
         .write(move |tx| {
             let group = input.group;
@@ -207,6 +237,11 @@ pub async fn create_v1(
                 .map_err(|e| legacy_fields(e, "security_group.security_group_rules"))?;
             // `instances`: the new group is bound to every port of each (404 for one without ports).
             palisade_worker::ports::bind_to_instances(tx, &scope, created.id, &input.instances)?;
+            let mut summary = audit::group_created(&created);
+            if !input.instances.is_empty() {
+                summary["instances"] = json!(input.instances);
+            }
+            audit::record(tx, &actor, Change::new(Action::GroupCreate, &scope, created.id).summary(summary))?;
             Ok(created)
         })
         .await?;
@@ -237,13 +272,21 @@ fn rename_field(rule: palisade_core::RuleError, field: String) -> palisade_core:
 }
 
 /// #9 `PATCH /cloud/v1/securitygroups/{p}/{r}/{id}` (deprecated, synchronous).
-pub async fn update_v1(State(state): SharedState, GroupPath { scope, id, .. }: GroupPath, JsonBody(body): JsonBody) -> Result<Response> {
+pub async fn update_v1(
+    State(state): SharedState,
+    GroupPath { caller, scope, id }: GroupPath,
+    JsonBody(body): JsonBody,
+) -> Result<Response> {
     let input = LegacyUpdateGroup::parse(&body)?;
     let settings = state.settings.clone();
+    let actor = crate::audit::actor(&caller);
     let group = state
         .write(move |tx| {
             let (name, tags) = (input.name.as_deref(), input.tags.as_ref());
-            Ok(ops::legacy_update(tx, &scope, id, name, tags, &input.changed_rules, &settings, now_ms())?)
+            let before = ops::load_group_for_change(tx, &scope, id)?;
+            let after = ops::legacy_update(tx, &scope, id, name, tags, &input.changed_rules, &settings, now_ms())?;
+            audit::record(tx, &actor, Change::new(Action::GroupUpdate, &scope, id).summary(audit::group_changes(&before, &after)))?;
+            Ok(after)
         })
         .await?;
     Ok(group_json(&state, &group))
@@ -270,32 +313,51 @@ fn metadata_body(body: &Value) -> Result<Vec<(String, String)>> {
 /// #22 `POST .../{id}/metadata`: adds or overwrites the given tags.
 pub async fn metadata_create(
     State(state): SharedState,
-    GroupPath { scope, id, .. }: GroupPath,
+    GroupPath { caller, scope, id }: GroupPath,
     JsonBody(body): JsonBody,
 ) -> Result<StatusCode> {
     let tags = metadata_body(&body)?;
     let patch = TagPatch::Merge(tags.into_iter().map(|(k, v)| (k, Some(v))).collect());
-    state.write(move |tx| Ok(ops::patch_tags(tx, &scope, id, &patch, now_ms())?)).await?;
+    let actor = crate::audit::actor(&caller);
+    state
+        .write(move |tx| {
+            let before = ops::load_group_for_change(tx, &scope, id)?;
+            let after = ops::patch_tags(tx, &scope, id, &patch, now_ms())?;
+            Ok(record_metadata(tx, &actor, &before, &after)?)
+        })
+        .await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
 /// #22 `PUT .../{id}/metadata`: replaces every user tag with the given ones.
 pub async fn metadata_replace(
     State(state): SharedState,
-    GroupPath { scope, id, .. }: GroupPath,
+    GroupPath { caller, scope, id }: GroupPath,
     JsonBody(body): JsonBody,
 ) -> Result<StatusCode> {
     let tags = metadata_body(&body)?;
+    let actor = crate::audit::actor(&caller);
     state
         .write(move |tx| {
-            let group = ops::load_group(tx, &scope, id)?;
+            let group = ops::load_group_for_change(tx, &scope, id)?;
             let mut changes: Vec<(String, Option<String>)> =
                 group.tags.iter().filter(|t| !tags.iter().any(|(k, _)| *k == t.key)).map(|t| (t.key.clone(), None)).collect();
             changes.extend(tags.into_iter().map(|(k, v)| (k, Some(v))));
-            Ok(ops::patch_tags(tx, &scope, id, &TagPatch::Merge(changes), now_ms())?)
+            let after = ops::patch_tags(tx, &scope, id, &TagPatch::Merge(changes), now_ms())?;
+            Ok(record_metadata(tx, &actor, &group, &after)?)
         })
         .await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// The event of a change of the group's tags through the metadata endpoints.
+fn record_metadata(
+    tx: &mut dyn palisade_store::Tx,
+    actor: &audit::Actor,
+    before: &Group,
+    after: &Group,
+) -> palisade_store::StoreResult<()> {
+    audit::record(tx, actor, Change::new(Action::GroupMetadata, &after.scope, after.id).summary(audit::group_changes(before, after)))
 }
 
 fn metadata_key(query: &Query) -> Result<String> {
@@ -311,15 +373,23 @@ pub async fn metadata_item_get(State(state): SharedState, GroupPath { scope, id,
 }
 
 /// #23 `DELETE .../{id}/metadata_item?key=K`.
-pub async fn metadata_item_delete(State(state): SharedState, GroupPath { scope, id, .. }: GroupPath, query: Query) -> Result<StatusCode> {
+pub async fn metadata_item_delete(
+    State(state): SharedState,
+    GroupPath { caller, scope, id }: GroupPath,
+    query: Query,
+) -> Result<StatusCode> {
     let key = metadata_key(&query)?;
+    let actor = crate::audit::actor(&caller);
     state
         .write(move |tx| {
-            let group = ops::load_group(tx, &scope, id)?;
+            let group = ops::load_group_for_change(tx, &scope, id)?;
             match group.tags.iter().find(|t| t.key == key) {
                 None => Err(ApiError::not_found(format!("Tag {key} could not be found"))),
                 Some(tag) if tag.read_only => Err(ApiError::Forbidden(format!("Tag {key} is read-only"))),
-                Some(_) => Ok(ops::patch_tags(tx, &scope, id, &TagPatch::Merge(vec![(key, None)]), now_ms())?),
+                Some(_) => {
+                    let after = ops::patch_tags(tx, &scope, id, &TagPatch::Merge(vec![(key, None)]), now_ms())?;
+                    Ok(record_metadata(tx, &actor, &group, &after)?)
+                }
             }
         })
         .await?;

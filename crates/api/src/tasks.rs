@@ -7,9 +7,10 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use palisade_core::error::FieldErrors;
-use palisade_store::{AckFilter, TaskFilter, TaskState};
+use palisade_store::{AckFilter, TaskFilter, TaskRecord, TaskState};
+use palisade_worker::audit::{self, Action, Change};
 use palisade_worker::now_ms;
-use serde_json::Value;
+use serde_json::{Value, json};
 
 use crate::dto::{Page, TaskOut};
 use crate::error::{ApiError, Result};
@@ -97,8 +98,27 @@ async fn list_page(state: &AppState, client_id: i64, filter: TaskFilter) -> Resu
 
 /// #16 `GET /cloud/v1/tasks`.
 pub async fn list(State(state): State<Arc<AppState>>, caller: Caller, query: Query) -> Result<Response> {
-    let filter = filter_of(&query)?;
+    let mut filter = filter_of(&query)?;
+    if let Some(allowed) = &caller.projects {
+        // A project-limited key lists its projects' tasks only; naming another is refused as
+        // on every project path.
+        if let Some(other) = filter.project_ids.iter().find(|p| !allowed.contains(p)) {
+            return Err(forbidden_project(*other));
+        }
+        if filter.project_ids.is_empty() {
+            filter.project_ids = allowed.clone();
+        }
+    }
     list_page(&state, caller.client_id, filter).await
+}
+
+fn forbidden_project(project_id: i64) -> ApiError {
+    ApiError::Forbidden(format!("This API key is not allowed to access project {project_id}"))
+}
+
+/// Whether the caller's key may see `task` (a project-limited key: only its projects' tasks).
+fn visible(caller: &Caller, task: &TaskRecord) -> bool {
+    caller.projects.is_none() || task.project_id.is_some_and(|p| caller.may_use_project(p))
 }
 
 /// #20 `GET /cloud/v1/tasks/{p}/{r}/active`: NEW and RUNNING tasks of one project and region.
@@ -128,21 +148,30 @@ pub async fn list_active(
 pub async fn get(State(state): State<Arc<AppState>>, caller: Caller, Path(id): Path<String>) -> Result<Response> {
     let client_id = caller.client_id;
     let lookup = id.clone();
-    let task = state.read(move |tx| Ok(tx.get_task(client_id, &lookup)?)).await?.ok_or_else(|| task_not_found(&id))?;
+    let task = state
+        .read(move |tx| Ok(tx.get_task(client_id, &lookup)?))
+        .await?
+        .filter(|task| visible(&caller, task))
+        .ok_or_else(|| task_not_found(&id))?;
     Ok(Json(TaskOut::from(&task)).into_response())
 }
 
 /// #17 `POST /cloud/v1/tasks/{task_id}/acknowledge`.
 pub async fn acknowledge_one(State(state): State<Arc<AppState>>, caller: Caller, Path(id): Path<String>) -> Result<Response> {
     let lookup = id.clone();
+    let actor = crate::audit::actor(&caller);
     let task = state
         .write(move |tx| {
-            let Some(mut task) = tx.get_task(caller.client_id, &lookup)? else { return Ok(None) };
-            if task.acknowledged_at.is_none() {
+            let Some(mut task) = tx.get_task(caller.client_id, &lookup)?.filter(|task| visible(&caller, task)) else { return Ok(None) };
+            let acknowledged = task.acknowledged_at.is_none();
+            if acknowledged {
                 task.acknowledged_at = Some(now_ms());
                 task.acknowledged_by = Some(caller.user_id);
                 tx.update_task(&task)?;
             }
+            let place = audit::Place { client_id: Some(task.client_id), project_id: task.project_id, region_id: task.region_id };
+            let change = Change::new(Action::TaskAcknowledge, place, &task.id).summary(json!({"acknowledged": u64::from(acknowledged)}));
+            audit::record(tx, &actor, change)?;
             Ok(Some(task))
         })
         .await?
@@ -163,7 +192,37 @@ pub async fn acknowledge_all(State(state): State<Arc<AppState>>, caller: Caller,
         task_ids: None,
     };
     errors.into_result(())?;
-    state.write(move |tx| Ok(tx.acknowledge_tasks(caller.client_id, &filter, caller.user_id, now_ms())?)).await?;
+    acknowledge(&state, caller, filter).await
+}
+
+/// Acknowledges the caller's tasks matching `filter`; a project-limited key's only in its projects.
+async fn acknowledge(state: &AppState, caller: Caller, filter: AckFilter) -> Result<StatusCode> {
+    let filters: Vec<AckFilter> = match (&caller.projects, filter.project_id) {
+        (None, _) => vec![filter],
+        (Some(_), Some(project)) if !caller.may_use_project(project) => return Err(forbidden_project(project)),
+        (Some(_), Some(_)) => vec![filter],
+        (Some(allowed), None) => allowed.iter().map(|p| AckFilter { project_id: Some(*p), ..filter.clone() }).collect(),
+    };
+    let actor = crate::audit::actor(&caller);
+    state
+        .write(move |tx| {
+            let mut acknowledged = 0;
+            for filter in &filters {
+                acknowledged += tx.acknowledge_tasks(caller.client_id, filter, caller.user_id, now_ms())?;
+            }
+            // One filter names the project and region asked for; several are a project-limited key's.
+            let first = filters.first().cloned().unwrap_or_default();
+            let place = match filters.len() {
+                1 => audit::Place { client_id: Some(caller.client_id), project_id: first.project_id, region_id: first.region_id },
+                _ => audit::Place::client(caller.client_id),
+            };
+            let mut summary = json!({"acknowledged": acknowledged});
+            if let Some(ids) = &first.task_ids {
+                summary["task_ids"] = json!(ids);
+            }
+            Ok(audit::record(tx, &actor, Change::of_many(Action::TaskAcknowledge, place).summary(summary))?)
+        })
+        .await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -203,6 +262,5 @@ pub async fn acknowledge_many(
         task_ids,
     };
     errors.into_result(())?;
-    state.write(move |tx| Ok(tx.acknowledge_tasks(caller.client_id, &filter, caller.user_id, now_ms())?)).await?;
-    Ok(StatusCode::NO_CONTENT)
+    acknowledge(&state, caller, filter).await
 }

@@ -40,6 +40,11 @@ pub fn with_zone(ms: i64) -> String {
     text
 }
 
+/// RFC 3339 UTC with milliseconds, `YYYY-MM-DDTHH:MM:SS.mmmZ` (audit event times).
+pub fn rfc3339(ms: i64) -> String {
+    format!("{}.{:03}Z", naive(ms), ms.rem_euclid(1000))
+}
+
 /// ISO-8601 date or date-time, with or without fractional seconds and zone (naive means UTC),
 /// to unix milliseconds.
 pub fn parse_iso8601(text: &str) -> Option<i64> {
@@ -101,6 +106,8 @@ mod tests {
         assert_eq!(naive(0), "1970-01-01T00:00:00");
         assert_eq!(with_zone(1_561_000_000_999), "2019-06-20T03:06:40+0000");
         assert_eq!(naive(951_782_400_000), "2000-02-29T00:00:00");
+        assert_eq!(rfc3339(1_561_000_000_009), "2019-06-20T03:06:40.009Z");
+        assert_eq!(parse_iso8601(&rfc3339(1_561_000_000_999)), Some(1_561_000_000_999));
     }
 
     #[test]

@@ -38,9 +38,10 @@ struct Policy {
 }
 
 /// Loads `group_ids` (which must all be the caller's) and the members of their remote groups.
-fn load_policy(tx: &mut dyn Tx, client_id: i64, group_ids: &[Uuid]) -> Result<Policy> {
+fn load_policy(tx: &mut dyn Tx, caller: &Caller, group_ids: &[Uuid]) -> Result<Policy> {
     let mut groups = tx.groups_by_ids(group_ids)?;
-    groups.retain(|g| g.scope.client_id == client_id);
+    // Another client's group, or one of a project the key may not use, does not exist for it.
+    groups.retain(|g| g.scope.client_id == caller.client_id && caller.may_use_project(g.scope.project_id));
     let mut ordered = Vec::with_capacity(group_ids.len());
     for id in group_ids {
         let group = groups.iter().find(|g| g.id == *id).cloned().ok_or_else(|| ops::group_not_found(*id))?;
@@ -64,6 +65,14 @@ fn load_policy(tx: &mut dyn Tx, client_id: i64, group_ids: &[Uuid]) -> Result<Po
         }
     }
     Ok(Policy { groups: ordered, rules, members })
+}
+
+/// A port of the caller's client in a project its key may use; any other is a 404, as if it did
+/// not exist.
+fn visible_port(tx: &mut dyn Tx, caller: &Caller, port_id: Uuid) -> Result<palisade_core::port::Port> {
+    tx.get_port(Some(caller.client_id), port_id)?
+        .filter(|port| caller.may_use_project(port.scope.project_id))
+        .ok_or_else(|| ApiError::not_found(format!("Port {port_id} could not be found")))
 }
 
 /// One flow question, parsed.
@@ -211,7 +220,6 @@ pub async fn verdicts(State(state): State<Arc<AppState>>, caller: Caller, JsonBo
         None => parse_question(&body, "", &mut errors).into_iter().collect(),
     };
     errors.into_result(())?;
-    let client_id = caller.client_id;
     let is_batch = batch.is_some();
     let answers = state
         .read(move |tx| {
@@ -225,15 +233,10 @@ pub async fn verdicts(State(state): State<Arc<AppState>>, caller: Caller, JsonBo
                     Some(i) => i,
                     None => {
                         let group_ids = match question.port_id {
-                            Some(port_id) => {
-                                let port = tx
-                                    .get_port(client_id, port_id)?
-                                    .ok_or_else(|| ApiError::not_found(format!("Port {port_id} could not be found")))?;
-                                port.security_group_ids
-                            }
+                            Some(port_id) => visible_port(tx, &caller, port_id)?.security_group_ids,
                             None => question.group_ids.clone(),
                         };
-                        let policy = load_policy(tx, client_id, &group_ids)?;
+                        let policy = load_policy(tx, &caller, &group_ids)?;
                         let index = VerdictIndex::build(policy.rules.clone(), &policy.members);
                         cache.push((key.0, key.1, policy, index));
                         cache.len() - 1
@@ -251,11 +254,10 @@ pub async fn verdicts(State(state): State<Arc<AppState>>, caller: Caller, JsonBo
 /// `GET /palisade/v1/ports/{port_id}/effective-rules`: the merged rules of every group on the port.
 pub async fn effective_rules(State(state): State<Arc<AppState>>, caller: Caller, Path(port): Path<String>) -> Result<Json<Value>> {
     let port_id = path_uuid(&port, "Port")?;
-    let client_id = caller.client_id;
     let (port, policy) = state
         .read(move |tx| {
-            let port = tx.get_port(client_id, port_id)?.ok_or_else(|| ApiError::not_found(format!("Port {port_id} could not be found")))?;
-            let policy = load_policy(tx, client_id, &port.security_group_ids)?;
+            let port = visible_port(tx, &caller, port_id)?;
+            let policy = load_policy(tx, &caller, &port.security_group_ids)?;
             Ok((port, policy))
         })
         .await?;
@@ -289,11 +291,11 @@ pub async fn effective_rules(State(state): State<Arc<AppState>>, caller: Caller,
 }
 
 /// `GET /palisade/v1/securitygroups/{p}/{r}/{group_id}/analysis`.
-pub async fn analysis(State(state): State<Arc<AppState>>, GroupPath { scope, id, .. }: GroupPath) -> Result<Json<Value>> {
+pub async fn analysis(State(state): State<Arc<AppState>>, GroupPath { caller, scope, id }: GroupPath) -> Result<Json<Value>> {
     let policy = state
         .read(move |tx| {
             ops::load_group(tx, &scope, id)?;
-            load_policy(tx, scope.client_id, &[id])
+            load_policy(tx, &caller, &[id])
         })
         .await?;
     let findings: Vec<Finding> = analyze(&policy.rules, &policy.members);

@@ -49,6 +49,28 @@ pub fn valid_device(text: &str) -> bool {
         && text.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_'))
 }
 
+/// The most fixed IPs one port may carry: a VM interface has a handful; thousands would only
+/// inflate every host's anti-spoofing sets.
+pub const MAX_FIXED_IPS: usize = 32;
+
+/// Whether `ip` can be a port's own address: a unicast host address. Refused: unspecified,
+/// loopback, multicast, link-local (which includes the metadata address 169.254.169.254 and
+/// IPv6 `fe80::/10`), and the IPv4 limited broadcast. A port holding one of these could claim
+/// traffic that belongs to the host or to every instance.
+pub fn assignable_ip(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(v4) => !(v4.is_unspecified() || v4.is_loopback() || v4.is_multicast() || v4.is_link_local() || v4.is_broadcast()),
+        IpAddr::V6(v6) => {
+            let link_local = v6.segments()[0] & 0xffc0 == 0xfe80;
+            // An IPv4-mapped address is the IPv4 address in disguise: judge that one.
+            if let Some(v4) = v6.to_ipv4_mapped() {
+                return assignable_ip(IpAddr::V4(v4));
+            }
+            !(v6.is_unspecified() || v6.is_loopback() || v6.is_multicast() || link_local)
+        }
+    }
+}
+
 /// An Ethernet address, shown as lowercase `aa:bb:cc:dd:ee:ff`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct MacAddr(pub [u8; 6]);
@@ -57,6 +79,11 @@ impl MacAddr {
     /// A unicast address (multicast and broadcast addresses never source a frame).
     pub fn is_unicast(&self) -> bool {
         self.0[0] & 1 == 0
+    }
+
+    /// A MAC a port may own: unicast and not all zeros.
+    pub fn is_assignable(&self) -> bool {
+        self.is_unicast() && self.0 != [0; 6]
     }
 }
 
@@ -112,5 +139,42 @@ mod tests {
         assert!(!valid_device("tap\"x"));
         assert!(valid_host("compute-1.example"));
         assert!(!valid_host("bad host"));
+        for bad in ["eth/0", "tap 1", "tap:1", ""] {
+            assert!(!valid_device(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn only_unicast_host_addresses_are_assignable() {
+        for good in ["10.0.0.5", "203.0.113.7", "192.168.1.255", "2001:db8::5", "fd00::1"] {
+            assert!(assignable_ip(good.parse().unwrap()), "{good}");
+        }
+        for bad in [
+            "0.0.0.0",
+            "127.0.0.1",
+            "127.8.9.10",
+            "169.254.169.254",
+            "169.254.0.1",
+            "224.0.0.1",
+            "239.255.255.250",
+            "255.255.255.255",
+            "::",
+            "::1",
+            "fe80::1",
+            "febf::1",
+            "ff02::1",
+            "::ffff:127.0.0.1",
+            "::ffff:169.254.169.254",
+        ] {
+            assert!(!assignable_ip(bad.parse().unwrap()), "{bad}");
+        }
+    }
+
+    #[test]
+    fn assignable_macs_are_unicast_and_non_zero() {
+        assert!("fa:16:3e:00:00:01".parse::<MacAddr>().unwrap().is_assignable());
+        assert!(!"00:00:00:00:00:00".parse::<MacAddr>().unwrap().is_assignable());
+        assert!(!"ff:ff:ff:ff:ff:ff".parse::<MacAddr>().unwrap().is_assignable());
+        assert!(!"33:33:00:00:00:01".parse::<MacAddr>().unwrap().is_assignable());
     }
 }

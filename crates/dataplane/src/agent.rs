@@ -6,6 +6,7 @@
 //! retried with exponential backoff; the table in the kernel stays as it was meanwhile. The first
 //! apply after start replaces whatever table of ours the kernel holds.
 
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{Context, bail};
@@ -17,13 +18,36 @@ use crate::apply::{Applier, Outcome, Tools};
 
 #[derive(Debug, Clone)]
 pub struct AgentConfig {
-    /// Base URL of the API, e.g. `http://127.0.0.1:8080`.
+    /// Base URL of the API, e.g. `http://127.0.0.1:8080` or `https://palisade.example:8443`.
     pub api: String,
     pub host: String,
     pub api_key: String,
     /// Long-poll duration asked of the API, in seconds.
     pub wait: u64,
     pub tools: Tools,
+    /// The CA certificate(s) (PEM) the API's HTTPS certificate must chain to; `None`: the
+    /// platform's roots.
+    pub ca_cert: Option<PathBuf>,
+}
+
+/// The agent's HTTP client. With `ca_cert`, an HTTPS server is trusted only if its certificate
+/// chains to one of the certificates in that PEM file (the platform's roots are not used);
+/// without, the platform's roots apply.
+pub fn http_client(ca_cert: Option<&Path>) -> anyhow::Result<reqwest::Client> {
+    let mut builder = reqwest::Client::builder().connect_timeout(Duration::from_secs(5));
+    if let Some(path) = ca_cert {
+        let pem = std::fs::read(path).with_context(|| format!("reading the CA certificate {}", path.display()))?;
+        let certs =
+            reqwest::Certificate::from_pem_bundle(&pem).with_context(|| format!("parsing the PEM certificates of {}", path.display()))?;
+        if certs.is_empty() {
+            bail!("{} holds no PEM certificate", path.display());
+        }
+        builder = builder.tls_built_in_root_certs(false);
+        for cert in certs {
+            builder = builder.add_root_certificate(cert);
+        }
+    }
+    builder.build().context("building the HTTP client")
 }
 
 const MIN_BACKOFF: Duration = Duration::from_millis(200);
@@ -52,7 +76,7 @@ pub struct Agent {
 
 impl Agent {
     pub fn new(config: AgentConfig) -> anyhow::Result<Agent> {
-        let client = reqwest::Client::builder().connect_timeout(Duration::from_secs(5)).build().context("building the HTTP client")?;
+        let client = http_client(config.ca_cert.as_deref())?;
         let applier = Applier::new(config.tools.clone());
         Ok(Agent { config, client, applier, applied: None, etag: None, reported: false })
     }
@@ -88,6 +112,23 @@ impl Agent {
             }
             status => bail!("the API answered {status}: {}", response.text().await.unwrap_or_default()),
         }
+    }
+
+    /// The host's current policy, without waiting for a change and without applying it.
+    pub async fn policy(&self) -> anyhow::Result<HostPolicy> {
+        let response = self
+            .client
+            .get(self.url("policy"))
+            .header("Authorization", self.auth())
+            .timeout(Duration::from_secs(30))
+            .send()
+            .await
+            .context("asking the API for the policy")?;
+        let status = response.status();
+        if status != StatusCode::OK {
+            bail!("the API answered {status}: {}", response.text().await.unwrap_or_default());
+        }
+        response.json().await.context("reading the policy")
     }
 
     async fn report(&mut self) -> anyhow::Result<()> {

@@ -6,9 +6,13 @@ use palisade_dataplane::apply::Tools;
 
 #[derive(Debug, Clone, Args)]
 pub struct AgentArgs {
-    /// Base URL of the Palisade API, e.g. `http://127.0.0.1:8080`.
+    /// Base URL of the Palisade API, e.g. `http://127.0.0.1:8080` or `https://palisade.example:8443`.
     #[arg(long, env = "PALISADE_API")]
     pub api: String,
+    /// CA certificate(s) (PEM) that the API's HTTPS certificate must chain to (instead of the
+    /// platform's roots), e.g. the CA of a self-signed `serve --tls-cert`.
+    #[arg(long, env = "PALISADE_CA_CERT")]
+    pub ca_cert: Option<std::path::PathBuf>,
     /// This host's name, as ports are registered with it.
     #[arg(long, env = "PALISADE_AGENT_HOST")]
     pub host: String,
@@ -41,6 +45,7 @@ pub fn run(args: AgentArgs) -> anyhow::Result<()> {
         api_key: args.api_key,
         wait: args.wait.clamp(1, 300),
         tools: Tools { nft: args.nft, conntrack: args.conntrack },
+        ca_cert: args.ca_cert,
     };
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     runtime.block_on(async move { Agent::new(config)?.run(crate::startup::shutdown_signal()).await })

@@ -12,6 +12,10 @@ pub struct CheckArgs {
     /// API key (the token `palisade keys create` printed).
     #[arg(long, env = "PALISADE_API_KEY")]
     pub api_key: String,
+    /// CA certificate(s) (PEM) that an `https://` API's certificate must chain to (instead of the
+    /// platform's roots).
+    #[arg(long, env = "PALISADE_CA_CERT")]
+    pub ca_cert: Option<std::path::PathBuf>,
     /// Print the API's JSON instead of text.
     #[arg(long)]
     pub json: bool,
@@ -69,7 +73,8 @@ pub enum CheckCommand {
 
 async fn call(args: &CheckArgs, method: reqwest::Method, path: &str, body: Option<Value>) -> anyhow::Result<Value> {
     let url = format!("{}{}", args.api.trim_end_matches('/'), path);
-    let mut request = reqwest::Client::new().request(method, &url).header("Authorization", format!("APIKey {}", args.api_key));
+    let client = palisade_dataplane::agent::http_client(args.ca_cert.as_deref())?;
+    let mut request = client.request(method, &url).header("Authorization", format!("APIKey {}", args.api_key));
     if let Some(body) = body {
         request = request.json(&body);
     }

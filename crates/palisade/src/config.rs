@@ -49,7 +49,23 @@ pub struct ServeArgs {
     /// refuse to start when the schema is behind.
     #[arg(long, env = "PALISADE_NO_MIGRATE")]
     pub no_migrate: bool,
+    /// Serve `GET /metrics` (Prometheus) on this separate address, e.g. `127.0.0.1:9090`
+    /// (default: metrics are not served).
+    #[arg(long, env = "PALISADE_METRICS_LISTEN")]
+    pub metrics_listen: Option<String>,
+    /// Days audit events are kept before pruning (default 90; 0 keeps them forever).
+    #[arg(long, env = "PALISADE_AUDIT_RETENTION_DAYS")]
+    pub audit_retention_days: Option<u32>,
+    /// Serve the API over HTTPS with this certificate chain (PEM); needs `--tls-key`.
+    #[arg(long, env = "PALISADE_TLS_CERT")]
+    pub tls_cert: Option<PathBuf>,
+    /// The private key (PEM: PKCS#8, PKCS#1 or SEC1) of `--tls-cert`.
+    #[arg(long, env = "PALISADE_TLS_KEY")]
+    pub tls_key: Option<PathBuf>,
 }
+
+/// How long audit events are kept unless configured.
+pub const DEFAULT_AUDIT_RETENTION_DAYS: u32 = 90;
 
 /// The TOML file.
 #[derive(Debug, Default, Deserialize)]
@@ -62,6 +78,10 @@ pub struct FileConfig {
     pub log_format: Option<String>,
     pub strict_regions: Option<bool>,
     pub task_wait_ms: Option<u64>,
+    pub metrics_listen: Option<String>,
+    pub audit_retention_days: Option<u32>,
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
     /// Region id (as a string key) -> display name.
     #[serde(default)]
     pub regions: BTreeMap<String, String>,
@@ -87,6 +107,19 @@ pub struct Config {
     pub log_format: String,
     pub bootstrap_key: bool,
     pub api: ApiConfig,
+    /// Where `GET /metrics` is served; `None`: nowhere.
+    pub metrics_listen: Option<String>,
+    /// Days audit events are kept; 0: forever.
+    pub audit_retention_days: u32,
+    /// Serve the API over HTTPS with these files; `None`: plain HTTP.
+    pub tls: Option<TlsFiles>,
+}
+
+/// The PEM files of the API's TLS certificate chain and private key.
+#[derive(Debug, Clone)]
+pub struct TlsFiles {
+    pub cert: PathBuf,
+    pub key: PathBuf,
 }
 
 fn read_file(path: Option<&PathBuf>) -> anyhow::Result<FileConfig> {
@@ -121,7 +154,21 @@ impl Config {
         if !matches!(log_format.as_str(), "text" | "json") {
             bail!("log format must be text or json, not {log_format}");
         }
+        let tls_cert = serve.and_then(|s| s.tls_cert.clone()).or(file.tls_cert);
+        let tls_key = serve.and_then(|s| s.tls_key.clone()).or(file.tls_key);
+        let tls = match (tls_cert, tls_key) {
+            (Some(cert), Some(key)) => Some(TlsFiles { cert, key }),
+            (None, None) => None,
+            (Some(_), None) => bail!("--tls-cert needs --tls-key (PALISADE_TLS_KEY, tls_key): give both or neither"),
+            (None, Some(_)) => bail!("--tls-key needs --tls-cert (PALISADE_TLS_CERT, tls_cert): give both or neither"),
+        };
         Ok(Config {
+            metrics_listen: serve.and_then(|s| s.metrics_listen.clone()).or(file.metrics_listen).filter(|a| !a.is_empty()),
+            audit_retention_days: serve
+                .and_then(|s| s.audit_retention_days)
+                .or(file.audit_retention_days)
+                .unwrap_or(DEFAULT_AUDIT_RETENTION_DAYS),
+            tls,
             listen: serve.and_then(|s| s.listen.clone()).or(file.listen).unwrap_or_else(|| "127.0.0.1:8080".into()),
             database_url,
             sqlite_synchronous: db.sqlite_synchronous.clone().or(file.sqlite_synchronous).unwrap_or_else(|| "normal".into()),

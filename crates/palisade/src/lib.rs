@@ -5,6 +5,7 @@ pub mod agent;
 pub mod check;
 pub mod config;
 pub mod startup;
+pub mod tls;
 
 /// Logs to stderr as text or JSON; `RUST_LOG` filters (default `info`).
 pub fn init_logging(format: &str) {

@@ -3,8 +3,8 @@
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use palisade::config::{Config, DbArgs, ServeArgs};
-use palisade::startup::{Application, create_key, shutdown_signal};
-use palisade_store::{Database, Store};
+use palisade::startup::{Application, KeySpec, create_api_key, shutdown_signal};
+use palisade_store::{Database, KeyRole, Store};
 
 #[derive(Parser)]
 #[command(name = "palisade", version, about = "A security-group service that speaks the Gcore Cloud API")]
@@ -46,17 +46,33 @@ enum Command {
     Check(palisade::check::CheckArgs),
 }
 
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum RoleArg {
+    Tenant,
+    Platform,
+    Agent,
+}
+
 #[derive(Subcommand)]
 enum KeysCommand {
     /// Create a key and print its token (the last line of output).
     Create {
-        #[arg(long, default_value_t = 1)]
-        client_id: i64,
-        #[arg(long, default_value_t = 1)]
-        user_id: i64,
-        /// Comma-separated project ids this key may use (default: all).
+        /// tenant: one client's Gcore API; platform: the operator's control plane (ports, quotas,
+        /// agents, every client's audit log); agent: one host's agent (docs/security.md).
+        #[arg(long, value_enum, default_value_t = RoleArg::Tenant)]
+        role: RoleArg,
+        /// The tenant key's client (default 1).
+        #[arg(long)]
+        client_id: Option<i64>,
+        /// The tenant key's user (default 1).
+        #[arg(long)]
+        user_id: Option<i64>,
+        /// Comma-separated project ids a tenant key may use (default: all).
         #[arg(long, value_delimiter = ',')]
         projects: Option<Vec<i64>>,
+        /// The host an agent key speaks for (its `palisade agent --host`).
+        #[arg(long)]
+        host: Option<String>,
         #[arg(long, default_value = "")]
         name: String,
     },
@@ -92,19 +108,41 @@ fn main() -> anyhow::Result<()> {
         Command::Keys { command } => {
             let store = open(&cli.db)?;
             match command {
-                KeysCommand::Create { client_id, user_id, projects, name } => {
-                    let token = create_key(&store, client_id, user_id, projects, &name)?;
+                KeysCommand::Create { role, client_id, user_id, projects, host, name } => {
+                    let spec = match role {
+                        RoleArg::Tenant => {
+                            let mut spec = KeySpec::tenant(client_id.unwrap_or(1), user_id.unwrap_or(1), projects, &name);
+                            spec.host = host;
+                            spec
+                        }
+                        RoleArg::Platform | RoleArg::Agent => KeySpec {
+                            role: if matches!(role, RoleArg::Platform) { KeyRole::Platform } else { KeyRole::Agent },
+                            client_id: client_id.unwrap_or(0),
+                            user_id: user_id.unwrap_or(0),
+                            projects,
+                            host,
+                            name,
+                        },
+                    };
+                    let token = create_api_key(&store, &spec)?;
                     println!("{token}");
                 }
                 KeysCommand::List => {
                     for key in store.read(|tx| tx.list_keys())? {
-                        let projects = key.projects.map(|p| format!("{p:?}")).unwrap_or_else(|| "all".into());
                         let state = if key.revoked_at.is_some() { "revoked" } else { "active" };
-                        println!("{}\tclient={}\tuser={}\tprojects={projects}\t{state}\t{}", key.id, key.client_id, key.user_id, key.name);
+                        let whom = match key.role {
+                            KeyRole::Tenant => {
+                                let projects = key.projects.map(|p| format!("{p:?}")).unwrap_or_else(|| "all".into());
+                                format!("client={}\tuser={}\tprojects={projects}", key.client_id, key.user_id)
+                            }
+                            KeyRole::Platform => "every client".to_string(),
+                            KeyRole::Agent => format!("host={}", key.host.unwrap_or_default()),
+                        };
+                        println!("{}\trole={}\t{whom}\t{state}\t{}", key.id, key.role.as_str(), key.name);
                     }
                 }
                 KeysCommand::Revoke { id } => {
-                    let revoked = store.write(|tx| tx.revoke_key(id, palisade_worker::now_ms()))?;
+                    let revoked = palisade::startup::revoke_api_key(&store, id)?;
                     if !revoked {
                         anyhow::bail!("no active key with id {id}");
                     }

@@ -1,4 +1,4 @@
-//! Durable state: security groups, rules, tags, the task queue and API keys.
+//! Durable state: security groups, rules, tags, the task queue, API keys and the audit log.
 //!
 //! [`Store`] is the one interface; [`sqlite::SqliteStore`] is the embedded default and
 //! [`postgres::PgStore`] the shared store of several nodes. A store hands
@@ -89,10 +89,14 @@ pub trait Tx {
     fn update_port(&mut self, port: &Port) -> StoreResult<()>;
     /// Replaces the port's bound groups, in order.
     fn set_port_groups(&mut self, port_id: Uuid, group_ids: &[Uuid]) -> StoreResult<()>;
-    fn get_port(&mut self, client_id: i64, id: Uuid) -> StoreResult<Option<Port>>;
-    /// The client's ports matching the filter, in creation order.
-    fn list_ports(&mut self, client_id: i64, filter: &PortFilter) -> StoreResult<Vec<Port>>;
-    fn delete_port(&mut self, client_id: i64, id: Uuid) -> StoreResult<bool>;
+    /// The port `id` of client `client_id` (`None`: of any client, for the platform and agents).
+    fn get_port(&mut self, client_id: Option<i64>, id: Uuid) -> StoreResult<Option<Port>>;
+    /// The client's ports matching the filter (`None`: every client's), in creation order.
+    fn list_ports(&mut self, client_id: Option<i64>, filter: &PortFilter) -> StoreResult<Vec<Port>>;
+    fn delete_port(&mut self, client_id: Option<i64>, id: Uuid) -> StoreResult<bool>;
+    /// Serialises the port registry's writers of one host until the transaction ends, so the
+    /// checks that a device or MAC is free on the host are atomic with the write they guard.
+    fn lock_host(&mut self, host: &str) -> StoreResult<()>;
     /// Ports bound to any of `group_ids` (on any host), in creation order.
     fn ports_in_groups(&mut self, group_ids: &[Uuid]) -> StoreResult<Vec<Port>>;
     /// Groups by id, whatever their scope (the data plane reads the groups ports are bound to).
@@ -101,7 +105,8 @@ pub trait Tx {
     fn policy_revision(&mut self) -> StoreResult<i64>;
     /// Records the revision a host's agent reports it applied.
     fn report_agent(&mut self, agent: &AgentRecord) -> StoreResult<()>;
-    fn list_agents(&mut self, client_id: i64) -> StoreResult<Vec<AgentRecord>>;
+    /// Every host's agent report, by host name.
+    fn list_agents(&mut self) -> StoreResult<Vec<AgentRecord>>;
 
     // Savepoints, so one task of a batch can fail without undoing the others.
     fn savepoint(&mut self) -> StoreResult<()>;
@@ -124,6 +129,14 @@ pub trait Tx {
     fn find_key(&mut self, token_hash: &str) -> StoreResult<Option<ApiKey>>;
     fn list_keys(&mut self) -> StoreResult<Vec<ApiKey>>;
     fn revoke_key(&mut self, id: i64, now_ms: i64) -> StoreResult<bool>;
+
+    // The audit log (migration 0005_audit).
+    /// Appends an event (its `id` is assigned by the store).
+    fn insert_audit(&mut self, event: &AuditEvent) -> StoreResult<()>;
+    /// The events matching the filter, newest first, and how many match over all pages.
+    fn list_audit(&mut self, filter: &AuditFilter) -> StoreResult<(u64, Vec<AuditEvent>)>;
+    /// Deletes up to `limit` of the oldest events older than `before_ms`; returns how many.
+    fn prune_audit(&mut self, before_ms: i64, limit: u32) -> StoreResult<u64>;
 
     // Export and import (moving an installation between backends, see `transfer`). Positions are
     // opaque creation-order cursors: pass 0 to start, then the last position returned.

@@ -35,17 +35,20 @@ use postgres::{Client, NoTls, Row, Statement};
 use serde_json::Value;
 use uuid::Uuid;
 
+mod audit;
 mod ports;
 
 use crate::{
-    AckFilter, AgentRecord, ApiKey, GroupFilter, NewApiKey, PortFilter, Store, StoreError, StoreResult, TaskFilter, TaskRecord, TaskState,
-    Tx, now_ms,
+    AckFilter, AgentRecord, ApiKey, GroupFilter, KEY_COLUMNS, KeyRole, NewApiKey, PortFilter, Store, StoreError, StoreResult, TaskFilter,
+    TaskRecord, TaskState, Tx, now_ms,
 };
 
 const MIGRATIONS: &[(i64, &str)] = &[
     (1, include_str!("../../../migrations/postgres/0001_init.sql")),
     (2, include_str!("../../../migrations/postgres/0002_ports.sql")),
     (3, include_str!("../../../migrations/postgres/0003_quotas.sql")),
+    (4, include_str!("../../../migrations/postgres/0004_roles.sql")),
+    (5, include_str!("../../../migrations/postgres/0005_audit.sql")),
 ];
 
 /// The advisory lock held while migrating, so nodes starting together apply migrations once.
@@ -480,7 +483,6 @@ fn get<'r, T: postgres::types::FromSql<'r>>(row: &'r Row, idx: usize) -> StoreRe
 const GROUP_COLUMNS: &str = "id, client_id, project_id, region_id, name, description, created_at, updated_at, revision_number";
 const RULE_COLUMNS: &str = "id, group_id, direction, ethertype, protocol, port_range_min, port_range_max, remote_ip_prefix, remote_group_id, description, created_at";
 const TASK_COLUMNS: &str = "id, client_id, user_id, project_id, region_id, task_type, state, request_id, data, payload, error, created_resources, created_on, updated_on, finished_on, acknowledged_at, acknowledged_by";
-const KEY_COLUMNS: &str = "id, client_id, user_id, name, projects, created_at, revoked_at";
 
 /// Columns from `start` on: a group row.
 fn group_from_row(row: &Row, start: usize) -> StoreResult<Group> {
@@ -563,8 +565,11 @@ fn task_from_row(row: &Row, start: usize) -> StoreResult<TaskRecord> {
 
 fn key_from_row(row: &Row) -> StoreResult<ApiKey> {
     let projects: Option<String> = get(row, 4)?;
+    let role: String = get(row, 7)?;
     Ok(ApiKey {
         id: get(row, 0)?,
+        role: KeyRole::parse(&role).ok_or_else(|| bad_value("role", &role))?,
+        host: get(row, 8)?,
         client_id: get(row, 1)?,
         user_id: get(row, 2)?,
         name: get(row, 3)?,
@@ -954,15 +959,15 @@ impl Tx for PgTx<'_> {
         self.pg_set_port_groups(port_id, group_ids)
     }
 
-    fn get_port(&mut self, client_id: i64, id: Uuid) -> StoreResult<Option<Port>> {
+    fn get_port(&mut self, client_id: Option<i64>, id: Uuid) -> StoreResult<Option<Port>> {
         self.pg_get_port(client_id, id)
     }
 
-    fn list_ports(&mut self, client_id: i64, filter: &PortFilter) -> StoreResult<Vec<Port>> {
+    fn list_ports(&mut self, client_id: Option<i64>, filter: &PortFilter) -> StoreResult<Vec<Port>> {
         self.pg_list_ports(client_id, filter)
     }
 
-    fn delete_port(&mut self, client_id: i64, id: Uuid) -> StoreResult<bool> {
+    fn delete_port(&mut self, client_id: Option<i64>, id: Uuid) -> StoreResult<bool> {
         self.pg_delete_port(client_id, id)
     }
 
@@ -978,12 +983,18 @@ impl Tx for PgTx<'_> {
         self.pg_policy_revision()
     }
 
+    fn lock_host(&mut self, host: &str) -> StoreResult<()> {
+        // Port writers of one host, on any node, queue here until the holder's transaction ends.
+        self.query_one("SELECT pg_advisory_xact_lock(hashtextextended('palisade-host/' || $1::text, 0))", &[&host])?;
+        Ok(())
+    }
+
     fn report_agent(&mut self, agent: &AgentRecord) -> StoreResult<()> {
         self.pg_report_agent(agent)
     }
 
-    fn list_agents(&mut self, client_id: i64) -> StoreResult<Vec<AgentRecord>> {
-        self.pg_list_agents(client_id)
+    fn list_agents(&mut self) -> StoreResult<Vec<AgentRecord>> {
+        self.pg_list_agents()
     }
 
     fn savepoint(&mut self) -> StoreResult<()> {
@@ -1129,8 +1140,9 @@ impl Tx for PgTx<'_> {
     fn insert_key(&mut self, key: &NewApiKey) -> StoreResult<i64> {
         let projects = key.projects.as_ref().map(|p| serde_json::to_string(p).expect("ints serialise"));
         let row = self.query_one(
-            "INSERT INTO api_keys (token_hash, client_id, user_id, projects, name, created_at) VALUES ($1, $2, $3, $4, $5, $6) RETURNING id",
-            &[&key.token_hash, &key.client_id, &key.user_id, &projects, &key.name, &key.created_at],
+            "INSERT INTO api_keys (token_hash, client_id, user_id, projects, name, created_at, role, host)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING id",
+            &[&key.token_hash, &key.client_id, &key.user_id, &projects, &key.name, &key.created_at, &key.role.as_str(), &key.host],
         )?;
         get(&row, 0)
     }
@@ -1147,6 +1159,18 @@ impl Tx for PgTx<'_> {
 
     fn revoke_key(&mut self, id: i64, now_ms: i64) -> StoreResult<bool> {
         Ok(self.execute("UPDATE api_keys SET revoked_at = $2 WHERE id = $1 AND revoked_at IS NULL", &[&id, &now_ms])? > 0)
+    }
+
+    fn insert_audit(&mut self, event: &crate::AuditEvent) -> StoreResult<()> {
+        self.pg_insert_audit(event)
+    }
+
+    fn list_audit(&mut self, filter: &crate::AuditFilter) -> StoreResult<(u64, Vec<crate::AuditEvent>)> {
+        self.pg_list_audit(filter)
+    }
+
+    fn prune_audit(&mut self, before_ms: i64, limit: u32) -> StoreResult<u64> {
+        self.pg_prune_audit(before_ms, limit)
     }
 
     fn export_groups(&mut self, after: i64, limit: u32) -> StoreResult<Vec<(i64, Group)>> {
@@ -1168,7 +1192,7 @@ impl Tx for PgTx<'_> {
 
     fn export_keys(&mut self) -> StoreResult<Vec<(ApiKey, String)>> {
         let rows = self.query(&format!("SELECT {KEY_COLUMNS}, token_hash FROM api_keys ORDER BY id"), &[])?;
-        rows.iter().map(|row| Ok((key_from_row(row)?, get(row, 7)?))).collect()
+        rows.iter().map(|row| Ok((key_from_row(row)?, get(row, 9)?))).collect()
     }
 
     fn export_quotas(&mut self) -> StoreResult<Vec<(Scope, Limits)>> {
@@ -1195,8 +1219,19 @@ impl Tx for PgTx<'_> {
     fn import_key(&mut self, key: &ApiKey, token_hash: &str) -> StoreResult<()> {
         let projects = key.projects.as_ref().map(|p| serde_json::to_string(p).expect("ints serialise"));
         self.execute(
-            &format!("INSERT INTO api_keys ({KEY_COLUMNS}, token_hash) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"),
-            &[&key.id, &key.client_id, &key.user_id, &key.name, &projects, &key.created_at, &key.revoked_at, &token_hash],
+            &format!("INSERT INTO api_keys ({KEY_COLUMNS}, token_hash) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"),
+            &[
+                &key.id,
+                &key.client_id,
+                &key.user_id,
+                &key.name,
+                &projects,
+                &key.created_at,
+                &key.revoked_at,
+                &key.role.as_str(),
+                &key.host,
+                &token_hash,
+            ],
         )?;
         // Keys created later must not collide with the imported ids.
         self.query_one("SELECT setval(pg_get_serial_sequence('api_keys', 'id'), (SELECT MAX(id) FROM api_keys))", &[])?;

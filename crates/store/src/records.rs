@@ -93,6 +93,10 @@ pub struct AckFilter {
 #[derive(Debug, Clone, PartialEq)]
 pub struct NewApiKey {
     pub token_hash: String,
+    pub role: KeyRole,
+    /// The host of an agent key.
+    pub host: Option<String>,
+    /// 0 for platform and agent keys: they act for no client.
     pub client_id: i64,
     pub user_id: i64,
     /// `None`: every project of the client.
@@ -101,9 +105,43 @@ pub struct NewApiKey {
     pub created_at: i64,
 }
 
+/// The columns of an API key row, in the order both backends' row decoders read them.
+pub(crate) const KEY_COLUMNS: &str = "id, client_id, user_id, name, projects, created_at, revoked_at, role, host";
+
+/// Who an API key speaks for (docs/security.md has what each may do).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum KeyRole {
+    /// One client (Gcore's tenant), optionally limited to some of its projects.
+    Tenant,
+    /// The operator's control plane: ports, quotas, agents, the audit log of every client.
+    Platform,
+    /// One host's agent: reads that host's policy and reports what it applied.
+    Agent,
+}
+
+impl KeyRole {
+    pub const ALL: [KeyRole; 3] = [KeyRole::Tenant, KeyRole::Platform, KeyRole::Agent];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            KeyRole::Tenant => "tenant",
+            KeyRole::Platform => "platform",
+            KeyRole::Agent => "agent",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<KeyRole> {
+        KeyRole::ALL.into_iter().find(|r| r.as_str() == text)
+    }
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct ApiKey {
     pub id: i64,
+    pub role: KeyRole,
+    /// The host of an agent key.
+    pub host: Option<String>,
+    /// 0 for platform and agent keys: they act for no client.
     pub client_id: i64,
     pub user_id: i64,
     pub projects: Option<Vec<i64>>,
@@ -121,12 +159,57 @@ pub struct PortFilter {
     pub instance_id: Option<uuid::Uuid>,
 }
 
-/// What a host's agent last reported.
+/// What a host's agent last reported (one agent per host).
 #[derive(Debug, Clone, PartialEq)]
 pub struct AgentRecord {
-    pub client_id: i64,
     pub host: String,
     pub applied_revision: i64,
     /// Unix milliseconds, UTC.
     pub reported_at: i64,
+}
+
+/// One change in the audit log (migration 0005_audit): who did what to which resource, and how it
+/// ended. Written in the transaction of the change itself.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AuditEvent {
+    /// Assigned by the store on insert (ignored by `insert_audit`); orders events of the same time.
+    pub id: i64,
+    /// Unix milliseconds, UTC.
+    pub time: i64,
+    /// The API key that made the change; `None` for the CLI.
+    pub actor_key_id: Option<i64>,
+    /// `tenant`, `platform`, `agent` or `cli`.
+    pub actor_role: String,
+    /// The client whose resources changed; `None` when the change belongs to no client.
+    pub client_id: Option<i64>,
+    /// The acting user (of a tenant key or a task).
+    pub user_id: Option<i64>,
+    pub project_id: Option<i64>,
+    pub region_id: Option<i64>,
+    /// `<resource>.<verb>`, such as `security_group.create`.
+    pub action: String,
+    pub resource_type: String,
+    pub resource_id: Option<String>,
+    pub request_id: Option<String>,
+    /// `ok`, or the error class of a task that failed.
+    pub outcome: String,
+    /// A short JSON object of what changed.
+    pub summary: Value,
+}
+
+/// Which audit events `list_audit` returns, newest first; every filter given must match.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct AuditFilter {
+    /// `None`: every client's events.
+    pub client_id: Option<i64>,
+    /// Only events of these projects or of no project (a project-limited key); `None`: any.
+    pub project_ids: Option<Vec<i64>>,
+    /// At or after, unix milliseconds.
+    pub since_ms: Option<i64>,
+    /// At or before, unix milliseconds.
+    pub until_ms: Option<i64>,
+    pub resource_id: Option<String>,
+    pub action: Option<String>,
+    pub limit: u32,
+    pub offset: u64,
 }

@@ -15,17 +15,20 @@ use rusqlite::{Connection, OptionalExtension, Row, params};
 use serde_json::Value;
 use uuid::Uuid;
 
+mod audit;
 mod ports;
 
 use crate::{
-    AckFilter, AgentRecord, ApiKey, GroupFilter, NewApiKey, PortFilter, Store, StoreError, StoreResult, TaskFilter, TaskRecord, TaskState,
-    Tx, now_ms,
+    AckFilter, AgentRecord, ApiKey, GroupFilter, KEY_COLUMNS, KeyRole, NewApiKey, PortFilter, Store, StoreError, StoreResult, TaskFilter,
+    TaskRecord, TaskState, Tx, now_ms,
 };
 
 const MIGRATIONS: &[(i64, &str)] = &[
     (1, include_str!("../../../migrations/sqlite/0001_init.sql")),
     (2, include_str!("../../../migrations/sqlite/0002_ports.sql")),
     (3, include_str!("../../../migrations/sqlite/0003_quotas.sql")),
+    (4, include_str!("../../../migrations/sqlite/0004_roles.sql")),
+    (5, include_str!("../../../migrations/sqlite/0005_audit.sql")),
 ];
 
 const READERS: usize = 8;
@@ -238,8 +241,11 @@ fn task_from_row(row: &Row) -> rusqlite::Result<TaskRecord> {
 
 fn key_from_row(row: &Row) -> rusqlite::Result<ApiKey> {
     let projects: Option<String> = row.get(4)?;
+    let role: String = row.get(7)?;
     Ok(ApiKey {
         id: row.get(0)?,
+        role: KeyRole::parse(&role).ok_or_else(|| bad_value("role", &role))?,
+        host: row.get(8)?,
         client_id: row.get(1)?,
         user_id: row.get(2)?,
         name: row.get(3)?,
@@ -498,15 +504,15 @@ impl Tx for SqliteTx<'_> {
         self.sqlite_set_port_groups(port_id, group_ids)
     }
 
-    fn get_port(&mut self, client_id: i64, id: Uuid) -> StoreResult<Option<Port>> {
+    fn get_port(&mut self, client_id: Option<i64>, id: Uuid) -> StoreResult<Option<Port>> {
         self.sqlite_get_port(client_id, id)
     }
 
-    fn list_ports(&mut self, client_id: i64, filter: &PortFilter) -> StoreResult<Vec<Port>> {
+    fn list_ports(&mut self, client_id: Option<i64>, filter: &PortFilter) -> StoreResult<Vec<Port>> {
         self.sqlite_list_ports(client_id, filter)
     }
 
-    fn delete_port(&mut self, client_id: i64, id: Uuid) -> StoreResult<bool> {
+    fn delete_port(&mut self, client_id: Option<i64>, id: Uuid) -> StoreResult<bool> {
         self.sqlite_delete_port(client_id, id)
     }
 
@@ -522,12 +528,17 @@ impl Tx for SqliteTx<'_> {
         self.sqlite_policy_revision()
     }
 
+    fn lock_host(&mut self, _host: &str) -> StoreResult<()> {
+        // Write transactions are BEGIN IMMEDIATE on one connection: already serialised.
+        Ok(())
+    }
+
     fn report_agent(&mut self, agent: &AgentRecord) -> StoreResult<()> {
         self.sqlite_report_agent(agent)
     }
 
-    fn list_agents(&mut self, client_id: i64) -> StoreResult<Vec<AgentRecord>> {
-        self.sqlite_list_agents(client_id)
+    fn list_agents(&mut self) -> StoreResult<Vec<AgentRecord>> {
+        self.sqlite_list_agents()
     }
 
     fn savepoint(&mut self) -> StoreResult<()> {
@@ -659,22 +670,29 @@ impl Tx for SqliteTx<'_> {
         let projects = key.projects.as_ref().map(|p| serde_json::to_string(p).expect("ints serialise"));
         self.conn
             .prepare_cached(
-                "INSERT INTO api_keys (token_hash, client_id, user_id, projects, name, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                "INSERT INTO api_keys (token_hash, client_id, user_id, projects, name, created_at, role, host)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
             )?
-            .execute(params![key.token_hash, key.client_id, key.user_id, projects, key.name, key.created_at])?;
+            .execute(params![
+                key.token_hash,
+                key.client_id,
+                key.user_id,
+                projects,
+                key.name,
+                key.created_at,
+                key.role.as_str(),
+                key.host
+            ])?;
         Ok(self.conn.last_insert_rowid())
     }
 
     fn find_key(&mut self, token_hash: &str) -> StoreResult<Option<ApiKey>> {
-        let mut stmt = self
-            .conn
-            .prepare_cached("SELECT id, client_id, user_id, name, projects, created_at, revoked_at FROM api_keys WHERE token_hash = ?1")?;
+        let mut stmt = self.conn.prepare_cached(&format!("SELECT {KEY_COLUMNS} FROM api_keys WHERE token_hash = ?1"))?;
         Ok(stmt.query_row([token_hash], key_from_row).optional()?)
     }
 
     fn list_keys(&mut self) -> StoreResult<Vec<ApiKey>> {
-        let mut stmt =
-            self.conn.prepare_cached("SELECT id, client_id, user_id, name, projects, created_at, revoked_at FROM api_keys ORDER BY id")?;
+        let mut stmt = self.conn.prepare_cached(&format!("SELECT {KEY_COLUMNS} FROM api_keys ORDER BY id"))?;
         Ok(stmt.query_map([], key_from_row)?.collect::<rusqlite::Result<Vec<_>>>()?)
     }
 
@@ -684,6 +702,18 @@ impl Tx for SqliteTx<'_> {
             .prepare_cached("UPDATE api_keys SET revoked_at = ?2 WHERE id = ?1 AND revoked_at IS NULL")?
             .execute(params![id, now_ms])?;
         Ok(changed > 0)
+    }
+
+    fn insert_audit(&mut self, event: &crate::AuditEvent) -> StoreResult<()> {
+        self.sqlite_insert_audit(event)
+    }
+
+    fn list_audit(&mut self, filter: &crate::AuditFilter) -> StoreResult<(u64, Vec<crate::AuditEvent>)> {
+        self.sqlite_list_audit(filter)
+    }
+
+    fn prune_audit(&mut self, before_ms: i64, limit: u32) -> StoreResult<u64> {
+        self.sqlite_prune_audit(before_ms, limit)
     }
 
     fn export_groups(&mut self, after: i64, limit: u32) -> StoreResult<Vec<(i64, Group)>> {
@@ -720,10 +750,8 @@ impl Tx for SqliteTx<'_> {
     }
 
     fn export_keys(&mut self) -> StoreResult<Vec<(ApiKey, String)>> {
-        let mut stmt = self.conn.prepare_cached(
-            "SELECT id, client_id, user_id, name, projects, created_at, revoked_at, token_hash FROM api_keys ORDER BY id",
-        )?;
-        let rows = stmt.query_map([], |row| Ok((key_from_row(row)?, row.get::<_, String>(7)?)))?;
+        let mut stmt = self.conn.prepare_cached(&format!("SELECT {KEY_COLUMNS}, token_hash FROM api_keys ORDER BY id"))?;
+        let rows = stmt.query_map([], |row| Ok((key_from_row(row)?, row.get::<_, String>(9)?)))?;
         Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
     }
 
@@ -750,10 +778,21 @@ impl Tx for SqliteTx<'_> {
         let projects = key.projects.as_ref().map(|p| serde_json::to_string(p).expect("ints serialise"));
         self.conn
             .prepare_cached(
-                "INSERT INTO api_keys (id, token_hash, client_id, user_id, projects, name, created_at, revoked_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                "INSERT INTO api_keys (id, token_hash, client_id, user_id, projects, name, created_at, revoked_at, role, host)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
             )?
-            .execute(params![key.id, token_hash, key.client_id, key.user_id, projects, key.name, key.created_at, key.revoked_at])?;
+            .execute(params![
+                key.id,
+                token_hash,
+                key.client_id,
+                key.user_id,
+                projects,
+                key.name,
+                key.created_at,
+                key.revoked_at,
+                key.role.as_str(),
+                key.host
+            ])?;
         Ok(())
     }
 }

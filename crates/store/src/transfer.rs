@@ -9,7 +9,6 @@
 //! `port`s and the `policy_revision`, then
 //! `end` with the counts, which import checks, so a truncated file is refused.
 
-use std::collections::BTreeSet;
 use std::io::{BufRead, Write};
 use std::net::IpAddr;
 use std::str::FromStr;
@@ -22,7 +21,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use uuid::Uuid;
 
-use crate::{ApiKey, PortFilter, Store, StoreError, TaskRecord, TaskState, now_ms};
+use crate::{ApiKey, KeyRole, PortFilter, Store, StoreError, TaskRecord, TaskState, now_ms};
 
 pub const FORMAT: &str = "palisade-export";
 pub const VERSION: u32 = 1;
@@ -77,6 +76,15 @@ struct KeyLine {
     name: String,
     created_at: i64,
     revoked_at: Option<i64>,
+    /// Absent in exports made before key roles: those keys were tenant keys.
+    #[serde(default = "tenant_role")]
+    role: String,
+    #[serde(default)]
+    host: Option<String>,
+}
+
+fn tenant_role() -> String {
+    KeyRole::Tenant.as_str().to_string()
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -337,10 +345,8 @@ pub fn export(store: &impl Store, source: &str, out: &mut dyn Write) -> Result<S
     let summary = store.read(|tx| {
         let mut summary = Summary::default();
         // Ports are listed per client: every client that has a key, a group or a task.
-        let mut clients = BTreeSet::new();
         write_line(out, &Line::Header { format: FORMAT.into(), version: VERSION, source: source.into(), exported_at: now_ms() })?;
         for (key, token_hash) in tx.export_keys()? {
-            clients.insert(key.client_id);
             write_line(
                 out,
                 &Line::ApiKey(KeyLine {
@@ -352,6 +358,8 @@ pub fn export(store: &impl Store, source: &str, out: &mut dyn Write) -> Result<S
                     name: key.name,
                     created_at: key.created_at,
                     revoked_at: key.revoked_at,
+                    role: key.role.as_str().to_string(),
+                    host: key.host,
                 }),
             )?;
             summary.api_keys += 1;
@@ -375,7 +383,6 @@ pub fn export(store: &impl Store, source: &str, out: &mut dyn Write) -> Result<S
             let Some((last, _)) = page.last() else { break };
             after = *last;
             for (_, group) in &page {
-                clients.insert(group.scope.client_id);
                 summary.groups += 1;
                 summary.rules += group.rules.len() as u64;
                 summary.tags += group.tags.len() as u64;
@@ -388,16 +395,13 @@ pub fn export(store: &impl Store, source: &str, out: &mut dyn Write) -> Result<S
             let Some((last, _)) = page.last() else { break };
             after = *last;
             for (_, task) in &page {
-                clients.insert(task.client_id);
                 summary.tasks += 1;
                 write_line(out, &Line::Task(task.into()))?;
             }
         }
-        for client_id in clients {
-            for port in tx.list_ports(client_id, &PortFilter::default())? {
-                summary.ports += 1;
-                write_line(out, &Line::Port((&port).into()))?;
-            }
+        for port in tx.list_ports(None, &PortFilter::default())? {
+            summary.ports += 1;
+            write_line(out, &Line::Port((&port).into()))?;
         }
         write_line(out, &Line::PolicyRevision { revision: tx.policy_revision()? })?;
         write_line(out, &Line::End(summary))?;
@@ -454,8 +458,11 @@ pub fn import(store: &impl Store, input: &mut dyn BufRead) -> Result<Summary, Tr
                     header = true;
                 }
                 Line::ApiKey(k) => {
+                    let role = KeyRole::parse(&k.role).ok_or_else(|| bad(format!("unknown key role {}", k.role)))?;
                     let key = ApiKey {
                         id: k.id,
+                        role,
+                        host: k.host,
                         client_id: k.client_id,
                         user_id: k.user_id,
                         projects: k.projects,

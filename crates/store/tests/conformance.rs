@@ -18,7 +18,7 @@ use palisade_core::quota::{Limits, Usage};
 use palisade_core::{Cidr, Direction, Ethertype, Protocol, Rule, RuleSpec, Tag};
 use palisade_store::transfer::{self, TransferError};
 use palisade_store::{
-    AckFilter, Database, GroupFilter, NewApiKey, PortFilter, Store, StoreError, StoreResult, TaskFilter, TaskRecord, TaskState, Tx,
+    AckFilter, Database, GroupFilter, KeyRole, NewApiKey, PortFilter, Store, StoreError, StoreResult, TaskFilter, TaskRecord, TaskState, Tx,
 };
 use serde_json::json;
 use uuid::Uuid;
@@ -126,6 +126,9 @@ conformance!(
     read_sees_a_snapshot_of_committed_writes,
     calls_from_spawn_blocking,
     ports_bindings_revision_and_agents,
+    audit_insert_and_list_filters,
+    audit_prune_deletes_oldest_in_batches,
+    audit_event_rolls_back_with_its_change,
 );
 
 // ---------------------------------------------------------------------------------------------
@@ -528,19 +531,30 @@ fn acknowledge_tasks_filters(f: &Fixture) {
 
 fn api_keys(f: &Fixture) {
     let db = f.db();
-    let first = NewApiKey { token_hash: "h1".into(), client_id: 1, user_id: 2, projects: None, name: "ops".into(), created_at: 10 };
-    let second =
-        NewApiKey { token_hash: "h2".into(), client_id: 3, user_id: 4, projects: Some(vec![7, 8]), name: String::new(), created_at: 20 };
+    let first = tenant_key("h1", 1, 2, None);
+    let second = NewApiKey { name: String::new(), created_at: 20, ..tenant_key("h2", 3, 4, Some(vec![7, 8])) };
+    let platform = NewApiKey { role: KeyRole::Platform, client_id: 0, user_id: 0, ..tenant_key("h3", 0, 0, None) };
+    let agent =
+        NewApiKey { role: KeyRole::Agent, host: Some("compute-7".into()), client_id: 0, user_id: 0, ..tenant_key("h4", 0, 0, None) };
     let id1 = w(db, |tx| tx.insert_key(&first));
     let id2 = w(db, |tx| tx.insert_key(&second));
+    let id3 = w(db, |tx| tx.insert_key(&platform));
+    let id4 = w(db, |tx| tx.insert_key(&agent));
     assert!(id2 > id1);
     let key = r(db, |tx| tx.find_key("h2")).unwrap();
     assert_eq!(
-        (key.id, key.client_id, key.user_id, key.projects.clone(), key.created_at, key.revoked_at),
-        (id2, 3, 4, Some(vec![7, 8]), 20, None)
+        (key.id, key.role, key.client_id, key.user_id, key.projects.clone(), key.created_at, key.revoked_at, key.host.clone()),
+        (id2, KeyRole::Tenant, 3, 4, Some(vec![7, 8]), 20, None, None)
     );
+    let key = r(db, |tx| tx.find_key("h3")).unwrap();
+    assert_eq!((key.id, key.role, key.host), (id3, KeyRole::Platform, None));
+    let key = r(db, |tx| tx.find_key("h4")).unwrap();
+    assert_eq!((key.id, key.role, key.host.as_deref()), (id4, KeyRole::Agent, Some("compute-7")));
     assert_eq!(r(db, |tx| tx.find_key("nope")), None);
-    assert_eq!(r(db, |tx| tx.list_keys()).iter().map(|k| k.id).collect::<Vec<_>>(), vec![id1, id2]);
+    assert_eq!(
+        r(db, |tx| tx.list_keys()).iter().map(|k| (k.id, k.role)).collect::<Vec<_>>(),
+        vec![(id1, KeyRole::Tenant), (id2, KeyRole::Tenant), (id3, KeyRole::Platform), (id4, KeyRole::Agent)]
+    );
     assert!(w(db, |tx| tx.revoke_key(id1, 99)));
     assert!(!w(db, |tx| tx.revoke_key(id1, 100)));
     assert!(!w(db, |tx| tx.revoke_key(12345, 100)));
@@ -548,7 +562,23 @@ fn api_keys(f: &Fixture) {
     // Token hashes are unique.
     assert!(db.write(|tx| tx.insert_key(&first)).is_err());
     let exported = r(db, |tx| tx.export_keys());
-    assert_eq!(exported.iter().map(|(k, h)| (k.id, h.as_str())).collect::<Vec<_>>(), vec![(id1, "h1"), (id2, "h2")]);
+    assert_eq!(
+        exported.iter().map(|(k, h)| (k.id, k.role, h.as_str())).collect::<Vec<_>>(),
+        vec![(id1, KeyRole::Tenant, "h1"), (id2, KeyRole::Tenant, "h2"), (id3, KeyRole::Platform, "h3"), (id4, KeyRole::Agent, "h4")]
+    );
+}
+
+fn tenant_key(token_hash: &str, client_id: i64, user_id: i64, projects: Option<Vec<i64>>) -> NewApiKey {
+    NewApiKey {
+        token_hash: token_hash.into(),
+        role: KeyRole::Tenant,
+        host: None,
+        client_id,
+        user_id,
+        projects,
+        name: "ops".into(),
+        created_at: 10,
+    }
 }
 
 fn write_rolls_back_on_error(f: &Fixture) {
@@ -685,8 +715,8 @@ fn dump(db: &Database) -> Dump {
             tasks.extend(page.into_iter().map(|(_, t)| t));
         }
         let usage = vec![tx.usage(&SCOPE)?, tx.usage(&OTHER_PROJECT)?, tx.usage(&OTHER_CLIENT)?];
-        let mut ports = tx.list_ports(1, &PortFilter::default())?;
-        ports.extend(tx.list_ports(2, &PortFilter::default())?);
+        let mut ports = tx.list_ports(Some(1), &PortFilter::default())?;
+        ports.extend(tx.list_ports(Some(2), &PortFilter::default())?);
         Ok(Dump { groups, tasks, keys: tx.export_keys()?, quotas: tx.export_quotas()?, usage, ports })
     })
 }
@@ -732,8 +762,11 @@ fn fill(db: &Database, groups: usize) {
         Ok(())
     });
     for (i, name) in ["a", "b", "c"].iter().enumerate() {
+        // The last one is an agent key: roles and hosts move with the export too.
         let key = NewApiKey {
             token_hash: format!("hash-{name}"),
+            role: if i == 2 { KeyRole::Agent } else { KeyRole::Tenant },
+            host: (i == 2).then(|| "compute-9".to_string()),
             client_id: 1,
             user_id: i as i64,
             projects: (i == 1).then(|| vec![10]),
@@ -765,7 +798,7 @@ fn export_import_round_trip(f: &Fixture) {
     let old_revision = r(f.db(), |tx| tx.policy_revision());
     assert!(r(target.db(), |tx| tx.policy_revision()) > old_revision);
     // New keys do not collide with imported ids.
-    let key = NewApiKey { token_hash: "fresh".into(), client_id: 1, user_id: 1, projects: None, name: String::new(), created_at: 1 };
+    let key = NewApiKey { name: String::new(), created_at: 1, ..tenant_key("fresh", 1, 1, None) };
     let id = w(target.db(), |tx| tx.insert_key(&key));
     assert!(id > 3, "{id}");
 }
@@ -1113,16 +1146,21 @@ fn ports_bindings_revision_and_agents(f: &Fixture) {
     assert!(revision(db) > start, "ports and bindings grow the policy revision");
 
     // Reads: by id (client-scoped), with bindings in order; filters; by group.
-    assert_eq!(r(db, |tx| tx.get_port(1, p1.id)), Some(p1.clone()));
-    assert_eq!(r(db, |tx| tx.get_port(2, p1.id)), None, "another client's port is invisible");
-    let on_h1 = r(db, |tx| tx.list_ports(1, &PortFilter { host: Some("h1".into()), ..PortFilter::default() }));
+    assert_eq!(r(db, |tx| tx.get_port(Some(1), p1.id)), Some(p1.clone()));
+    assert_eq!(r(db, |tx| tx.get_port(Some(2), p1.id)), None, "another client's port is invisible");
+    assert_eq!(r(db, |tx| tx.get_port(None, p3.id)), Some(p3.clone()), "any client's, for the platform");
+    let on_h1 = r(db, |tx| tx.list_ports(Some(1), &PortFilter { host: Some("h1".into()), ..PortFilter::default() }));
     assert_eq!(on_h1, vec![p1.clone()]);
-    let all = r(db, |tx| tx.list_ports(1, &PortFilter::default()));
+    let every_client_on_h1 = r(db, |tx| tx.list_ports(None, &PortFilter { host: Some("h1".into()), ..PortFilter::default() }));
+    assert_eq!(every_client_on_h1, vec![p1.clone(), p3.clone()], "an agent's host holds every client's ports");
+    w(db, |tx| tx.lock_host("h1"));
+    let all = r(db, |tx| tx.list_ports(Some(1), &PortFilter::default()));
     assert_eq!(all.iter().map(|p| p.id).collect::<Vec<_>>(), vec![p1.id, p2.id], "creation order");
-    let by_instance =
-        r(db, |tx| tx.list_ports(1, &PortFilter { instance_id: Some(p2.instance_id), project_id: Some(10), ..PortFilter::default() }));
+    let by_instance = r(db, |tx| {
+        tx.list_ports(Some(1), &PortFilter { instance_id: Some(p2.instance_id), project_id: Some(10), ..PortFilter::default() })
+    });
     assert_eq!(by_instance, vec![p2.clone()]);
-    assert!(r(db, |tx| tx.list_ports(1, &PortFilter { region_id: Some(999), ..PortFilter::default() })).is_empty());
+    assert!(r(db, |tx| tx.list_ports(Some(1), &PortFilter { region_id: Some(999), ..PortFilter::default() })).is_empty());
     let users = r(db, |tx| tx.ports_in_groups(&[g1.id]));
     assert_eq!(users.iter().map(|p| p.id).collect::<Vec<_>>(), vec![p1.id, p2.id]);
     assert!(r(db, |tx| tx.ports_in_groups(&[])).is_empty());
@@ -1141,30 +1179,158 @@ fn ports_bindings_revision_and_agents(f: &Fixture) {
     let after_bind = revision(db);
     assert!(after_bind > after_update);
     p1.security_group_ids = vec![g1.id];
-    assert_eq!(r(db, |tx| tx.get_port(1, p1.id)), Some(p1.clone()));
+    assert_eq!(r(db, |tx| tx.get_port(Some(1), p1.id)), Some(p1.clone()));
     w(db, |tx| tx.delete_rule(g1.rules[0].id));
     assert!(revision(db) > after_bind, "rule changes grow the revision");
 
     // Deleting a port takes its bindings with it.
     let before = revision(db);
-    assert!(w(db, |tx| tx.delete_port(1, p2.id)));
-    assert!(!w(db, |tx| tx.delete_port(1, p2.id)));
-    assert!(!w(db, |tx| tx.delete_port(1, p3.id)), "another client's port");
+    assert!(w(db, |tx| tx.delete_port(Some(1), p2.id)));
+    assert!(!w(db, |tx| tx.delete_port(Some(1), p2.id)));
+    assert!(!w(db, |tx| tx.delete_port(Some(1), p3.id)), "another client's port");
     assert!(revision(db) > before);
     assert_eq!(r(db, |tx| tx.ports_in_groups(&[g1.id])).len(), 1);
 
-    // Agents: upserted per (client, host), listed by host.
-    let agent = |host: &str, applied_revision: i64| palisade_store::AgentRecord {
-        client_id: 1,
-        host: host.into(),
-        applied_revision,
-        reported_at: 5,
-    };
+    // Agents: one per host, upserted, listed by host.
+    let agent = |host: &str, applied_revision: i64| palisade_store::AgentRecord { host: host.into(), applied_revision, reported_at: 5 };
     w(db, |tx| {
         tx.report_agent(&agent("h2", 3))?;
         tx.report_agent(&agent("h1", 4))?;
         tx.report_agent(&agent("h1", 7))
     });
-    assert_eq!(r(db, |tx| tx.list_agents(1)), vec![agent("h1", 7), agent("h2", 3)]);
-    assert!(r(db, |tx| tx.list_agents(2)).is_empty());
+    assert_eq!(r(db, |tx| tx.list_agents()), vec![agent("h1", 7), agent("h2", 3)]);
+}
+
+// ---------------------------------------------------------------------------------------------
+// The audit log
+
+fn audit_event(time: i64, client_id: Option<i64>, project_id: Option<i64>, action: &str, resource_id: &str) -> palisade_store::AuditEvent {
+    palisade_store::AuditEvent {
+        id: 0,
+        time,
+        actor_key_id: Some(3),
+        actor_role: "tenant".into(),
+        client_id,
+        user_id: Some(7),
+        project_id,
+        region_id: project_id.map(|_| 100),
+        action: action.into(),
+        resource_type: action.split('.').next().unwrap_or_default().into(),
+        resource_id: Some(resource_id.into()),
+        request_id: Some(format!("req-{time}")),
+        outcome: "ok".into(),
+        summary: json!({"name": "web", "rules_added": [resource_id], "nested": {"n": time}}),
+    }
+}
+
+fn audit_page(filter: palisade_store::AuditFilter) -> palisade_store::AuditFilter {
+    palisade_store::AuditFilter { limit: if filter.limit == 0 { 100 } else { filter.limit }, ..filter }
+}
+
+fn audit_times(events: &[palisade_store::AuditEvent]) -> Vec<i64> {
+    events.iter().map(|e| e.time).collect()
+}
+
+fn audit_insert_and_list_filters(f: &Fixture) {
+    use palisade_store::AuditFilter;
+    let db = f.db();
+    w(db, |tx| {
+        tx.insert_audit(&audit_event(1_000, Some(1), Some(10), "security_group.create", "g1"))?;
+        tx.insert_audit(&audit_event(2_000, Some(1), Some(11), "security_group.update", "g1"))?;
+        tx.insert_audit(&audit_event(3_000, Some(2), Some(10), "security_group.create", "g2"))?;
+        tx.insert_audit(&audit_event(4_000, Some(1), None, "api_key.create", "5"))?;
+        let mut cli = audit_event(4_000, None, None, "api_key.create", "6");
+        cli.actor_key_id = None;
+        cli.actor_role = "cli".into();
+        cli.user_id = None;
+        cli.request_id = None;
+        cli.resource_id = None;
+        tx.insert_audit(&cli)
+    });
+
+    // Everything, newest first; events of one time by insertion, newest first.
+    let (count, all) = r(db, |tx| tx.list_audit(&audit_page(AuditFilter::default())));
+    assert_eq!(count, 5);
+    assert_eq!(audit_times(&all), [4_000, 4_000, 3_000, 2_000, 1_000]);
+    assert_eq!(all[0].actor_role, "cli");
+    assert!(all[0].id > all[1].id, "ids grow with insertion");
+    let cli = &all[0];
+    assert_eq!((cli.actor_key_id, cli.client_id, cli.user_id, cli.project_id, cli.region_id), (None, None, None, None, None));
+    assert_eq!((cli.resource_id.as_deref(), cli.request_id.as_deref()), (None, None));
+    let mut expected = audit_event(1_000, Some(1), Some(10), "security_group.create", "g1");
+    expected.id = all[4].id;
+    assert_eq!(all[4], expected, "every field round-trips");
+
+    // One client.
+    let (count, mine) = r(db, |tx| tx.list_audit(&audit_page(AuditFilter { client_id: Some(1), ..AuditFilter::default() })));
+    assert_eq!((count, audit_times(&mine)), (3, vec![4_000, 2_000, 1_000]));
+    // A project-limited view: its projects, or no project.
+    let filter = AuditFilter { client_id: Some(1), project_ids: Some(vec![10]), ..AuditFilter::default() };
+    let (count, limited) = r(db, |tx| tx.list_audit(&audit_page(filter)));
+    assert_eq!((count, audit_times(&limited)), (2, vec![4_000, 1_000]));
+    let filter = AuditFilter { client_id: Some(1), project_ids: Some(vec![]), ..AuditFilter::default() };
+    let (count, _) = r(db, |tx| tx.list_audit(&audit_page(filter)));
+    assert_eq!(count, 1, "no projects: only events of no project");
+    // Time window, both ends inclusive.
+    let filter = AuditFilter { since_ms: Some(2_000), until_ms: Some(3_000), ..AuditFilter::default() };
+    let (count, window) = r(db, |tx| tx.list_audit(&audit_page(filter)));
+    assert_eq!((count, audit_times(&window)), (2, vec![3_000, 2_000]));
+    // Resource and action.
+    let filter = AuditFilter { resource_id: Some("g1".into()), ..AuditFilter::default() };
+    assert_eq!(r(db, |tx| tx.list_audit(&audit_page(filter))).0, 2);
+    let filter = AuditFilter { action: Some("security_group.create".into()), ..AuditFilter::default() };
+    let (count, created) = r(db, |tx| tx.list_audit(&audit_page(filter)));
+    assert_eq!((count, audit_times(&created)), (2, vec![3_000, 1_000]));
+    let filter = AuditFilter { client_id: Some(2), action: Some("security_group.update".into()), ..AuditFilter::default() };
+    assert_eq!(r(db, |tx| tx.list_audit(&audit_page(filter))).0, 0);
+    // Pages: the count is of every match.
+    let filter = AuditFilter { limit: 2, offset: 1, ..AuditFilter::default() };
+    let (count, page) = r(db, |tx| tx.list_audit(&filter));
+    assert_eq!((count, audit_times(&page)), (5, vec![4_000, 3_000]));
+    let filter = AuditFilter { limit: 10, offset: 5, ..AuditFilter::default() };
+    let (count, page) = r(db, |tx| tx.list_audit(&filter));
+    assert_eq!((count, page.len()), (5, 0));
+}
+
+fn audit_prune_deletes_oldest_in_batches(f: &Fixture) {
+    use palisade_store::AuditFilter;
+    let db = f.db();
+    w(db, |tx| {
+        for time in 1..=10 {
+            tx.insert_audit(&audit_event(time * 1_000, Some(1), Some(10), "port.update", "p"))?;
+        }
+        Ok(())
+    });
+    // Older than 8 s: seven events, taken three at a time, oldest first.
+    assert_eq!(w(db, |tx| tx.prune_audit(8_000, 3)), 3);
+    let (_, left) = r(db, |tx| tx.list_audit(&audit_page(AuditFilter::default())));
+    assert_eq!(audit_times(&left), [10_000, 9_000, 8_000, 7_000, 6_000, 5_000, 4_000]);
+    assert_eq!(w(db, |tx| tx.prune_audit(8_000, 3)), 3);
+    assert_eq!(w(db, |tx| tx.prune_audit(8_000, 3)), 1);
+    assert_eq!(w(db, |tx| tx.prune_audit(8_000, 3)), 0);
+    let (count, left) = r(db, |tx| tx.list_audit(&audit_page(AuditFilter::default())));
+    assert_eq!((count, audit_times(&left)), (3, vec![10_000, 9_000, 8_000]), "the event at the cut-off is kept");
+}
+
+fn audit_event_rolls_back_with_its_change(f: &Fixture) {
+    use palisade_store::AuditFilter;
+    let db = f.db();
+    let g = group(SCOPE, "audited", 1);
+    let failed: Result<(), StoreError> = db.write(|tx| {
+        tx.insert_group(&g)?;
+        tx.insert_audit(&audit_event(1, Some(1), Some(10), "security_group.create", &g.id.to_string()))?;
+        Err(StoreError::Internal("the change fails after its event".into()))
+    });
+    assert!(failed.is_err());
+    assert_eq!(r(db, |tx| tx.list_audit(&audit_page(AuditFilter::default()))).0, 0, "no event without its change");
+    assert!(r(db, |tx| tx.get_group(&SCOPE, g.id)).is_none());
+    // A savepoint rolled back takes its event with it; the one after it stays.
+    w(db, |tx| {
+        tx.savepoint()?;
+        tx.insert_audit(&audit_event(2, Some(1), Some(10), "security_group.update", "undone"))?;
+        tx.rollback_to_savepoint()?;
+        tx.insert_audit(&audit_event(3, Some(1), Some(10), "security_group.update", "kept"))
+    });
+    let (count, events) = r(db, |tx| tx.list_audit(&audit_page(AuditFilter::default())));
+    assert_eq!((count, events[0].resource_id.as_deref()), (1, Some("kept")));
 }

@@ -1,9 +1,11 @@
 //! Executes tasks: claims pending task rows, applies their mutation and finishes the task in the
 //! same transaction, so a crash never leaves a half-applied change and a finished task never runs
-//! twice. Also home of [`ops`], the mutations the synchronous v1 endpoints share with tasks.
+//! twice. Also home of [`ops`], the mutations the synchronous v1 endpoints share with tasks, and
+//! of [`audit`], which records every change in the change's own transaction.
 //!
 //! Depends on `core` and `store`; knows nothing of HTTP.
 
+pub mod audit;
 pub mod ops;
 pub mod payload;
 pub mod ports;
@@ -18,6 +20,7 @@ use palisade_store::{Database, Store, StoreError, StoreResult, TaskRecord, TaskS
 use serde_json::{Value, json};
 use tokio::sync::{Notify, watch};
 
+use crate::audit::{Action, Actor, Change};
 use crate::ops::{NewGroup, OpError, OpResult, Settings};
 use crate::payload::TaskPayload;
 
@@ -49,18 +52,28 @@ impl Worker {
             let now = now_ms();
             let tasks = tx.pending_tasks(now, BATCH)?;
             for mut task in tasks.iter().cloned() {
+                let payload: TaskPayload = serde_json::from_value(task.payload.clone())
+                    .map_err(|e| StoreError::Internal(format!("task {} has an unreadable payload: {e}", task.id)))?;
+                let change = task_change(&task, &payload);
                 tx.savepoint()?;
-                match execute(tx, &task, &self.settings, now) {
-                    Ok(created_resources) => {
+                // The task's audit event is written with its completion, in the same transaction.
+                match execute(tx, &task, payload, &self.settings, now) {
+                    Ok(done) => {
                         tx.release_savepoint()?;
                         task.state = TaskState::Finished;
-                        task.created_resources = created_resources;
+                        task.created_resources = done.created_resources;
+                        let mut summary = done.summary;
+                        summary["task_id"] = json!(task.id);
+                        audit::record(tx, &task_actor(&task), change.summary(summary))?;
                     }
                     Err(OpError::Store(e)) => return Err(e),
                     Err(e) => {
                         tx.rollback_to_savepoint()?;
                         task.state = TaskState::Error;
-                        task.error = Some(task_error_message(&e));
+                        let message = task_error_message(&e);
+                        let summary = json!({"task_id": task.id, "error": message});
+                        audit::record(tx, &task_actor(&task), change.failed(audit::outcome_of(&e)).summary(summary))?;
+                        task.error = Some(message);
                     }
                 }
                 task.updated_on = Some(now);
@@ -123,14 +136,42 @@ fn task_error_message(e: &OpError) -> String {
     }
 }
 
+/// Who asked for a task: the key stored in its payload, and the user and request of its row.
+/// Tasks queued before the audit log name no key; every key was a tenant's then.
+fn task_actor(task: &TaskRecord) -> Actor {
+    let requester = payload::requester(&task.payload);
+    Actor {
+        key_id: requester.as_ref().map(|r| r.key_id),
+        role: requester.map(|r| r.role).unwrap_or_else(|| "tenant".into()),
+        user_id: Some(task.user_id),
+        request_id: task.request_id.clone(),
+    }
+}
+
+/// The audit event a task leaves, before its outcome and summary are known.
+fn task_change(task: &TaskRecord, payload: &TaskPayload) -> Change {
+    let place = audit::Place { client_id: Some(task.client_id), project_id: task.project_id, region_id: task.region_id };
+    let (action, group_id) = match payload {
+        TaskPayload::CreateGroup { group_id, .. } => (Action::GroupCreate, group_id),
+        TaskPayload::UpdateGroup { group_id, .. } => (Action::GroupUpdate, group_id),
+        TaskPayload::CreateRule { group_id, .. } => (Action::RuleCreate, group_id),
+        TaskPayload::DeleteRule { group_id, .. } => (Action::RuleDelete, group_id),
+    };
+    Change::new(action, place, group_id)
+}
+
 fn drafts(values: &[Value], field: &str) -> OpResult<Vec<RuleDraft>> {
     values.iter().enumerate().map(|(i, v)| parse_rule(v, &format!("{field}.{i}")).map_err(OpError::Invalid)).collect()
 }
 
-/// Runs one task's mutation; returns its `created_resources`.
-pub fn execute(tx: &mut dyn Tx, task: &TaskRecord, settings: &Settings, now: i64) -> OpResult<Option<Value>> {
-    let payload: TaskPayload = serde_json::from_value(task.payload.clone())
-        .map_err(|e| StoreError::Internal(format!("task {} has an unreadable payload: {e}", task.id)))?;
+/// What a task did: its `created_resources`, and the summary of its audit event.
+pub struct Done {
+    pub created_resources: Option<Value>,
+    pub summary: Value,
+}
+
+/// Runs one task's mutation.
+pub fn execute(tx: &mut dyn Tx, task: &TaskRecord, payload: TaskPayload, settings: &Settings, now: i64) -> OpResult<Done> {
     let scope =
         Scope { client_id: task.client_id, project_id: task.project_id.unwrap_or_default(), region_id: task.region_id.unwrap_or_default() };
     match payload {
@@ -139,22 +180,33 @@ pub fn execute(tx: &mut dyn Tx, task: &TaskRecord, settings: &Settings, now: i64
             let new = NewGroup { id: group_id, name: &name, description: &description, rules: rules.as_deref(), tags: &tags };
             let group = ops::create_group(tx, &scope, new, settings, now)?;
             let rule_ids: Vec<String> = group.rules.iter().map(|r| r.id.to_string()).collect();
-            Ok(Some(json!({"security_groups": [group.id.to_string()], "security_group_rules": rule_ids})))
+            Ok(Done {
+                created_resources: Some(json!({"security_groups": [group.id.to_string()], "security_group_rules": rule_ids})),
+                summary: audit::group_created(&group),
+            })
         }
         TaskPayload::UpdateGroup { group_id, name, description, rules } => {
             let rules = rules.as_deref().map(|r| drafts(r, "rules")).transpose()?;
-            let (_, added) =
+            let before = ops::load_group_for_change(tx, &scope, group_id)?;
+            let (after, added) =
                 ops::update_group(tx, &scope, group_id, name.as_deref(), description.as_deref(), rules.as_deref(), settings, now)?;
-            Ok((!added.is_empty()).then(|| json!({"security_group_rules": added.iter().map(|id| id.to_string()).collect::<Vec<_>>()})))
+            Ok(Done {
+                created_resources: (!added.is_empty())
+                    .then(|| json!({"security_group_rules": added.iter().map(|id| id.to_string()).collect::<Vec<_>>()})),
+                summary: audit::group_changes(&before, &after),
+            })
         }
         TaskPayload::CreateRule { group_id, rule } => {
             let draft = parse_rule(&rule, "").map_err(OpError::Invalid)?;
             let rule = ops::add_rule(tx, &scope, group_id, &draft, settings, now)?;
-            Ok(Some(json!({"security_group_rules": [rule.id.to_string()]})))
+            Ok(Done {
+                created_resources: Some(json!({"security_group_rules": [rule.id.to_string()]})),
+                summary: audit::rules_changed(&[rule.id], &[]),
+            })
         }
         TaskPayload::DeleteRule { group_id, rule_id } => {
             ops::delete_rule(tx, &scope, Some(group_id), rule_id, now)?;
-            Ok(None)
+            Ok(Done { created_resources: None, summary: audit::rules_changed(&[], &[rule_id]) })
         }
     }
 }

@@ -78,6 +78,15 @@ pub fn load_group(tx: &mut dyn Tx, scope: &Scope, id: Uuid) -> OpResult<Group> {
     tx.get_group(scope, id)?.ok_or_else(|| group_not_found(id))
 }
 
+/// The group as it is before a change that will lock its scope (a quota-checked change), read
+/// under the scope lock: every write takes the scope lock before the group's row lock (which a
+/// write's read of the group takes on PostgreSQL), so two writers never wait on each other in
+/// opposite orders.
+pub fn load_group_for_change(tx: &mut dyn Tx, scope: &Scope, id: Uuid) -> OpResult<Group> {
+    tx.lock_scope(scope)?;
+    load_group(tx, scope, id)
+}
+
 /// Normalises drafts, reporting each error under `field.i`, and drops duplicate identities.
 pub fn normalize_all(drafts: &[RuleDraft], field: &str) -> Result<Vec<RuleSpec>, RuleError> {
     let specs = drafts

@@ -48,3 +48,43 @@ impl TaskPayload {
         }
     }
 }
+
+/// Who asked for a task: the API key and its role, kept in the task row's payload under `actor`
+/// (next to the operation), so the audit event the worker writes when the task ends names them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Requester {
+    pub key_id: i64,
+    pub role: String,
+}
+
+impl TaskPayload {
+    /// What a task row stores: this operation, and who asked for it.
+    pub fn to_row(&self, requester: &Requester) -> Value {
+        let mut value = serde_json::to_value(self).expect("payloads serialise");
+        if let Value::Object(fields) = &mut value {
+            fields.insert("actor".into(), serde_json::to_value(requester).expect("requesters serialise"));
+        }
+        value
+    }
+}
+
+/// The requester stored in a task row's payload (`None` for tasks queued before the audit log).
+pub fn requester(payload: &Value) -> Option<Requester> {
+    payload.get("actor").and_then(|actor| serde_json::from_value(actor.clone()).ok())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_requester_rides_along_and_the_operation_still_reads() {
+        let payload = TaskPayload::DeleteRule { group_id: Uuid::new_v4(), rule_id: Uuid::new_v4() };
+        let requester = Requester { key_id: 7, role: "tenant".into() };
+        let row = payload.to_row(&requester);
+        assert_eq!(super::requester(&row), Some(requester));
+        assert_eq!(serde_json::from_value::<TaskPayload>(row).unwrap(), payload);
+        let old = serde_json::to_value(&payload).unwrap();
+        assert_eq!(super::requester(&old), None);
+    }
+}

@@ -61,13 +61,23 @@ fn check_groups(tx: &mut dyn Tx, scope: &Scope, ids: &[Uuid]) -> OpResult<Vec<Uu
     Ok(out)
 }
 
-/// A device is one interface of one host: two ports of a host cannot share it.
-fn check_device_free(tx: &mut dyn Tx, port: &Port) -> OpResult<()> {
+/// A device is one interface of one host and a MAC one NIC: no two ports of a host, whatever
+/// their clients, may share either (another client's port on the device would take over the
+/// first one's enforcement). Locks the host's registry first, so the check holds until commit.
+fn check_registry_free(tx: &mut dyn Tx, port: &Port) -> OpResult<()> {
+    tx.lock_host(&port.host)?;
     let filter = PortFilter { host: Some(port.host.clone()), ..PortFilter::default() };
-    if let Some(other) = tx.list_ports(port.scope.client_id, &filter)?.into_iter().find(|p| p.id != port.id && p.device == port.device) {
+    for other in tx.list_ports(None, &filter)?.into_iter().filter(|p| p.id != port.id) {
+        let (class, what) = if other.device == port.device {
+            ("PortDeviceInUse", format!("Device {}", port.device))
+        } else if other.mac == port.mac {
+            ("PortMacInUse", format!("MAC address {}", port.mac))
+        } else {
+            continue;
+        };
         return Err(OpError::Conflict {
-            class: "PortDeviceInUse",
-            message: format!("Device {} on host {} is already used by port {}", port.device, port.host, other.id),
+            class,
+            message: format!("{what} on host {} is already used by port {}", port.host, other.id),
             info: Some(json!({"port_id": other.id.to_string()})),
         });
     }
@@ -76,7 +86,8 @@ fn check_device_free(tx: &mut dyn Tx, port: &Port) -> OpResult<()> {
 
 pub fn create_port(tx: &mut dyn Tx, scope: &Scope, new: NewPort, now: i64) -> OpResult<Port> {
     let id = new.id.unwrap_or_else(Uuid::new_v4);
-    if tx.get_port(scope.client_id, id)?.is_some() {
+    // Port ids are global (agents and the verdict engine key on them), whichever client holds one.
+    if tx.get_port(None, id)?.is_some() {
         return Err(OpError::Conflict {
             class: "PortExists",
             message: format!("Port {id} already exists"),
@@ -97,7 +108,7 @@ pub fn create_port(tx: &mut dyn Tx, scope: &Scope, new: NewPort, now: i64) -> Op
         created_at: now,
         updated_at: now,
     };
-    check_device_free(tx, &port)?;
+    check_registry_free(tx, &port)?;
     tx.insert_port(&port)?;
     Ok(port)
 }
@@ -107,12 +118,13 @@ fn dedupe_ips(ips: Vec<IpAddr>) -> Vec<IpAddr> {
     ips.into_iter().filter(|ip| seen.insert(*ip)).collect()
 }
 
-pub fn load_port(tx: &mut dyn Tx, client_id: i64, id: Uuid) -> OpResult<Port> {
+/// The port `id` of client `client_id` (`None`: of any client, for the platform).
+pub fn load_port(tx: &mut dyn Tx, client_id: Option<i64>, id: Uuid) -> OpResult<Port> {
     tx.get_port(client_id, id)?.ok_or_else(|| port_not_found(id))
 }
 
 /// Applies `change`; writes only what differs, so an unchanged port keeps its policy revision.
-pub fn update_port(tx: &mut dyn Tx, client_id: i64, id: Uuid, change: PortChange, now: i64) -> OpResult<Port> {
+pub fn update_port(tx: &mut dyn Tx, client_id: Option<i64>, id: Uuid, change: PortChange, now: i64) -> OpResult<Port> {
     let mut port = load_port(tx, client_id, id)?;
     let before = port.clone();
     if let Some(name) = change.instance_name {
@@ -136,7 +148,7 @@ pub fn update_port(tx: &mut dyn Tx, client_id: i64, id: Uuid, change: PortChange
     if (&port.instance_name, &port.host, &port.device, port.mac, &port.fixed_ips)
         != (&before.instance_name, &before.host, &before.device, before.mac, &before.fixed_ips)
     {
-        check_device_free(tx, &port)?;
+        check_registry_free(tx, &port)?;
         port.updated_at = now;
         tx.update_port(&port)?;
     }
@@ -146,7 +158,7 @@ pub fn update_port(tx: &mut dyn Tx, client_id: i64, id: Uuid, change: PortChange
     Ok(port)
 }
 
-pub fn delete_port(tx: &mut dyn Tx, client_id: i64, id: Uuid) -> OpResult<()> {
+pub fn delete_port(tx: &mut dyn Tx, client_id: Option<i64>, id: Uuid) -> OpResult<()> {
     if !tx.delete_port(client_id, id)? {
         return Err(port_not_found(id));
     }
@@ -157,7 +169,7 @@ pub fn delete_port(tx: &mut dyn Tx, client_id: i64, id: Uuid) -> OpResult<()> {
 pub fn instance_ports(tx: &mut dyn Tx, scope: &Scope, instance_id: Uuid) -> OpResult<Vec<Port>> {
     let filter =
         PortFilter { project_id: Some(scope.project_id), region_id: Some(scope.region_id), instance_id: Some(instance_id), host: None };
-    let ports = tx.list_ports(scope.client_id, &filter)?;
+    let ports = tx.list_ports(Some(scope.client_id), &filter)?;
     if ports.is_empty() {
         return Err(instance_not_found(instance_id));
     }

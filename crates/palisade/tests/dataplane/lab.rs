@@ -1,5 +1,6 @@
 //! A host and its instances in network namespaces, the API and the real agent binary inside the
-//! host namespace, and a small API client.
+//! host namespace, and a small API client per key role: the tenant (client 1), the platform and
+//! each host's agent.
 //!
 //! The host namespace routes between instances: each instance has a veth pair whose host end is
 //! the port's device (`tapN`), the instance's addresses are /32 and /128 with a default route to
@@ -7,6 +8,7 @@
 //! traffic crosses the host's prerouting and forward hooks, where the agent's table filters it.
 //! Nothing is done outside the namespaces this file creates; each is deleted on drop.
 
+use std::collections::BTreeMap;
 use std::net::{Ipv4Addr, Ipv6Addr};
 use std::os::fd::AsRawFd;
 use std::path::PathBuf;
@@ -15,7 +17,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use palisade::config::Config;
-use palisade::startup::{Application, create_key};
+use palisade::startup::{Application, KeySpec, create_api_key};
 use palisade_api::ApiConfig;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
@@ -189,6 +191,9 @@ impl Server {
             log_format: "text".into(),
             bootstrap_key: false,
             api: ApiConfig::default(),
+            metrics_listen: None,
+            audit_retention_days: palisade::config::DEFAULT_AUDIT_RETENTION_DAYS,
+            tls: None,
         };
         let app = Application::build(config).await.expect("starting the API");
         let port = app.port();
@@ -257,11 +262,11 @@ impl Drop for ServerProcess {
     }
 }
 
-/// Creates an API key in the database at `dir` (client 1, user 1).
-pub fn new_key(dir: &std::path::Path) -> String {
+/// Creates an API key in the database at `dir`; returns its token.
+fn new_key(dir: &std::path::Path, spec: &KeySpec) -> String {
     let url = format!("sqlite:{}", dir.join("palisade.db").display());
     let store = palisade_store::Database::open(&url, "normal").expect("opening the database");
-    create_key(&store, 1, 1, None, "dataplane-test").expect("creating a key")
+    create_api_key(&store, spec).unwrap_or_else(|e| panic!("creating the key {spec:?}: {e:#}"))
 }
 
 /// The real `palisade agent` process, killed on drop.
@@ -271,12 +276,14 @@ pub struct AgentProcess {
 }
 
 impl AgentProcess {
-    /// Spawned from a thread of the host namespace, so it runs there.
-    pub fn spawn(dir: &std::path::Path, token: &str, host: &str) -> AgentProcess {
+    /// The agent of `host`, with that host's agent key. Spawned from a thread of the host
+    /// namespace, so it runs there.
+    pub fn spawn(dir: &std::path::Path, api: &Api, host: &str) -> AgentProcess {
+        let token = api.agent(host).token.clone();
         let log = dir.join(format!("agent-{}.log", NEXT.fetch_add(1, Ordering::SeqCst)));
         let child = Command::new(env!("CARGO_BIN_EXE_palisade"))
             .args(["agent", "--api", &format!("http://{API}"), "--host", host, "--wait", "20"])
-            .env("PALISADE_API_KEY", token)
+            .env("PALISADE_API_KEY", &token)
             .env("RUST_LOG", "info,palisade_dataplane=debug")
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log).unwrap())
@@ -297,17 +304,17 @@ impl Drop for AgentProcess {
     }
 }
 
-/// A JSON client of the API.
+/// A JSON client of the API with one key.
 #[derive(Clone)]
-pub struct Api {
+pub struct Client {
     client: reqwest::Client,
     token: String,
     base: String,
 }
 
-impl Api {
-    pub fn new(token: &str, port: u16) -> Api {
-        Api { client: reqwest::Client::new(), token: token.to_string(), base: format!("http://127.0.0.1:{port}") }
+impl Client {
+    pub fn new(token: &str, port: u16) -> Client {
+        Client { client: reqwest::Client::new(), token: token.to_string(), base: format!("http://127.0.0.1:{port}") }
     }
 
     pub async fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> (StatusCode, Value) {
@@ -328,7 +335,7 @@ impl Api {
         (response.status(), response.headers().clone())
     }
 
-    /// [`Api::call`] with the response headers.
+    /// [`Client::call`] with the response headers.
     pub async fn call_full(
         &self,
         method: reqwest::Method,
@@ -346,15 +353,50 @@ impl Api {
         let text = response.text().await.unwrap_or_default();
         (status, headers, serde_json::from_str(&text).unwrap_or(Value::Null))
     }
+}
+
+/// The lab's API clients, one per key role, each used only for what its role may call:
+/// - `tenant` (client 1, user 1, every project): the Gcore API (groups, rules, tasks, instance
+///   bindings), and reading its own ports;
+/// - `platform`: the port registry (register, update, delete) and the list of agents;
+/// - one agent key per host ([`Api::agent`]): that host's policy and status, and the
+///   `palisade agent` process of that host ([`AgentProcess::spawn`]).
+///
+/// The helpers below say which key they use.
+#[derive(Clone)]
+pub struct Api {
+    pub tenant: Client,
+    pub platform: Client,
+    agents: BTreeMap<String, Client>,
+}
+
+impl Api {
+    /// Creates the keys in the database at `dir` (a tenant key of client 1, a platform key, an
+    /// agent key for each of `hosts`) for the API listening on `port`.
+    pub fn create(dir: &std::path::Path, port: u16, hosts: &[&str]) -> Api {
+        let client = |spec: KeySpec| Client::new(&new_key(dir, &spec), port);
+        Api {
+            tenant: client(KeySpec::tenant(1, 1, None, "dataplane-tenant")),
+            platform: client(KeySpec::platform("dataplane-platform")),
+            agents: hosts.iter().map(|host| (host.to_string(), client(KeySpec::agent(host, &format!("dataplane-agent-{host}"))))).collect(),
+        }
+    }
+
+    /// The client with the agent key of `host`.
+    #[track_caller]
+    pub fn agent(&self, host: &str) -> &Client {
+        self.agents.get(host).unwrap_or_else(|| panic!("the lab made no agent key for host {host}"))
+    }
 
     #[track_caller]
     pub fn expect(status: StatusCode, want: u16, body: &Value) {
         assert_eq!(status.as_u16(), want, "body: {body}");
     }
 
-    /// Creates a group (legacy synchronous create) with the given rules; returns its id.
+    /// Tenant: creates a group (legacy synchronous create) with the given rules; returns its id.
     pub async fn group(&self, name: &str, rules: Vec<Value>) -> Uuid {
         let (status, body) = self
+            .tenant
             .call(
                 reqwest::Method::POST,
                 "/cloud/v1/securitygroups/1/1",
@@ -365,22 +407,25 @@ impl Api {
         body["id"].as_str().unwrap().parse().unwrap()
     }
 
-    /// Adds a rule synchronously; returns its id.
+    /// Tenant: adds a rule synchronously; returns its id.
     pub async fn add_rule(&self, group: Uuid, rule: Value) -> Uuid {
-        let (status, body) = self.call(reqwest::Method::POST, &format!("/cloud/v1/securitygroups/1/1/{group}/rules"), Some(rule)).await;
+        let (status, body) =
+            self.tenant.call(reqwest::Method::POST, &format!("/cloud/v1/securitygroups/1/1/{group}/rules"), Some(rule)).await;
         Api::expect(status, 200, &body);
         body["id"].as_str().unwrap().parse().unwrap()
     }
 
+    /// Tenant: deletes a rule synchronously.
     pub async fn delete_rule(&self, rule: Uuid) {
-        let (status, body) = self.call(reqwest::Method::DELETE, &format!("/cloud/v1/securitygrouprules/1/1/{rule}"), None).await;
+        let (status, body) = self.tenant.call(reqwest::Method::DELETE, &format!("/cloud/v1/securitygrouprules/1/1/{rule}"), None).await;
         Api::expect(status, 204, &body);
     }
 
-    /// Registers the instance's port on `host`, bound to `groups`.
+    /// Platform: registers the instance's port on `host` for client 1, bound to `groups`.
     pub async fn register(&self, instance: &Instance, host: &str, groups: &[Uuid]) {
         let body = json!({
             "id": instance.port_id,
+            "client_id": 1,
             "project_id": 1,
             "region_id": 1,
             "instance_id": instance.instance_id,
@@ -390,15 +435,22 @@ impl Api {
             "fixed_ips": [instance.v4.to_string(), instance.v6.to_string()],
             "security_group_ids": groups,
         });
-        let (status, body) = self.call(reqwest::Method::POST, "/palisade/v1/ports", Some(body)).await;
+        let (status, body) = self.platform.call(reqwest::Method::POST, "/palisade/v1/ports", Some(body)).await;
         Api::expect(status, 201, &body);
     }
 
-    /// Waits until the agent of `host` reports the current policy revision; returns it.
+    /// Platform: the current policy revision (from the list of agents).
+    pub async fn policy_revision(&self) -> i64 {
+        let (status, body) = self.platform.call(reqwest::Method::GET, "/palisade/v1/agents", None).await;
+        Api::expect(status, 200, &body);
+        body["policy_revision"].as_i64().unwrap()
+    }
+
+    /// Platform: waits until the agent of `host` reports the current policy revision; returns it.
     pub async fn converge(&self, host: &str) -> i64 {
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
-            let (status, body) = self.call(reqwest::Method::GET, "/palisade/v1/agents", None).await;
+            let (status, body) = self.platform.call(reqwest::Method::GET, "/palisade/v1/agents", None).await;
             Api::expect(status, 200, &body);
             let current = body["policy_revision"].as_i64().unwrap();
             let applied =
@@ -444,10 +496,12 @@ pub fn egress_all() -> Vec<Value> {
 }
 
 impl Api {
-    /// Gcore #24 / #25 with `{"name": ...}`: binds or unbinds a group on every port of the instance.
+    /// Tenant: Gcore #24 / #25 with `{"name": ...}`: binds or unbinds a group on every port of
+    /// the instance.
     pub async fn instance_group(&self, instance: &Instance, name: &str, add: bool) {
         let action = if add { "addsecuritygroup" } else { "delsecuritygroup" };
         let (status, body) = self
+            .tenant
             .call(reqwest::Method::POST, &format!("/cloud/v1/instances/1/1/{}/{action}", instance.instance_id), Some(json!({"name": name})))
             .await;
         Api::expect(status, 204, &body);

@@ -107,16 +107,18 @@ impl PgTx<'_> {
         Ok(())
     }
 
-    pub(super) fn pg_get_port(&mut self, client_id: i64, id: Uuid) -> StoreResult<Option<Port>> {
-        let rows =
-            self.query(&format!("SELECT {PORT_COLUMNS} FROM ports WHERE id = $1 AND client_id = $2"), &[&id_text(id), &client_id])?;
+    pub(super) fn pg_get_port(&mut self, client_id: Option<i64>, id: Uuid) -> StoreResult<Option<Port>> {
+        let rows = self.query(
+            &format!("SELECT {PORT_COLUMNS} FROM ports WHERE id = $1 AND ($2::bigint IS NULL OR client_id = $2)"),
+            &[&id_text(id), &client_id],
+        )?;
         Ok(self.ports_from(&rows)?.into_iter().next())
     }
 
-    pub(super) fn pg_list_ports(&mut self, client_id: i64, filter: &PortFilter) -> StoreResult<Vec<Port>> {
+    pub(super) fn pg_list_ports(&mut self, client_id: Option<i64>, filter: &PortFilter) -> StoreResult<Vec<Port>> {
         let rows = self.query(
             &format!(
-                "SELECT {PORT_COLUMNS} FROM ports WHERE client_id = $1 AND ($2::bigint IS NULL OR project_id = $2)
+                "SELECT {PORT_COLUMNS} FROM ports WHERE ($1::bigint IS NULL OR client_id = $1) AND ($2::bigint IS NULL OR project_id = $2)
                  AND ($3::bigint IS NULL OR region_id = $3) AND ($4::text IS NULL OR host = $4)
                  AND ($5::text IS NULL OR instance_id = $5) ORDER BY seq"
             ),
@@ -125,8 +127,8 @@ impl PgTx<'_> {
         self.ports_from(&rows)
     }
 
-    pub(super) fn pg_delete_port(&mut self, client_id: i64, id: Uuid) -> StoreResult<bool> {
-        Ok(self.execute("DELETE FROM ports WHERE id = $1 AND client_id = $2", &[&id_text(id), &client_id])? > 0)
+    pub(super) fn pg_delete_port(&mut self, client_id: Option<i64>, id: Uuid) -> StoreResult<bool> {
+        Ok(self.execute("DELETE FROM ports WHERE id = $1 AND ($2::bigint IS NULL OR client_id = $2)", &[&id_text(id), &client_id])? > 0)
     }
 
     pub(super) fn pg_ports_in_groups(&mut self, group_ids: &[Uuid]) -> StoreResult<Vec<Port>> {
@@ -161,20 +163,15 @@ impl PgTx<'_> {
 
     pub(super) fn pg_report_agent(&mut self, agent: &AgentRecord) -> StoreResult<()> {
         self.execute(
-            "INSERT INTO agents (client_id, host, applied_revision, reported_at) VALUES ($1, $2, $3, $4)
-             ON CONFLICT (client_id, host) DO UPDATE SET applied_revision = EXCLUDED.applied_revision, reported_at = EXCLUDED.reported_at",
-            &[&agent.client_id, &agent.host, &agent.applied_revision, &agent.reported_at],
+            "INSERT INTO agents (host, applied_revision, reported_at) VALUES ($1, $2, $3)
+             ON CONFLICT (host) DO UPDATE SET applied_revision = EXCLUDED.applied_revision, reported_at = EXCLUDED.reported_at",
+            &[&agent.host, &agent.applied_revision, &agent.reported_at],
         )?;
         Ok(())
     }
 
-    pub(super) fn pg_list_agents(&mut self, client_id: i64) -> StoreResult<Vec<AgentRecord>> {
-        let rows = self.query(
-            "SELECT client_id, host, applied_revision, reported_at FROM agents WHERE client_id = $1 ORDER BY host COLLATE \"C\"",
-            &[&client_id],
-        )?;
-        rows.iter()
-            .map(|r| Ok(AgentRecord { client_id: get(r, 0)?, host: get(r, 1)?, applied_revision: get(r, 2)?, reported_at: get(r, 3)? }))
-            .collect()
+    pub(super) fn pg_list_agents(&mut self) -> StoreResult<Vec<AgentRecord>> {
+        let rows = self.query("SELECT host, applied_revision, reported_at FROM agents ORDER BY host COLLATE \"C\"", &[])?;
+        rows.iter().map(|r| Ok(AgentRecord { host: get(r, 0)?, applied_revision: get(r, 1)?, reported_at: get(r, 2)? })).collect()
     }
 }

@@ -109,8 +109,9 @@ impl SqliteTx<'_> {
         Ok(())
     }
 
-    pub(super) fn sqlite_get_port(&mut self, client_id: i64, id: Uuid) -> StoreResult<Option<Port>> {
-        let mut stmt = self.conn.prepare_cached(&format!("SELECT {PORT_COLUMNS} FROM ports WHERE id = ?1 AND client_id = ?2"))?;
+    pub(super) fn sqlite_get_port(&mut self, client_id: Option<i64>, id: Uuid) -> StoreResult<Option<Port>> {
+        let mut stmt =
+            self.conn.prepare_cached(&format!("SELECT {PORT_COLUMNS} FROM ports WHERE id = ?1 AND (?2 IS NULL OR client_id = ?2)"))?;
         let Some(port) = stmt.query_row(params![id_text(id), client_id], port_from_row).optional()? else { return Ok(None) };
         let mut ports = [port];
         attach_groups(self.conn, &mut ports)?;
@@ -118,9 +119,9 @@ impl SqliteTx<'_> {
         Ok(Some(port))
     }
 
-    pub(super) fn sqlite_list_ports(&mut self, client_id: i64, filter: &PortFilter) -> StoreResult<Vec<Port>> {
+    pub(super) fn sqlite_list_ports(&mut self, client_id: Option<i64>, filter: &PortFilter) -> StoreResult<Vec<Port>> {
         let mut stmt = self.conn.prepare_cached(&format!(
-            "SELECT {PORT_COLUMNS} FROM ports WHERE client_id = ?1 AND (?2 IS NULL OR project_id = ?2)
+            "SELECT {PORT_COLUMNS} FROM ports WHERE (?1 IS NULL OR client_id = ?1) AND (?2 IS NULL OR project_id = ?2)
              AND (?3 IS NULL OR region_id = ?3) AND (?4 IS NULL OR host = ?4) AND (?5 IS NULL OR instance_id = ?5) ORDER BY rowid"
         ))?;
         let mut ports = stmt
@@ -133,9 +134,11 @@ impl SqliteTx<'_> {
         Ok(ports)
     }
 
-    pub(super) fn sqlite_delete_port(&mut self, client_id: i64, id: Uuid) -> StoreResult<bool> {
-        let deleted =
-            self.conn.prepare_cached("DELETE FROM ports WHERE id = ?1 AND client_id = ?2")?.execute(params![id_text(id), client_id])?;
+    pub(super) fn sqlite_delete_port(&mut self, client_id: Option<i64>, id: Uuid) -> StoreResult<bool> {
+        let deleted = self
+            .conn
+            .prepare_cached("DELETE FROM ports WHERE id = ?1 AND (?2 IS NULL OR client_id = ?2)")?
+            .execute(params![id_text(id), client_id])?;
         Ok(deleted > 0)
     }
 
@@ -171,20 +174,16 @@ impl SqliteTx<'_> {
     pub(super) fn sqlite_report_agent(&mut self, agent: &AgentRecord) -> StoreResult<()> {
         self.conn
             .prepare_cached(
-                "INSERT INTO agents (client_id, host, applied_revision, reported_at) VALUES (?1, ?2, ?3, ?4)
-                 ON CONFLICT (client_id, host) DO UPDATE SET applied_revision = excluded.applied_revision, reported_at = excluded.reported_at",
+                "INSERT INTO agents (host, applied_revision, reported_at) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (host) DO UPDATE SET applied_revision = excluded.applied_revision, reported_at = excluded.reported_at",
             )?
-            .execute(params![agent.client_id, agent.host, agent.applied_revision, agent.reported_at])?;
+            .execute(params![agent.host, agent.applied_revision, agent.reported_at])?;
         Ok(())
     }
 
-    pub(super) fn sqlite_list_agents(&mut self, client_id: i64) -> StoreResult<Vec<AgentRecord>> {
-        let mut stmt = self
-            .conn
-            .prepare_cached("SELECT client_id, host, applied_revision, reported_at FROM agents WHERE client_id = ?1 ORDER BY host")?;
-        let agents = stmt.query_map([client_id], |r| {
-            Ok(AgentRecord { client_id: r.get(0)?, host: r.get(1)?, applied_revision: r.get(2)?, reported_at: r.get(3)? })
-        })?;
+    pub(super) fn sqlite_list_agents(&mut self) -> StoreResult<Vec<AgentRecord>> {
+        let mut stmt = self.conn.prepare_cached("SELECT host, applied_revision, reported_at FROM agents ORDER BY host")?;
+        let agents = stmt.query_map([], |r| Ok(AgentRecord { host: r.get(0)?, applied_revision: r.get(1)?, reported_at: r.get(2)? }))?;
         Ok(agents.collect::<rusqlite::Result<Vec<_>>>()?)
     }
 }
