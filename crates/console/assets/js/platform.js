@@ -1,0 +1,60 @@
+// The platform's view: the host agents and whether each has applied the current policy.
+
+import * as api from "./api.js";
+import { h, add, clear, table, time, errorPanel, badge, fmtNumber } from "./dom.js";
+
+export async function agentsPage(ctx) {
+  const { main } = ctx;
+  ctx.setTitle("Agents");
+  const summary = h("p.summary", { role: "status" });
+  const body = h("div");
+  add(main, 
+    h("div.page-head", null, h("h1", null, "Agents")),
+    h("p.muted", null, "Each host's agent reports the policy revision it applied. An agent is in sync when it has applied the current revision. Refreshed every 5 seconds."),
+    summary,
+    body,
+  );
+  let timer = null;
+  let stopped = false;
+  let last = "";
+  ctx.onCleanup(() => {
+    stopped = true;
+    clearTimeout(timer);
+  });
+  async function load() {
+    let list;
+    try {
+      list = await api.get("/palisade/v1/agents");
+    } catch (error) {
+      if (!stopped) add(clear(body), errorPanel(error, "Listing agents"));
+      return;
+    }
+    if (stopped) return;
+    const snapshot = JSON.stringify(list);
+    if (snapshot !== last) {
+      last = snapshot;
+      const inSync = list.results.filter((a) => a.in_sync).length;
+      summary.textContent = `Policy revision ${fmtNumber(list.policy_revision)}: ${inSync} of ${list.count} agent${list.count === 1 ? "" : "s"} in sync.`;
+      add(clear(body), 
+        table({
+          label: "Agents",
+          columns: [{ label: "Host" }, { label: "In sync" }, { label: "Applied revision", className: "num" }, { label: "Behind", className: "num" }, { label: "Last report", className: "col-time" }],
+          rows: list.results.map((a) => ({
+            className: a.in_sync ? null : "out-of-sync",
+            cells: [
+              h("span.mono", null, a.host),
+              a.in_sync ? badge("In sync", "ok") : badge("Behind", "danger"),
+              h("span.num", null, fmtNumber(a.applied_revision)),
+              h("span.num", null, a.in_sync ? "0" : fmtNumber(Math.max(0, list.policy_revision - a.applied_revision))),
+              time(a.reported_at),
+            ],
+          })),
+          empty: "No agent has reported yet. Start one with palisade agent on each host.",
+        }),
+      );
+    }
+    timer = setTimeout(load, 5000);
+  }
+  await load();
+}
+agentsPage.pageName = "agents";
