@@ -1,20 +1,32 @@
-//! `palisade agent`: follows the policy of one host through the API and keeps the kernel in step.
+//! `palisade agent`: follows the policy of one host — every client's ports on it — through the
+//! API and keeps the kernel in step.
 //!
 //! Loop: long-poll `GET /palisade/v1/agents/{host}/policy?after=REV&wait=S`; on a new policy,
-//! compile it, render it, apply it (see [`crate::apply`]) and report the revision with
-//! `PUT /palisade/v1/agents/{host}/status`. Errors (API down or restarting, `nft` failing) are
-//! retried with exponential backoff; the table in the kernel stays as it was meanwhile. The first
-//! apply after start replaces whatever table of ours the kernel holds.
+//! compile it, place each port as the host has it attached ([`crate::host`]: routed or bridged,
+//! or refused), render the tables, apply them (see [`crate::apply`]) and report the revision with
+//! `PUT /palisade/v1/agents/{host}/status`. While it waits, it watches the host's links
+//! (`ip monitor link`, and a rescan every few seconds): a device that appears, joins a bridge or
+//! goes is re-placed at once, and a device with the port prefix that is no port is dropped and
+//! named in the log. The API unreachable is retried every [`UNREACHABLE_RETRY`] (so the agent
+//! catches up within a second of its return); other errors (refusals, `nft` failing) with
+//! exponential backoff; the tables in the kernel stay as they were meanwhile. The first apply
+//! after start replaces whatever tables of ours the kernel holds and reconciles connection
+//! tracking with the policy.
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use palisade_core::policy::{HostPolicy, compile};
+use palisade_core::policy::{CompiledHost, HostPolicy, compile};
 use reqwest::StatusCode;
 use serde_json::json;
+use tokio::io::AsyncBufReadExt;
 
 use crate::apply::{Applier, Outcome, Tools};
+use crate::host::{Links, MarkIds, Mode, ensure_bridge_netfilter, plan};
+use crate::nft::Layout;
 
 #[derive(Debug, Clone)]
 pub struct AgentConfig {
@@ -52,6 +64,26 @@ pub fn http_client(ca_cert: Option<&Path>) -> anyhow::Result<reqwest::Client> {
 
 const MIN_BACKOFF: Duration = Duration::from_millis(200);
 const MAX_BACKOFF: Duration = Duration::from_secs(10);
+/// How often an unreachable API is tried again: cheap (a refused connection), and what bounds
+/// the agent's catching up after an outage.
+pub const UNREACHABLE_RETRY: Duration = Duration::from_millis(250);
+/// A full rescan of the host's links, besides the ones `ip monitor link` triggers.
+const RESCAN: Duration = Duration::from_secs(5);
+
+/// How the agent enforces ports on its host (`--mode`, `--port-device-prefix`).
+#[derive(Debug, Clone)]
+pub struct Enforcement {
+    pub mode: Mode,
+    /// Devices with this prefix that are not ports of the host are dropped both ways (Neutron
+    /// names port devices `tap…`); empty: none are.
+    pub port_device_prefix: String,
+}
+
+impl Default for Enforcement {
+    fn default() -> Self {
+        Enforcement { mode: Mode::Auto, port_device_prefix: "tap".into() }
+    }
+}
 
 /// What a long-poll brought.
 enum Fetched {
@@ -63,6 +95,7 @@ enum Fetched {
 
 pub struct Agent {
     config: AgentConfig,
+    enforcement: Enforcement,
     client: reqwest::Client,
     applier: Applier,
     /// The revision applied last (`None` before the first apply).
@@ -72,30 +105,41 @@ pub struct Agent {
     etag: Option<String>,
     /// Whether the API has heard of `applied`.
     reported: bool,
+    /// The host's links as last scanned.
+    links: Option<Links>,
+    ids: MarkIds,
+    /// What was logged about devices, so each refusal or stray device is named once.
+    noted: Noted,
+    /// Since when the API has been unreachable.
+    unreachable_since: Option<Instant>,
 }
 
-impl Agent {
-    pub fn new(config: AgentConfig) -> anyhow::Result<Agent> {
-        let client = http_client(config.ca_cert.as_deref())?;
-        let applier = Applier::new(config.tools.clone());
-        Ok(Agent { config, client, applier, applied: None, etag: None, reported: false })
-    }
+#[derive(Default)]
+struct Noted {
+    claimed_twice: BTreeMap<String, Vec<uuid::Uuid>>,
+    refused: BTreeMap<String, String>,
+    unregistered: BTreeSet<String>,
+    bridged: BTreeMap<String, String>,
+}
 
-    fn url(&self, tail: &str) -> String {
-        format!("{}/palisade/v1/agents/{}/{tail}", self.config.api.trim_end_matches('/'), self.config.host)
-    }
+/// The request of one long-poll, owned, so the poll can wait while the agent handles link
+/// events.
+struct Poll {
+    client: reqwest::Client,
+    url: String,
+    auth: String,
+    after: Option<i64>,
+    etag: Option<String>,
+    wait: u64,
+}
 
-    fn auth(&self) -> String {
-        format!("APIKey {}", self.config.api_key)
-    }
-
-    /// One long-poll.
-    async fn fetch(&self) -> anyhow::Result<Fetched> {
-        let mut request = self.client.get(self.url("policy")).header("Authorization", self.auth());
-        if let Some(revision) = self.applied {
+impl Poll {
+    async fn run(self) -> anyhow::Result<Fetched> {
+        let mut request = self.client.get(&self.url).header("Authorization", &self.auth);
+        if let Some(revision) = self.after {
             request = request
-                .query(&[("after", revision.to_string()), ("wait", self.config.wait.to_string())])
-                .timeout(Duration::from_secs(self.config.wait + 15));
+                .query(&[("after", revision.to_string()), ("wait", self.wait.to_string())])
+                .timeout(Duration::from_secs(self.wait + 15));
             if let Some(tag) = &self.etag {
                 request = request.header("If-None-Match", tag);
             }
@@ -111,6 +155,113 @@ impl Agent {
                 Ok(Fetched::New(response.json().await.context("reading the policy")?, tag))
             }
             status => bail!("the API answered {status}: {}", response.text().await.unwrap_or_default()),
+        }
+    }
+}
+
+/// Whether an error is the API being unreachable (refused, reset, timed out), as opposed to an
+/// answer it gave or a local failure.
+fn unreachable(error: &anyhow::Error) -> bool {
+    error.chain().any(|cause| cause.downcast_ref::<reqwest::Error>().is_some_and(|e| e.is_connect() || e.is_timeout() || e.is_request()))
+}
+
+/// Feeds `events` with a message whenever a link changes (`ip -o monitor link`, restarted if it
+/// exits), and every [`RESCAN`] in any case.
+fn watch_links(ip: String, events: tokio::sync::mpsc::Sender<()>) {
+    let ticker = events.clone();
+    tokio::spawn(async move {
+        let mut interval = tokio::time::interval(RESCAN);
+        loop {
+            interval.tick().await;
+            if ticker.send(()).await.is_err() {
+                return;
+            }
+        }
+    });
+    tokio::spawn(async move {
+        loop {
+            match monitor_links(&ip, &events).await {
+                Ok(()) if events.is_closed() => return,
+                Ok(()) => tracing::warn!("ip monitor link exited; restarting it"),
+                Err(e) => {
+                    tracing::warn!(error = %format!("{e:#}"), "cannot watch links with ip monitor; rescanning every {} s", RESCAN.as_secs())
+                }
+            }
+            tokio::time::sleep(RESCAN).await;
+        }
+    });
+}
+
+/// Runs `ip -o monitor link` until it exits, sending an event per line. The child is killed
+/// with the agent, however the agent dies (`PR_SET_PDEATHSIG`), so it never outlives it.
+async fn monitor_links(ip: &str, events: &tokio::sync::mpsc::Sender<()>) -> anyhow::Result<()> {
+    let parent = std::process::id() as libc::pid_t;
+    let mut command = tokio::process::Command::new(ip);
+    command.args(["-o", "monitor", "link"]).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::null()).kill_on_drop(true);
+    // SAFETY: only async-signal-safe calls (prctl, getppid, _exit) between fork and exec.
+    unsafe {
+        command.pre_exec(move || {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            if libc::getppid() != parent {
+                libc::_exit(1);
+            }
+            Ok(())
+        });
+    }
+    let mut child = command.spawn().with_context(|| format!("running {ip} -o monitor link"))?;
+    let mut lines = tokio::io::BufReader::new(child.stdout.take().expect("stdout is piped")).lines();
+    while let Ok(Some(_)) = lines.next_line().await {
+        if events.try_send(()).is_err() && events.is_closed() {
+            break;
+        }
+    }
+    let _ = child.kill().await;
+    Ok(())
+}
+
+impl Agent {
+    pub fn new(config: AgentConfig) -> anyhow::Result<Agent> {
+        let client = http_client(config.ca_cert.as_deref())?;
+        let applier = Applier::new(config.tools.clone());
+        Ok(Agent {
+            config,
+            enforcement: Enforcement::default(),
+            client,
+            applier,
+            applied: None,
+            etag: None,
+            reported: false,
+            links: None,
+            ids: MarkIds::default(),
+            noted: Noted::default(),
+            unreachable_since: None,
+        })
+    }
+
+    /// Sets how ports are placed and which stray devices are dropped.
+    pub fn with_enforcement(mut self, enforcement: Enforcement) -> Agent {
+        self.enforcement = enforcement;
+        self
+    }
+
+    fn url(&self, tail: &str) -> String {
+        format!("{}/palisade/v1/agents/{}/{tail}", self.config.api.trim_end_matches('/'), self.config.host)
+    }
+
+    fn auth(&self) -> String {
+        format!("APIKey {}", self.config.api_key)
+    }
+
+    fn poll(&self) -> Poll {
+        Poll {
+            client: self.client.clone(),
+            url: self.url("policy"),
+            auth: self.auth(),
+            after: self.applied,
+            etag: self.etag.clone(),
+            wait: self.config.wait,
         }
     }
 
@@ -149,21 +300,118 @@ impl Agent {
         Ok(())
     }
 
-    /// Fetches, applies and reports once (waiting up to the long-poll time for a change).
-    /// Returns the outcome of the apply, or `None` when nothing new came.
-    pub async fn step(&mut self) -> anyhow::Result<Option<Outcome>> {
+    /// Scans the host's links; bridges holding ports get their netfilter calls turned on first.
+    async fn scan(&mut self, host: &CompiledHost) -> anyhow::Result<Links> {
+        let ip = self.config.tools.ip.clone();
+        let mut links = Links::scan(&ip).await?;
+        if self.enforcement.mode != Mode::Routed {
+            let mut turned_on = false;
+            let ports: BTreeSet<&str> = host.ports.iter().map(|p| p.device.as_str()).collect();
+            let bridges: BTreeSet<String> = links
+                .devices
+                .iter()
+                .filter(|(name, _)| ports.contains(name.as_str()))
+                .filter_map(|(_, link)| link.master.clone())
+                .filter(|master| links.bridges.get(master).is_some_and(|b| !b.netfilter))
+                .collect();
+            for bridge in bridges {
+                match ensure_bridge_netfilter(&ip, &bridge).await {
+                    Ok(()) => {
+                        tracing::info!(bridge, "turned on nf_call_iptables and nf_call_ip6tables: the bridge's ports are filtered");
+                        turned_on = true;
+                    }
+                    Err(e) => tracing::error!(bridge, error = %format!("{e:#}"), "cannot pass the bridge's packets to the IP hooks"),
+                }
+            }
+            if turned_on {
+                links = Links::scan(&ip).await?;
+            }
+        }
+        Ok(links)
+    }
+
+    /// The layout of `host` on the links last scanned, with what changed logged.
+    fn layout(&mut self, host: &CompiledHost) -> Layout {
+        let links = self.links.clone().unwrap_or_default();
+        let layout = plan(host, &links, self.enforcement.mode, &self.enforcement.port_device_prefix, &mut self.ids);
+        let claimed: BTreeMap<String, Vec<uuid::Uuid>> = host.refused.iter().map(|r| (r.device.clone(), r.ports.clone())).collect();
+        for (device, ports) in &claimed {
+            if self.noted.claimed_twice.get(device) != Some(ports) {
+                tracing::error!(
+                    device,
+                    ?ports,
+                    "device claimed by several ports: none of them is enforced and the device is dropped both ways"
+                );
+            }
+        }
+        for (device, why) in &layout.refused {
+            if self.noted.refused.get(device) != Some(why) {
+                tracing::error!(device, reason = %why, "port cannot be enforced as attached: its device is dropped both ways");
+            }
+        }
+        for device in layout.unregistered.difference(&self.noted.unregistered) {
+            tracing::warn!(device, prefix = %self.enforcement.port_device_prefix, "device with the port prefix is not a port of this host: dropped both ways");
+        }
+        for device in self.noted.unregistered.difference(&layout.unregistered) {
+            tracing::info!(device, "unregistered device gone or now a port");
+        }
+        let bridged: BTreeMap<String, String> = layout
+            .placements
+            .iter()
+            .filter_map(|(d, p)| match p {
+                crate::nft::Placement::Bridged { bridge, .. } => Some((d.clone(), bridge.clone())),
+                crate::nft::Placement::Routed => None,
+            })
+            .collect();
+        for (device, bridge) in &bridged {
+            if self.noted.bridged.get(device) != Some(bridge) {
+                tracing::info!(device, bridge, "port enforced as a bridge port");
+            }
+        }
+        self.noted = Noted { claimed_twice: claimed, refused: layout.refused.clone(), unregistered: layout.unregistered.clone(), bridged };
+        layout
+    }
+
+    /// A link changed (or the rescan is due): re-place the ports and apply if anything moved.
+    async fn refresh_links(&mut self) -> anyhow::Result<()> {
+        let Some((host, _)) = self.applier.applied() else {
+            return Ok(());
+        };
+        let host = host.clone();
+        let links = self.scan(&host).await?;
+        if self.links.as_ref() == Some(&links) {
+            return Ok(());
+        }
+        self.links = Some(links);
+        let layout = self.layout(&host);
+        if self.applier.applied().is_some_and(|(_, applied)| *applied == layout) {
+            return Ok(());
+        }
+        let outcome = self.applier.apply(host, layout).await.context("applying the new layout of the host's links")?;
+        tracing::info!(?outcome, deletions = self.applier.last_flushes.len(), "applied the host's new links");
+        Ok(())
+    }
+
+    /// Reports if needed and checks that the tables are still there; before each long-poll.
+    async fn prepare(&mut self) -> anyhow::Result<()> {
         if !self.reported {
             self.report().await?;
         }
         if self.applied.is_some() && !self.applier.table_present().await? {
-            // The table was deleted or flushed behind our back: fetch the policy whole and
-            // replace the table.
-            tracing::warn!("the nftables table is gone or emptied; restoring it");
+            // A table was deleted or flushed behind our back: fetch the policy whole and
+            // replace the tables.
+            tracing::warn!("an nftables table is gone or emptied; restoring them");
             self.applier.reset();
             self.applied = None;
             self.etag = None;
         }
-        let (policy, tag) = match self.fetch().await? {
+        Ok(())
+    }
+
+    /// Applies what a long-poll brought and reports it. Returns the outcome of the apply, or
+    /// `None` when nothing new came.
+    async fn handle(&mut self, fetched: Fetched) -> anyhow::Result<Option<Outcome>> {
+        let (policy, tag) = match fetched {
             Fetched::New(policy, tag) => (policy, tag),
             // The revision moved but nothing this host enforces changed: it is applied as it is.
             Fetched::Same(Some(revision)) if self.applied.is_some_and(|a| revision > a) => {
@@ -177,14 +425,18 @@ impl Agent {
         };
         let revision = policy.revision;
         let host = compile(&policy).map_err(|e| anyhow::anyhow!("the policy of revision {revision} is not enforceable: {e}"))?;
-        let outcome = self.applier.apply(host).await.with_context(|| format!("applying revision {revision}"))?;
+        if self.links.is_none() {
+            self.links = Some(self.scan(&host).await.context("reading the host's links")?);
+        }
+        let layout = self.layout(&host);
+        let outcome = self.applier.apply(host, layout).await.with_context(|| format!("applying revision {revision}"))?;
         match &outcome {
             Outcome::Unchanged => tracing::debug!(revision, "policy unchanged for this host"),
-            Outcome::Replaced { bytes } => tracing::info!(revision, bytes, "replaced the nftables table"),
-            Outcome::Updated { bytes, lines } => tracing::info!(revision, bytes, lines, "updated the nftables table"),
+            Outcome::Replaced { bytes } => tracing::info!(revision, bytes, "replaced the nftables tables"),
+            Outcome::Updated { bytes, lines } => tracing::info!(revision, bytes, lines, "updated the nftables tables"),
         }
         if !self.applier.last_flushes.is_empty() {
-            tracing::info!(revision, deletions = self.applier.last_flushes.len(), "deleted conntrack entries of revoked flows");
+            tracing::info!(revision, deletions = self.applier.last_flushes.len(), "deleted conntrack entries the policy does not admit");
         }
         self.applied = Some(revision);
         self.etag = tag;
@@ -193,25 +445,85 @@ impl Agent {
         Ok(Some(outcome))
     }
 
+    /// Fetches, applies and reports once (waiting up to the long-poll time for a change).
+    /// Returns the outcome of the apply, or `None` when nothing new came.
+    pub async fn step(&mut self) -> anyhow::Result<Option<Outcome>> {
+        self.prepare().await?;
+        let fetched = self.poll().run().await?;
+        self.handle(fetched).await
+    }
+
     /// Runs until `stop` resolves.
     pub async fn run(mut self, stop: impl std::future::Future<Output = ()>) -> anyhow::Result<()> {
         tokio::pin!(stop);
+        let (events_tx, mut events) = tokio::sync::mpsc::channel::<()>(8);
+        watch_links(self.config.tools.ip.clone(), events_tx);
         let mut backoff = MIN_BACKOFF;
-        tracing::info!(api = %self.config.api, host = %self.config.host, "agent started");
+        tracing::info!(
+            api = %self.config.api,
+            host = %self.config.host,
+            mode = ?self.enforcement.mode,
+            prefix = %self.enforcement.port_device_prefix,
+            "agent started"
+        );
         loop {
+            let result = async {
+                self.prepare().await?;
+                let poll = self.poll().run();
+                tokio::pin!(poll);
+                let fetched = loop {
+                    tokio::select! {
+                        fetched = &mut poll => break fetched?,
+                        Some(()) = events.recv() => {
+                            while events.try_recv().is_ok() {}
+                            if let Err(e) = self.refresh_links().await {
+                                tracing::warn!(error = %format!("{e:#}"), "could not apply the host's links");
+                            }
+                        }
+                    }
+                };
+                self.handle(fetched).await
+            };
             let step = tokio::select! {
                 _ = &mut stop => return Ok(()),
-                step = self.step() => step,
+                step = result => step,
             };
-            match step {
-                Ok(_) => backoff = MIN_BACKOFF,
+            let delay = match step {
+                Ok(_) => {
+                    if let Some(since) = self.unreachable_since.take() {
+                        tracing::info!(after_ms = since.elapsed().as_millis() as u64, "the API is reachable again");
+                    }
+                    backoff = MIN_BACKOFF;
+                    continue;
+                }
+                Err(e) if unreachable(&e) => {
+                    if self.unreachable_since.is_none() {
+                        self.unreachable_since = Some(Instant::now());
+                        tracing::warn!(error = %format!("{e:#}"), retry_in_ms = UNREACHABLE_RETRY.as_millis() as u64, "agent step failed: the API is unreachable");
+                    } else {
+                        tracing::debug!(error = %format!("{e:#}"), "the API is still unreachable");
+                    }
+                    UNREACHABLE_RETRY
+                }
                 Err(e) => {
                     tracing::warn!(error = %format!("{e:#}"), retry_in_ms = backoff.as_millis() as u64, "agent step failed");
-                    tokio::select! {
-                        _ = &mut stop => return Ok(()),
-                        _ = tokio::time::sleep(backoff) => {}
-                    }
+                    let delay = backoff;
                     backoff = (backoff * 2).min(MAX_BACKOFF);
+                    delay
+                }
+            };
+            let sleep = tokio::time::sleep(delay);
+            tokio::pin!(sleep);
+            loop {
+                tokio::select! {
+                    _ = &mut stop => return Ok(()),
+                    _ = &mut sleep => break,
+                    Some(()) = events.recv() => {
+                        while events.try_recv().is_ok() {}
+                        if let Err(e) = self.refresh_links().await {
+                            tracing::warn!(error = %format!("{e:#}"), "could not apply the host's links");
+                        }
+                    }
                 }
             }
         }

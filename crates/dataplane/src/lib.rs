@@ -1,11 +1,14 @@
-//! The data plane: turns the policy of the ports on one host into one nftables table
-//! (`table inet palisade`), applies it atomically, updates it incrementally, deletes the conntrack
-//! entries of revoked rules, and reports the applied revision.
+//! The data plane: turns the policy of every port on one host — whatever the client, routed or
+//! bridged — into nftables tables (`inet palisade`, `bridge palisade`, `arp palisade`), applies
+//! them atomically, updates them incrementally, reconciles connection tracking with the policy,
+//! and reports the applied revision.
 //!
-//! It reads the API (never the database): [`agent`] long-polls the host's policy, [`nft`] renders
-//! and diffs rulesets, [`apply`] runs `nft -f` and `conntrack -D`. The policy IR and its compiler
-//! live in `palisade_core::policy`, shared with the verdict engine.
+//! It reads the API (never the database): [`agent`] long-polls the host's policy, [`host`] finds
+//! how each port device is attached, [`nft`] renders and diffs rulesets, [`apply`] runs `nft -f`
+//! and `conntrack`. The policy IR and its compiler live in `palisade_core::policy`, shared with
+//! the verdict engine.
 
 pub mod agent;
 pub mod apply;
+pub mod host;
 pub mod nft;

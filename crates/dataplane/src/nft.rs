@@ -1,23 +1,51 @@
-//! Rendering a compiled host policy as one nftables table, and the smallest transaction that
-//! turns one rendered ruleset into another.
+//! Rendering a compiled host policy as nftables tables, and the smallest transaction that turns
+//! one rendered ruleset into another.
 //!
-//! Layout of `table inet palisade`:
-//! - `prerouting` (hook prerouting, priority filter) dispatches every packet a port sends by
-//!   `iifname vmap @port_egress` to the port's egress chain `pe_<port>`: a jump to
-//!   `port_egress_common`, a jump to the egress chain of each bound group, then drop.
-//!   `port_egress_common` is shared by every port: anti-spoofing by set lookups
-//!   (`iifname . ether saddr` in `@port_mac`, `iifname . ip saddr` in `@port_ip4`,
-//!   `iifname . ip6 saddr` in `@port_ip6` or link-local), no RA or DHCP server from a port, NDP and
-//!   DHCP client allowed, `ct state established,related accept`, `ct state invalid drop`.
-//! - `forward` (hook forward, priority filter) dispatches every packet routed to a port by
-//!   `oifname vmap @port_ingress` to `pi_<port>`: conntrack, the groups' ingress chains, drop.
+//! A host's ports are *routed* (the host routes to the port's device: packets cross the IP
+//! stack's prerouting and forward hooks with the device as input or output interface) or
+//! *bridged* (the device is a port of a Linux bridge: frames cross the bridge's hooks, and with
+//! the bridge's `nf_call_iptables`/`nf_call_ip6tables` on, its IPv4/IPv6 packets also cross the
+//! IP hooks — but with the *bridge* as interface). [`Layout`] says which port is which. Three
+//! tables, always all three, in one transaction:
+//!
+//! `table inet palisade` — every stateful decision, for both kinds of port:
 //! - `ge_<group>` / `gi_<group>` hold a group's rules once, shared by every port bound to it;
 //!   each rule has a counter and the comment `rule <id>`. Protocols are matched by number
-//!   (`meta l4proto`), ICMP by type and code.
-//! - `rg4_<group>` / `rg6_<group>` are the member addresses of a remote group per family, so a
-//!   membership change is a set-element update.
+//!   (`meta l4proto`), ICMP by type and code. `rg4_<group>` / `rg6_<group>` are the member
+//!   addresses of a remote group, so a membership change is a set-element update.
+//! - `pe_<port>` (egress): for a routed port `port_spoof` (its own MAC and addresses only, by
+//!   `iifname . ether saddr` / `. ip saddr` / `. ip6 saddr` set lookups), then for both kinds
+//!   `port_egress_common` (no router advertisements or DHCP server, NDP, conntrack), the egress
+//!   chain of each bound group, drop. `pi_<port>` (ingress): `port_ingress_common` (conntrack,
+//!   link-local neighbour discovery), each group's ingress chain, drop.
+//! - Routed ports are dispatched by interface: `prerouting` `iifname vmap @port_egress`,
+//!   `forward` `oifname vmap @port_ingress`. Bridged ports by mark (see below):
+//!   `prerouting` `meta mark & 0xffff vmap @bridged_egress`, `forward`
+//!   `meta mark vmap @bridged_ingress`, and packets the host routes into a bridge by
+//!   `oifname . ip daddr vmap @bridged_routed4` (and `6`).
+//! - `raw` (prerouting, priority raw) puts frames bridged between members of a bridge into that
+//!   bridge's conntrack zone (`@bridge_zone`), so two networks with the same addresses never
+//!   share connection-tracking entries.
 //!
-//! Traffic that neither comes from nor goes to a port is not this table's business (policy accept).
+//! `table bridge palisade` — what only the bridge sees, stateless:
+//! - `prerouting` (priority -300, before the bridge's netfilter call): `iifname vmap
+//!   @port_egress` → `bpe_<port>`: marks the frame with the port's id (plus [`MARK_BRIDGED`]
+//!   unless it is addressed to the host), then `port_spoof`: its own MAC, ARP sender MAC and
+//!   IPv4, IPv4 and IPv6 source; only IPv4, IPv6 and ARP. Frames from the bridge's other members
+//!   (uplinks) get [`MARK_BRIDGED`] when bridged.
+//! - `forward` (priority -100, before the bridge's netfilter call): `meta mark set oifname map
+//!   @mark_out`: [`MARK_TO_MEMBER`] plus the output port's id, which the inet `forward` hook
+//!   dispatches on.
+//!
+//! `table arp palisade` — ARP from routed ports (ARP never reaches an `inet` table): the sender
+//! MAC and IPv4 address must be the port's.
+//!
+//! Fail closed, in every table and both ways: a device named with the port prefix (`tap*`)
+//! that is not a port of the layout jumps to `unregistered_in` / `unregistered_out` (a counted
+//! drop per known device, then a counted drop for the rest), and a refused device (claimed by two
+//! ports, or not enforceable as it is attached) is dropped by the `refused` set. Traffic that
+//! neither comes from nor goes to a port or such a device is not these tables' business (policy
+//! accept).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write;
@@ -26,36 +54,110 @@ use palisade_core::policy::{CompiledHost, CompiledPort, L4, Match, Remote};
 use palisade_core::rule::{Direction, Ethertype};
 use uuid::Uuid;
 
-pub const TABLE: &str = "inet palisade";
+pub const INET: &str = "inet palisade";
+pub const BRIDGE: &str = "bridge palisade";
+pub const ARP: &str = "arp palisade";
+/// The inet table (kept for callers that name "the" table).
+pub const TABLE: &str = INET;
 
-/// A named set.
+/// Mark bit set by the bridge table on a frame that a bridge forwards between its members (not
+/// one addressed to the host): the inet `raw` chain puts it in the bridge's conntrack zone.
+pub const MARK_BRIDGED: u32 = 0x8000_0000;
+/// Mark bit set by the bridge table's `forward` chain on a frame bridged to a member of a bridge
+/// that holds ports; the low 16 bits are the output port's id (0 for a member that is no port).
+pub const MARK_TO_MEMBER: u32 = 0x4000_0000;
+/// The low bits of the mark: a bridged port's id (1..=65535), set in the bridge table.
+pub const MARK_PORT: u32 = 0xffff;
+
+/// Where a port's traffic is enforced.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Placement {
+    /// The host routes to the device.
+    Routed,
+    /// The device is a port of `bridge`; `id` (1..=65535) names it in packet marks.
+    Bridged { bridge: String, id: u16 },
+}
+
+/// A bridge that holds at least one bridged port.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BridgeLayout {
+    /// Its conntrack zone (1..=65535).
+    pub zone: u16,
+    /// Its members that are not ports (uplinks, router or DHCP ports).
+    pub uplinks: BTreeSet<String>,
+}
+
+/// How the host's devices are attached, as the agent found them: the input of [`render`] besides
+/// the policy.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Layout {
+    /// Port device → placement; a port missing here is routed.
+    pub placements: BTreeMap<String, Placement>,
+    pub bridges: BTreeMap<String, BridgeLayout>,
+    /// Devices with this prefix that are not ports are dropped both ways; empty: no such rule.
+    pub prefix: String,
+    /// Devices with the prefix that are present and not ports (each gets its own counter).
+    pub unregistered: BTreeSet<String>,
+    /// Devices the agent cannot enforce as they are (device → why): dropped both ways.
+    pub refused: BTreeMap<String, String>,
+}
+
+impl Layout {
+    /// Every port routed, with the default prefix: what a host without bridges looks like.
+    pub fn routed(prefix: &str) -> Layout {
+        Layout { prefix: prefix.to_string(), ..Layout::default() }
+    }
+
+    pub fn placement(&self, device: &str) -> Placement {
+        self.placements.get(device).cloned().unwrap_or(Placement::Routed)
+    }
+
+    /// The conntrack zone of the frames a port exchanges with its bridge's other members
+    /// (0: the default zone, for routed ports).
+    pub fn zone_of(&self, device: &str) -> u16 {
+        match self.placements.get(device) {
+            Some(Placement::Bridged { bridge, .. }) => self.bridges.get(bridge).map_or(0, |b| b.zone),
+            _ => 0,
+        }
+    }
+}
+
+/// A named set: its declaration (`type ifname . ether_addr`) and elements as nft writes them.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NftSet {
-    /// The element type: `ipv4_addr`, `ipv6_addr`, `ifname . ether_addr`, ...
-    pub kind: &'static str,
+    pub decl: String,
     pub elements: BTreeSet<String>,
 }
 
-/// A verdict map keyed by interface name.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+/// A named map: its declaration (`type ifname : verdict`) and elements, key → value, both as nft
+/// writes them.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NftMap {
-    /// Interface name -> verdict (`jump pe_...`).
+    pub decl: String,
     pub elements: BTreeMap<String, String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Chain {
     /// `type filter hook ... priority ...; policy ...;` for base chains.
-    pub base: Option<&'static str>,
+    pub base: Option<String>,
     pub rules: Vec<String>,
 }
 
-/// A rendered table: every object by name, so two rulesets can be compared object by object.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+/// One rendered table: every object by name, so two rulesets can be compared object by object.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Ruleset {
+    /// `inet palisade`, `bridge palisade` or `arp palisade`.
+    pub table: &'static str,
     pub sets: BTreeMap<String, NftSet>,
     pub maps: BTreeMap<String, NftMap>,
     pub chains: BTreeMap<String, Chain>,
+}
+
+/// The host's three tables.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rendered {
+    pub tables: Vec<Ruleset>,
 }
 
 fn hex(id: Uuid) -> String {
@@ -83,8 +185,10 @@ pub fn port_chain(port: Uuid, direction: Direction) -> String {
     }
 }
 
-const EGRESS_MAP: &str = "port_egress";
-const INGRESS_MAP: &str = "port_ingress";
+/// The bridge table's chain for the frames a bridged port sends.
+pub fn bridge_port_chain(port: Uuid) -> String {
+    format!("bpe_{}", hex(port))
+}
 
 /// One rule of a group chain.
 pub fn rule_statement(m: &Match) -> String {
@@ -127,21 +231,106 @@ pub fn rule_statement(m: &Match) -> String {
     s
 }
 
+const SPOOF: &str = "port_spoof";
 const EGRESS_COMMON: &str = "port_egress_common";
+const INGRESS_COMMON: &str = "port_ingress_common";
+const UNREGISTERED_IN: &str = "unregistered_in";
+const UNREGISTERED_OUT: &str = "unregistered_out";
 const PORT_MAC: &str = "port_mac";
 const PORT_IP4: &str = "port_ip4";
 const PORT_IP6: &str = "port_ip6";
+const REFUSED: &str = "refused";
 
-/// What every port may and may not send, whatever its groups: its own MAC and addresses only,
-/// no router advertisements and no DHCP server replies, NDP and DHCP requests always, then
-/// connection tracking. Returns to the port's chain for the groups' egress rules.
-fn egress_common() -> Chain {
-    let rules = vec![
+fn quoted(key: &str) -> String {
+    format!("\"{key}\"")
+}
+
+fn mark(value: u32) -> String {
+    format!("0x{value:08x}")
+}
+
+impl Ruleset {
+    fn new(table: &'static str) -> Ruleset {
+        Ruleset { table, sets: BTreeMap::new(), maps: BTreeMap::new(), chains: BTreeMap::new() }
+    }
+
+    fn set(&mut self, name: &str, decl: &str) -> &mut BTreeSet<String> {
+        &mut self.sets.entry(name.to_string()).or_insert_with(|| NftSet { decl: decl.to_string(), elements: BTreeSet::new() }).elements
+    }
+
+    fn map(&mut self, name: &str, decl: &str) -> &mut BTreeMap<String, String> {
+        &mut self.maps.entry(name.to_string()).or_insert_with(|| NftMap { decl: decl.to_string(), elements: BTreeMap::new() }).elements
+    }
+
+    fn chain(&mut self, name: &str, rules: Vec<String>) {
+        self.chains.insert(name.to_string(), Chain { base: None, rules });
+    }
+
+    fn base(&mut self, name: &str, hook: &str, rules: Vec<String>) {
+        self.chains.insert(name.to_string(), Chain { base: Some(format!("type filter hook {hook}; policy accept;")), rules });
+    }
+
+    /// The sets every table has: each port's MAC and addresses (of the ports this table checks),
+    /// and the refused devices.
+    fn port_sets(&mut self, with_ip6: bool) {
+        self.set(PORT_MAC, "type ifname . ether_addr");
+        self.set(PORT_IP4, "type ifname . ipv4_addr");
+        if with_ip6 {
+            self.set(PORT_IP6, "type ifname . ipv6_addr");
+        }
+        self.set(REFUSED, "type ifname");
+    }
+
+    fn add_port_addresses(&mut self, port: &CompiledPort, with_ip6: bool) {
+        let device = quoted(&port.device);
+        self.set(PORT_MAC, "").insert(format!("{device} . {}", port.mac));
+        for ip in &port.ipv4 {
+            self.set(PORT_IP4, "").insert(format!("{device} . {ip}"));
+        }
+        if with_ip6 {
+            for ip in &port.ipv6 {
+                self.set(PORT_IP6, "").insert(format!("{device} . {ip}"));
+            }
+        }
+    }
+
+    /// `unregistered_in` / `unregistered_out`: a counted drop per known unregistered device, then
+    /// one for the devices not seen yet.
+    fn unregistered_chains(&mut self, layout: &Layout) {
+        for (name, side) in [(UNREGISTERED_IN, "iifname"), (UNREGISTERED_OUT, "oifname")] {
+            let mut rules: Vec<String> = layout
+                .unregistered
+                .iter()
+                .map(|d| format!("{side} {} counter drop comment \"unregistered device {d}\"", quoted(d)))
+                .collect();
+            rules.push("counter drop comment \"unregistered device\"".into());
+            self.chain(name, rules);
+        }
+    }
+}
+
+/// The wildcard that sends the prefix's unregistered devices to `chain`, if there is a prefix.
+fn unregistered_jump(side: &str, layout: &Layout, chain: &str) -> Option<String> {
+    (!layout.prefix.is_empty()).then(|| format!("{side} \"{}*\" jump {chain}", layout.prefix))
+}
+
+/// Routed ports' anti-spoofing in the inet table: their own MAC and addresses only (DHCP
+/// discovery and duplicate-address detection from the unspecified address excepted).
+fn inet_spoof() -> Vec<String> {
+    vec![
         format!("iifname . ether saddr != @{PORT_MAC} counter drop comment \"spoofed MAC\""),
         "ip saddr 0.0.0.0 ip daddr 255.255.255.255 udp sport 68 udp dport 67 accept".into(),
         format!("meta nfproto ipv4 iifname . ip saddr != @{PORT_IP4} counter drop comment \"spoofed IPv4 source\""),
         "ip6 saddr :: icmpv6 type { nd-neighbor-solicit, nd-router-solicit, mld2-listener-report } accept".into(),
         format!("ip6 saddr != fe80::/10 iifname . ip6 saddr != @{PORT_IP6} counter drop comment \"spoofed IPv6 source\""),
+    ]
+}
+
+/// What every port may and may not send, whatever its groups: no router advertisements and no
+/// DHCP server replies, NDP and DHCP requests always, then connection tracking. Returns to the
+/// port's chain for the groups' egress rules.
+fn egress_common() -> Vec<String> {
+    vec![
         "icmpv6 type nd-router-advert counter drop comment \"router advertisement from a port\"".into(),
         "udp sport 67 udp dport 68 counter drop comment \"DHCP server on a port\"".into(),
         "udp sport 547 udp dport 546 counter drop comment \"DHCPv6 server on a port\"".into(),
@@ -150,28 +339,77 @@ fn egress_common() -> Chain {
         "ct state invalid counter drop".into(),
         "udp sport 68 udp dport 67 accept".into(),
         "udp sport 546 udp dport 547 accept".into(),
-    ];
-    Chain { base: None, rules }
+    ]
 }
 
-fn egress_chain(port: &CompiledPort) -> Chain {
-    let mut rules = vec![format!("jump {EGRESS_COMMON}")];
+/// What every port may receive whatever its groups: packets of its connections, and neighbour
+/// discovery on its link (hop limit 255 or MLD's 1, which no routed packet carries: a bridged
+/// port resolves its neighbours with them as a routed port does with the host). Invalid packets
+/// are dropped.
+fn ingress_common() -> Vec<String> {
+    vec![
+        "ct state established,related accept".into(),
+        "ip6 hoplimit 255 icmpv6 type { nd-neighbor-solicit, nd-neighbor-advert } accept".into(),
+        "ip6 hoplimit 255 ip6 saddr fe80::/10 icmpv6 type nd-router-advert accept".into(),
+        "ip6 hoplimit 1 ip6 saddr fe80::/10 icmpv6 type mld-listener-query accept".into(),
+        "ct state invalid counter drop".into(),
+    ]
+}
+
+/// Bridged ports' anti-spoofing in the bridge table: their own MAC, ARP sender and addresses;
+/// only IPv4, IPv6 and ARP.
+fn bridge_spoof() -> Vec<String> {
+    vec![
+        format!("iifname . ether saddr != @{PORT_MAC} counter drop comment \"spoofed MAC\""),
+        format!("ether type arp iifname . arp saddr ether != @{PORT_MAC} counter drop comment \"spoofed ARP sender MAC\""),
+        format!(
+            "ether type arp arp saddr ip != 0.0.0.0 iifname . arp saddr ip != @{PORT_IP4} counter drop comment \"spoofed ARP sender IPv4\""
+        ),
+        "ether type arp accept".into(),
+        "ip saddr 0.0.0.0 ip daddr 255.255.255.255 udp sport 68 udp dport 67 accept".into(),
+        format!("ether type ip iifname . ip saddr != @{PORT_IP4} counter drop comment \"spoofed IPv4 source\""),
+        "ip6 saddr :: icmpv6 type { nd-neighbor-solicit, nd-router-solicit, mld2-listener-report } accept".into(),
+        format!("ether type ip6 ip6 saddr != fe80::/10 iifname . ip6 saddr != @{PORT_IP6} counter drop comment \"spoofed IPv6 source\""),
+        "ether type != { ip, ip6 } counter drop comment \"not IPv4, IPv6 or ARP\"".into(),
+    ]
+}
+
+/// Routed ports' ARP in the arp table.
+fn arp_spoof() -> Vec<String> {
+    vec![
+        format!("iifname . arp saddr ether != @{PORT_MAC} counter drop comment \"spoofed ARP sender MAC\""),
+        format!("arp saddr ip != 0.0.0.0 iifname . arp saddr ip != @{PORT_IP4} counter drop comment \"spoofed ARP sender IPv4\""),
+        "accept".into(),
+    ]
+}
+
+fn egress_chain(port: &CompiledPort, routed: bool) -> Vec<String> {
+    let mut rules = Vec::new();
+    if routed {
+        rules.push(format!("jump {SPOOF}"));
+    }
+    rules.push(format!("jump {EGRESS_COMMON}"));
     rules.extend(port.groups.iter().map(|g| format!("jump {}", group_chain(*g, Direction::Egress))));
     rules.push(format!("counter drop comment \"default drop egress {}\"", port.id));
-    Chain { base: None, rules }
+    rules
 }
 
-fn ingress_chain(port: &CompiledPort) -> Chain {
-    let mut rules = vec!["ct state established,related accept".into(), "ct state invalid counter drop".into()];
+fn ingress_chain(port: &CompiledPort) -> Vec<String> {
+    let mut rules = vec![format!("jump {INGRESS_COMMON}")];
     rules.extend(port.groups.iter().map(|g| format!("jump {}", group_chain(*g, Direction::Ingress))));
     rules.push(format!("counter drop comment \"default drop ingress {}\"", port.id));
-    Chain { base: None, rules }
+    rules
 }
 
-/// Renders the host's policy. Only groups bound to a port of the host get chains; every remote
-/// group any of their rules names gets both sets (empty when it has no member of that family).
-pub fn render(host: &CompiledHost) -> Ruleset {
-    let mut rs = Ruleset::default();
+/// Renders the host's policy as its three tables. Only groups bound to a port of the host get
+/// chains; every remote group any of their rules names gets both sets (empty when it has no
+/// member of that family).
+pub fn render(host: &CompiledHost, layout: &Layout) -> Rendered {
+    let mut inet = Ruleset::new(INET);
+    let mut bridge = Ruleset::new(BRIDGE);
+    let mut arp = Ruleset::new(ARP);
+
+    // Groups and remote groups (inet).
     let bound: BTreeSet<Uuid> = host.ports.iter().flat_map(|p| p.groups.iter().copied()).collect();
     let mut remotes = BTreeSet::new();
     for id in &bound {
@@ -182,86 +420,220 @@ pub fn render(host: &CompiledHost) -> Ruleset {
                     remotes.insert(remote);
                 }
             }
-            rs.chains.insert(group_chain(*id, direction), Chain { base: None, rules: matches.iter().map(rule_statement).collect() });
+            inet.chain(&group_chain(*id, direction), matches.iter().map(rule_statement).collect());
         }
     }
     for remote in remotes {
         let members = host.remote_groups.get(&remote).cloned().unwrap_or_default();
-        rs.sets.insert(
-            set_name(remote, Ethertype::IPv4),
-            NftSet { kind: "ipv4_addr", elements: members.ipv4.iter().map(ToString::to_string).collect() },
-        );
-        rs.sets.insert(
-            set_name(remote, Ethertype::IPv6),
-            NftSet { kind: "ipv6_addr", elements: members.ipv6.iter().map(ToString::to_string).collect() },
-        );
+        inet.set(&set_name(remote, Ethertype::IPv4), "type ipv4_addr").extend(members.ipv4.iter().map(ToString::to_string));
+        inet.set(&set_name(remote, Ethertype::IPv6), "type ipv6_addr").extend(members.ipv6.iter().map(ToString::to_string));
     }
-    let mut egress = NftMap::default();
-    let mut ingress = NftMap::default();
-    let mut macs = NftSet { kind: "ifname . ether_addr", elements: BTreeSet::new() };
-    let mut ip4 = NftSet { kind: "ifname . ipv4_addr", elements: BTreeSet::new() };
-    let mut ip6 = NftSet { kind: "ifname . ipv6_addr", elements: BTreeSet::new() };
-    for port in &host.ports {
-        let device = quoted_key(&port.device);
-        macs.elements.insert(format!("{device} . {}", port.mac));
-        ip4.elements.extend(port.ipv4.iter().map(|ip| format!("{device} . {ip}")));
-        ip6.elements.extend(port.ipv6.iter().map(|ip| format!("{device} . {ip}")));
+
+    // Every object of the fixed structure, so that the tables look the same whatever the ports.
+    inet.port_sets(true);
+    bridge.port_sets(true);
+    arp.port_sets(false);
+    for table in [&mut inet, &mut arp] {
+        table.set("routed_ports", "type ifname");
+    }
+    inet.set("port_bridges", "type ifname");
+    bridge.set("bridged_ports", "type ifname");
+    bridge.set("uplinks", "type ifname");
+    inet.map("port_egress", "type ifname : verdict");
+    inet.map("port_ingress", "type ifname : verdict");
+    inet.map("bridged_egress", "type mark : verdict");
+    inet.map("bridged_ingress", "type mark : verdict");
+    inet.map("bridged_routed4", "type ifname . ipv4_addr : verdict");
+    inet.map("bridged_routed6", "type ifname . ipv6_addr : verdict");
+    inet.map("bridge_zone", "typeof iifname : ct zone");
+    bridge.map("port_egress", "type ifname : verdict");
+    bridge.map("mark_out", "type ifname : mark");
+
+    // Refused devices: claimed by several ports, or not enforceable as attached.
+    let refused: BTreeSet<&str> = host.refused.iter().map(|r| r.device.as_str()).chain(layout.refused.keys().map(String::as_str)).collect();
+    for table in [&mut inet, &mut bridge, &mut arp] {
+        table.set(REFUSED, "").extend(refused.iter().map(|d| quoted(d)));
+    }
+
+    for port in host.ports.iter().filter(|p| !refused.contains(p.device.as_str())) {
+        let device = quoted(&port.device);
         let pe = port_chain(port.id, Direction::Egress);
         let pi = port_chain(port.id, Direction::Ingress);
-        egress.elements.insert(port.device.clone(), format!("jump {pe}"));
-        ingress.elements.insert(port.device.clone(), format!("jump {pi}"));
-        rs.chains.insert(pe, egress_chain(port));
-        rs.chains.insert(pi, ingress_chain(port));
+        match layout.placement(&port.device) {
+            Placement::Routed => {
+                inet.add_port_addresses(port, true);
+                arp.add_port_addresses(port, false);
+                inet.set("routed_ports", "").insert(device.clone());
+                arp.set("routed_ports", "").insert(device.clone());
+                inet.map("port_egress", "").insert(device.clone(), format!("jump {pe}"));
+                inet.map("port_ingress", "").insert(device.clone(), format!("jump {pi}"));
+                inet.chain(&pe, egress_chain(port, true));
+            }
+            Placement::Bridged { bridge: name, id } => {
+                let id = u32::from(id);
+                bridge.add_port_addresses(port, true);
+                bridge.set("bridged_ports", "").insert(device.clone());
+                let bpe = bridge_port_chain(port.id);
+                bridge.map("port_egress", "").insert(device.clone(), format!("jump {bpe}"));
+                bridge.map("mark_out", "").insert(device.clone(), mark(MARK_TO_MEMBER | id));
+                bridge.chain(
+                    &bpe,
+                    vec![
+                        format!("meta pkttype host meta mark set {}", mark(id)),
+                        format!("meta pkttype != host meta mark set {}", mark(MARK_BRIDGED | id)),
+                        format!("jump {SPOOF}"),
+                        "accept".into(),
+                    ],
+                );
+                inet.map("bridged_egress", "").insert(mark(id), format!("jump {pe}"));
+                inet.map("bridged_ingress", "").insert(mark(MARK_TO_MEMBER | id), format!("jump {pi}"));
+                let bridge_name = quoted(&name);
+                for ip in &port.ipv4 {
+                    inet.map("bridged_routed4", "").insert(format!("{bridge_name} . {ip}"), format!("jump {pi}"));
+                }
+                for ip in &port.ipv6 {
+                    inet.map("bridged_routed6", "").insert(format!("{bridge_name} . {ip}"), format!("jump {pi}"));
+                }
+                inet.chain(&pe, egress_chain(port, false));
+            }
+        }
+        inet.chain(&pi, ingress_chain(port));
     }
-    rs.sets.insert(PORT_MAC.into(), macs);
-    rs.sets.insert(PORT_IP4.into(), ip4);
-    rs.sets.insert(PORT_IP6.into(), ip6);
-    rs.chains.insert(EGRESS_COMMON.into(), egress_common());
-    rs.maps.insert(EGRESS_MAP.into(), egress);
-    rs.maps.insert(INGRESS_MAP.into(), ingress);
-    rs.chains.insert(
-        "prerouting".into(),
-        Chain {
-            base: Some("type filter hook prerouting priority filter; policy accept;"),
-            rules: vec![format!("iifname vmap @{EGRESS_MAP}")],
-        },
+    for (name, b) in &layout.bridges {
+        inet.set("port_bridges", "").insert(quoted(name));
+        inet.map("bridge_zone", "").insert(quoted(name), b.zone.to_string());
+        for uplink in &b.uplinks {
+            bridge.set("uplinks", "").insert(quoted(uplink));
+            bridge.map("mark_out", "").insert(quoted(uplink), mark(MARK_TO_MEMBER));
+        }
+    }
+
+    // inet: shared chains and hooks.
+    inet.chain(SPOOF, inet_spoof());
+    inet.chain(EGRESS_COMMON, egress_common());
+    inet.chain(INGRESS_COMMON, ingress_common());
+    inet.unregistered_chains(layout);
+    inet.base(
+        "raw",
+        "prerouting priority raw",
+        vec![format!(
+            "iifname @port_bridges meta mark & {} == {} ct zone set iifname map @bridge_zone",
+            mark(MARK_BRIDGED),
+            mark(MARK_BRIDGED)
+        )],
     );
-    rs.chains.insert(
-        "forward".into(),
-        Chain {
-            base: Some("type filter hook forward priority filter; policy accept;"),
-            rules: vec![format!("oifname vmap @{INGRESS_MAP}")],
-        },
-    );
-    rs
+    let mut rules = vec![
+        format!("iifname @{REFUSED} counter drop comment \"refused device\""),
+        "iifname vmap @port_egress".into(),
+        format!("iifname @port_bridges meta mark & {} vmap @bridged_egress", mark(MARK_PORT)),
+    ];
+    rules.extend(unregistered_jump("iifname", layout, UNREGISTERED_IN));
+    inet.base("prerouting", "prerouting priority filter", rules);
+    let mut rules = vec![
+        format!("oifname @{REFUSED} counter drop comment \"refused device\""),
+        "oifname vmap @port_ingress".into(),
+        "meta mark vmap @bridged_ingress".into(),
+        format!(
+            "meta mark & {} == {} accept comment \"bridged to a member that is not a port\"",
+            mark(MARK_TO_MEMBER),
+            mark(MARK_TO_MEMBER)
+        ),
+        "oifname . ip daddr vmap @bridged_routed4".into(),
+        "oifname . ip6 daddr vmap @bridged_routed6".into(),
+    ];
+    rules.extend(unregistered_jump("oifname", layout, UNREGISTERED_OUT));
+    inet.base("forward", "forward priority filter", rules);
+    let mut rules = vec![format!("oifname @{REFUSED} counter drop comment \"refused device\""), "oifname @routed_ports accept".into()];
+    rules.extend(unregistered_jump("oifname", layout, UNREGISTERED_OUT));
+    inet.base("output", "output priority filter", rules);
+
+    // bridge: anti-spoofing, marks, fail closed.
+    bridge.chain(SPOOF, bridge_spoof());
+    bridge.unregistered_chains(layout);
+    let mut rules = vec![
+        format!("iifname @{REFUSED} counter drop comment \"refused device\""),
+        "iifname vmap @port_egress".into(),
+        format!("iifname @uplinks meta pkttype != host meta mark set {}", mark(MARK_BRIDGED)),
+    ];
+    rules.extend(unregistered_jump("iifname", layout, UNREGISTERED_IN));
+    bridge.base("prerouting", "prerouting priority -300", rules);
+    let mut rules = vec![
+        format!("oifname @{REFUSED} counter drop comment \"refused device\""),
+        "meta mark set oifname map @mark_out".into(),
+        "oifname @bridged_ports accept".into(),
+    ];
+    rules.extend(unregistered_jump("oifname", layout, UNREGISTERED_OUT));
+    bridge.base("forward", "forward priority -100", rules);
+    let mut rules = vec![format!("oifname @{REFUSED} counter drop comment \"refused device\""), "oifname @bridged_ports accept".into()];
+    rules.extend(unregistered_jump("oifname", layout, UNREGISTERED_OUT));
+    bridge.base("output", "output priority filter", rules);
+
+    // arp: routed ports' ARP, fail closed.
+    arp.chain("arp_spoof", arp_spoof());
+    arp.unregistered_chains(layout);
+    let mut rules =
+        vec![format!("iifname @{REFUSED} counter drop comment \"refused device\""), "iifname @routed_ports jump arp_spoof".into()];
+    rules.extend(unregistered_jump("iifname", layout, UNREGISTERED_IN));
+    arp.base("input", "input priority filter", rules);
+    let mut rules = vec![format!("oifname @{REFUSED} counter drop comment \"refused device\""), "oifname @routed_ports accept".into()];
+    rules.extend(unregistered_jump("oifname", layout, UNREGISTERED_OUT));
+    arp.base("output", "output priority filter", rules);
+
+    Rendered { tables: vec![inet, bridge, arp] }
 }
 
-fn quoted_key(key: &str) -> String {
-    format!("\"{key}\"")
-}
-
-/// Chains in an order where every chain comes after the chains it jumps to: group chains, port
-/// chains, then base chains (which reach port chains through the maps).
+/// Chains in an order where every chain comes after the chains it jumps to: group and shared
+/// chains, port chains, then base chains (which reach port chains through the maps).
 fn chain_order(rs: &Ruleset) -> Vec<&String> {
-    let rank = |name: &str| match name.get(..3) {
-        Some("ge_" | "gi_") => 0,
-        _ if name == EGRESS_COMMON => 0,
-        Some("pe_" | "pi_") => 1,
-        _ => 2,
+    let rank = |name: &str, chain: &Chain| {
+        if chain.base.is_some() {
+            2
+        } else if name.starts_with("pe_") || name.starts_with("pi_") || name.starts_with("bpe_") {
+            1
+        } else {
+            0
+        }
     };
     let mut names: Vec<&String> = rs.chains.keys().collect();
-    names.sort_by_key(|n| (rank(n), n.to_string()));
+    names.sort_by_key(|n| (rank(n, &rs.chains[n.as_str()]), n.to_string()));
     names
 }
 
-impl Ruleset {
-    /// The whole table as one transaction that replaces whatever table of that name exists
-    /// (creating it first so the delete cannot fail): the kernel switches from the old ruleset to
-    /// the new one at commit, so no packet ever meets a missing or half-built table.
+impl Rendered {
+    /// Every table as one transaction that replaces whatever tables of those names exist
+    /// (creating each first so the delete cannot fail): the kernel switches from the old rulesets
+    /// to the new ones at commit, so no packet ever meets a missing or half-built table.
     pub fn full_script(&self) -> String {
-        let mut s = format!("table {TABLE} {{}}\ndelete table {TABLE}\ntable {TABLE} {{\n");
+        self.tables.iter().map(Ruleset::full_script).collect()
+    }
+
+    /// The transaction that turns `self` into `new` table by table, or `None` when they are equal.
+    pub fn diff_script(&self, new: &Rendered) -> Option<String> {
+        if self == new {
+            return None;
+        }
+        let mut s = String::new();
+        for table in &new.tables {
+            match self.tables.iter().find(|t| t.table == table.table) {
+                Some(old) => s.push_str(&old.diff_script(table).unwrap_or_default()),
+                None => s.push_str(&table.full_script()),
+            }
+        }
+        Some(s)
+    }
+
+    pub fn table(&self, name: &str) -> Option<&Ruleset> {
+        self.tables.iter().find(|t| t.table == name)
+    }
+}
+
+impl Ruleset {
+    /// The table as a transaction that replaces whatever table of that name exists.
+    pub fn full_script(&self) -> String {
+        let table = self.table;
+        let mut s = format!("table {table} {{}}\ndelete table {table}\ntable {table} {{\n");
         for (name, set) in &self.sets {
-            let _ = write!(s, "  set {name} {{\n    type {}\n", set.kind);
+            let _ = write!(s, "  set {name} {{\n    {}\n", set.decl);
             if !set.elements.is_empty() {
                 let _ = writeln!(s, "    elements = {{ {} }}", set.elements.iter().cloned().collect::<Vec<_>>().join(", "));
             }
@@ -272,9 +644,9 @@ impl Ruleset {
             write_chain(&mut s, name, &self.chains[name.as_str()]);
         }
         for (name, map) in &self.maps {
-            let _ = write!(s, "  map {name} {{\n    type ifname : verdict\n");
+            let _ = write!(s, "  map {name} {{\n    {}\n", map.decl);
             if !map.elements.is_empty() {
-                let elements: Vec<String> = map.elements.iter().map(|(k, v)| format!("{} : {v}", quoted_key(k))).collect();
+                let elements: Vec<String> = map.elements.iter().map(|(k, v)| format!("{k} : {v}")).collect();
                 let _ = writeln!(s, "    elements = {{ {} }}", elements.join(", "));
             }
             s.push_str("  }\n");
@@ -288,27 +660,28 @@ impl Ruleset {
 
     /// The transaction that turns `self` into `new` object by object, or `None` when they are
     /// equal. Sets and maps change element by element; a chain whose rules changed is flushed
-    /// and refilled; chains and sets nobody uses any more are deleted last.
+    /// and refilled (or only appended to, when rules were only added at its end); chains, maps
+    /// and sets nobody uses any more are deleted last.
     pub fn diff_script(&self, new: &Ruleset) -> Option<String> {
         if self == new {
             return None;
         }
+        let table = new.table;
         let mut s = String::new();
-        // 1. New sets and chains, empty.
+        // 1. New sets, maps and chains, empty.
         for (name, set) in new.sets.iter().filter(|(n, _)| !self.sets.contains_key(*n)) {
-            let _ = writeln!(s, "add set {TABLE} {name} {{ type {}; }}", set.kind);
+            let _ = writeln!(s, "add set {table} {name} {{ {}; }}", set.decl);
         }
         for (name, map) in new.maps.iter().filter(|(n, _)| !self.maps.contains_key(*n)) {
-            let _ = writeln!(s, "add map {TABLE} {name} {{ type ifname : verdict; }}");
-            let _ = map;
+            let _ = writeln!(s, "add map {table} {name} {{ {}; }}", map.decl);
         }
         for name in chain_order(new).into_iter().filter(|n| !self.chains.contains_key(*n)) {
-            match new.chains[name].base {
+            match &new.chains[name].base {
                 Some(base) => {
-                    let _ = writeln!(s, "add chain {TABLE} {name} {{ {base} }}");
+                    let _ = writeln!(s, "add chain {table} {name} {{ {base} }}");
                 }
                 None => {
-                    let _ = writeln!(s, "add chain {TABLE} {name}");
+                    let _ = writeln!(s, "add chain {table} {name}");
                 }
             }
         }
@@ -318,10 +691,10 @@ impl Ruleset {
             let gone: Vec<&String> = old.map(|o| o.difference(&set.elements).collect()).unwrap_or_default();
             let added: Vec<&String> = set.elements.iter().filter(|e| old.is_none_or(|o| !o.contains(*e))).collect();
             if !gone.is_empty() {
-                let _ = writeln!(s, "delete element {TABLE} {name} {{ {} }}", join(&gone));
+                let _ = writeln!(s, "delete element {table} {name} {{ {} }}", join(&gone));
             }
             if !added.is_empty() {
-                let _ = writeln!(s, "add element {TABLE} {name} {{ {} }}", join(&added));
+                let _ = writeln!(s, "add element {table} {name} {{ {} }}", join(&added));
             }
         }
         // 3. Chains whose rules changed, and the rules of new chains.
@@ -334,46 +707,46 @@ impl Ruleset {
                 // (and their counters) as they are.
                 Some(old) if chain.rules.starts_with(&old.rules) => rules = &chain.rules[old.rules.len()..],
                 Some(_) => {
-                    let _ = writeln!(s, "flush chain {TABLE} {name}");
+                    let _ = writeln!(s, "flush chain {table} {name}");
                 }
                 None => {}
             }
             for rule in rules {
-                let _ = writeln!(s, "add rule {TABLE} {name} {rule}");
+                let _ = writeln!(s, "add rule {table} {name} {rule}");
             }
         }
         // 4. Map elements: removed or changed ones out, new or changed ones in.
         for (name, map) in &new.maps {
             let old = self.maps.get(name);
-            let gone: Vec<String> = old
-                .map(|o| o.elements.iter().filter(|(k, v)| map.elements.get(*k) != Some(*v)).map(|(k, _)| quoted_key(k)).collect())
+            let gone: Vec<&String> = old
+                .map(|o| o.elements.iter().filter(|(k, v)| map.elements.get(*k) != Some(*v)).map(|(k, _)| k).collect())
                 .unwrap_or_default();
             if !gone.is_empty() {
-                let _ = writeln!(s, "delete element {TABLE} {name} {{ {} }}", gone.join(", "));
+                let _ = writeln!(s, "delete element {table} {name} {{ {} }}", join(&gone));
             }
             let added: Vec<String> = map
                 .elements
                 .iter()
                 .filter(|(k, v)| old.is_none_or(|o| o.elements.get(*k) != Some(*v)))
-                .map(|(k, v)| format!("{} : {v}", quoted_key(k)))
+                .map(|(k, v)| format!("{k} : {v}"))
                 .collect();
             if !added.is_empty() {
-                let _ = writeln!(s, "add element {TABLE} {name} {{ {} }}", added.join(", "));
+                let _ = writeln!(s, "add element {table} {name} {{ {} }}", added.join(", "));
             }
         }
         for name in self.maps.keys().filter(|n| !new.maps.contains_key(*n)) {
-            let _ = writeln!(s, "delete map {TABLE} {name}");
+            let _ = writeln!(s, "delete map {table} {name}");
         }
         // 5. Chains and sets no longer used: emptied first, so no jump or lookup still names them.
         let removed: Vec<&String> = chain_order(self).into_iter().filter(|n| !new.chains.contains_key(*n)).collect();
         for name in &removed {
-            let _ = writeln!(s, "flush chain {TABLE} {name}");
+            let _ = writeln!(s, "flush chain {table} {name}");
         }
         for name in removed.iter().rev() {
-            let _ = writeln!(s, "delete chain {TABLE} {name}");
+            let _ = writeln!(s, "delete chain {table} {name}");
         }
         for name in self.sets.keys().filter(|n| !new.sets.contains_key(*n)) {
-            let _ = writeln!(s, "delete set {TABLE} {name}");
+            let _ = writeln!(s, "delete set {table} {name}");
         }
         Some(s)
     }
@@ -385,7 +758,7 @@ fn join(items: &[&String]) -> String {
 
 fn write_chain(s: &mut String, name: &str, chain: &Chain) {
     let _ = writeln!(s, "  chain {name} {{");
-    if let Some(base) = chain.base {
+    if let Some(base) = &chain.base {
         let _ = writeln!(s, "    {base}");
     }
     for rule in &chain.rules {
@@ -412,20 +785,24 @@ mod tests {
         }
     }
 
+    fn port(n: u128, device: &str, group: Uuid) -> PortPolicy {
+        PortPolicy {
+            id: Uuid::from_u128(n),
+            instance_id: Uuid::from_u128(n + 1),
+            device: device.into(),
+            mac_address: format!("02:00:00:00:00:{n:02x}"),
+            fixed_ips: vec![format!("10.0.0.{n}").parse().unwrap(), format!("fd00::{n}").parse().unwrap()],
+            security_group_ids: vec![group],
+        }
+    }
+
     fn policy(members: Vec<&str>) -> (HostPolicy, Uuid) {
         let web = Uuid::from_u128(1);
         let peers = Uuid::from_u128(2);
         let p = HostPolicy {
             host: "h".into(),
             revision: 1,
-            ports: vec![PortPolicy {
-                id: Uuid::from_u128(10),
-                instance_id: Uuid::from_u128(11),
-                device: "tap0".into(),
-                mac_address: "02:00:00:00:00:01".into(),
-                fixed_ips: vec!["10.0.0.5".parse().unwrap()],
-                security_group_ids: vec![web],
-            }],
+            ports: vec![port(10, "tap0", web)],
             security_groups: vec![GroupPolicy {
                 id: web,
                 rules: vec![
@@ -439,12 +816,22 @@ mod tests {
         (p, peers)
     }
 
+    fn routed(p: &HostPolicy) -> Rendered {
+        render(&compile(p).unwrap(), &Layout::routed("tap"))
+    }
+
+    fn inet(r: &Rendered) -> &Ruleset {
+        r.table(INET).unwrap()
+    }
+
     #[test]
     fn renders_dispatch_sets_and_counted_rules() {
         let (p, peers) = policy(vec!["10.0.0.7"]);
-        let rs = render(&compile(&p).unwrap());
+        let rs = routed(&p);
         let script = rs.full_script();
         assert!(script.starts_with("table inet palisade {}\ndelete table inet palisade\ntable inet palisade {\n"));
+        assert!(script.contains("table bridge palisade {}\ndelete table bridge palisade\ntable bridge palisade {\n"));
+        assert!(script.contains("table arp palisade {}\ndelete table arp palisade\ntable arp palisade {\n"));
         assert!(script.contains("iifname vmap @port_egress"));
         assert!(script.contains("oifname vmap @port_ingress"));
         assert!(script.contains(&format!("\"tap0\" : jump {}", port_chain(Uuid::from_u128(10), Direction::Egress))));
@@ -452,13 +839,65 @@ mod tests {
         assert!(script.contains(&format!("meta nfproto ipv4 meta l4proto 6 th dport 22 counter accept comment \"rule {rule_id}\"")));
         assert!(script.contains(&format!("ip saddr @{}", set_name(peers, Ethertype::IPv4))));
         assert!(script.contains("elements = { 10.0.0.7 }"));
-        assert!(script.contains("set port_mac {\n    type ifname . ether_addr\n    elements = { \"tap0\" . 02:00:00:00:00:01 }"));
-        assert!(script.contains("elements = { \"tap0\" . 10.0.0.5 }"));
+        assert!(script.contains("set port_mac {\n    type ifname . ether_addr\n    elements = { \"tap0\" . 02:00:00:00:00:0a }"));
+        assert!(script.contains("elements = { \"tap0\" . 10.0.0.10 }"));
         assert!(script.contains("iifname . ip saddr != @port_ip4 counter drop"));
+        assert!(script.contains("iifname \"tap*\" jump unregistered_in"));
         // Group chains come before the port chains that jump to them.
         let group_at = script.find(&format!("chain {} {{", group_chain(Uuid::from_u128(1), Direction::Ingress))).unwrap();
         let port_at = script.find(&format!("chain {} {{", port_chain(Uuid::from_u128(10), Direction::Ingress))).unwrap();
         assert!(group_at < port_at);
+        // A routed port's ARP is checked in the arp table; the bridge table has no port.
+        assert!(rs.table(ARP).unwrap().sets["routed_ports"].elements.contains("\"tap0\""));
+        assert!(rs.table(BRIDGE).unwrap().maps["port_egress"].elements.is_empty());
+    }
+
+    #[test]
+    fn a_bridged_port_is_marked_in_the_bridge_table_and_filtered_in_the_inet_table() {
+        let (mut p, _) = policy(vec![]);
+        p.ports.push(port(11, "tap1", Uuid::from_u128(1)));
+        let mut layout = Layout::routed("tap");
+        layout.placements.insert("tap1".into(), Placement::Bridged { bridge: "br0".into(), id: 3 });
+        layout.bridges.insert("br0".into(), BridgeLayout { zone: 7, uplinks: BTreeSet::from(["up0".to_string()]) });
+        let rs = render(&compile(&p).unwrap(), &layout);
+        let (inet, bridge) = (rs.table(INET).unwrap(), rs.table(BRIDGE).unwrap());
+        let pe = port_chain(Uuid::from_u128(11), Direction::Egress);
+        let pi = port_chain(Uuid::from_u128(11), Direction::Ingress);
+        assert_eq!(inet.maps["bridged_egress"].elements["0x00000003"], format!("jump {pe}"));
+        assert_eq!(inet.maps["bridged_ingress"].elements["0x40000003"], format!("jump {pi}"));
+        assert_eq!(inet.maps["bridged_routed4"].elements["\"br0\" . 10.0.0.11"], format!("jump {pi}"));
+        assert_eq!(inet.maps["bridge_zone"].elements["\"br0\""], "7");
+        assert!(!inet.chains[&pe].rules.contains(&"jump port_spoof".to_string()), "spoofing is the bridge table's");
+        assert!(!inet.maps["port_egress"].elements.contains_key("\"tap1\""));
+        assert!(inet.maps["port_egress"].elements.contains_key("\"tap0\""), "tap0 stays routed");
+        assert_eq!(bridge.maps["mark_out"].elements["\"tap1\""], "0x40000003");
+        assert_eq!(bridge.maps["mark_out"].elements["\"up0\""], "0x40000000");
+        let bpe = &bridge.chains[&bridge_port_chain(Uuid::from_u128(11))].rules;
+        assert_eq!(bpe[0], "meta pkttype host meta mark set 0x00000003");
+        assert_eq!(bpe[1], "meta pkttype != host meta mark set 0x80000003");
+        assert!(bridge.sets["port_ip4"].elements.contains("\"tap1\" . 10.0.0.11"));
+        assert!(!inet.sets["port_ip4"].elements.contains("\"tap1\" . 10.0.0.11"));
+        assert!(!rs.table(ARP).unwrap().sets["routed_ports"].elements.contains("\"tap1\""));
+    }
+
+    #[test]
+    fn refused_and_unregistered_devices_are_dropped_both_ways() {
+        let (mut p, _) = policy(vec![]);
+        let mut twin = port(12, "tap0", Uuid::from_u128(1));
+        twin.mac_address = "02:00:00:00:00:99".into();
+        p.ports.push(twin);
+        let mut layout = Layout::routed("tap");
+        layout.unregistered.insert("tapx".into());
+        let rs = render(&compile(&p).unwrap(), &layout);
+        for table in &rs.tables {
+            assert!(table.sets["refused"].elements.contains("\"tap0\""), "{}", table.table);
+            assert!(table.chains["unregistered_in"].rules[0].contains("iifname \"tapx\" counter drop"), "{}", table.table);
+            assert!(table.chains["unregistered_out"].rules[0].contains("oifname \"tapx\" counter drop"), "{}", table.table);
+        }
+        assert!(inet(&rs).maps["port_egress"].elements.is_empty(), "neither claimant of tap0 is enforced");
+        // No prefix, no wildcard.
+        let rs = render(&compile(&policy(vec![]).0).unwrap(), &Layout::routed(""));
+        assert!(!rs.full_script().contains("jump unregistered_in"));
     }
 
     #[test]
@@ -468,8 +907,8 @@ mod tests {
         // Same rule ids on both sides: only membership differs.
         let mut after = after;
         after.security_groups = before.security_groups.clone();
-        let old = render(&compile(&before).unwrap());
-        let new = render(&compile(&after).unwrap());
+        let old = routed(&before);
+        let new = routed(&after);
         let script = old.diff_script(&new).unwrap();
         let set = set_name(peers, Ethertype::IPv4);
         assert_eq!(script, format!("delete element inet palisade {set} {{ 10.0.0.7 }}\nadd element inet palisade {set} {{ 10.0.0.9 }}\n"));
@@ -481,9 +920,7 @@ mod tests {
         let (before, _) = policy(vec![]);
         let mut after = before.clone();
         after.security_groups[0].rules.remove(0);
-        let old = render(&compile(&before).unwrap());
-        let new = render(&compile(&after).unwrap());
-        let script = old.diff_script(&new).unwrap();
+        let script = routed(&before).diff_script(&routed(&after)).unwrap();
         let chain = group_chain(Uuid::from_u128(1), Direction::Ingress);
         assert!(script.starts_with(&format!("flush chain inet palisade {chain}\n")), "{script}");
         assert_eq!(script.lines().count(), 2, "{script}");
@@ -494,9 +931,7 @@ mod tests {
         let (before, _) = policy(vec![]);
         let mut after = before.clone();
         after.security_groups[0].rules.push(rule("ingress", Some(6), Some(443), None));
-        let old = render(&compile(&before).unwrap());
-        let new = render(&compile(&after).unwrap());
-        let script = old.diff_script(&new).unwrap();
+        let script = routed(&before).diff_script(&routed(&after)).unwrap();
         let chain = group_chain(Uuid::from_u128(1), Direction::Ingress);
         let id = after.security_groups[0].rules[3].id;
         assert_eq!(
@@ -510,13 +945,12 @@ mod tests {
         let (before, _) = policy(vec![]);
         let mut after = before.clone();
         after.ports.clear();
-        let old = render(&compile(&before).unwrap());
-        let new = render(&compile(&after).unwrap());
-        let script = old.diff_script(&new).unwrap();
+        let script = routed(&before).diff_script(&routed(&after)).unwrap();
         let map_delete = script.find("delete element inet palisade port_egress { \"tap0\" }").unwrap();
         let chain_delete =
             script.find(&format!("delete chain inet palisade {}", port_chain(Uuid::from_u128(10), Direction::Egress))).unwrap();
         assert!(map_delete < chain_delete, "{script}");
         assert!(script.contains(&format!("delete chain inet palisade {}", group_chain(Uuid::from_u128(1), Direction::Ingress))));
+        assert!(script.contains("delete element arp palisade routed_ports { \"tap0\" }"), "{script}");
     }
 }

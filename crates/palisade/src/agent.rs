@@ -1,8 +1,9 @@
 //! `palisade agent`: the host agent's flags and wiring (the agent itself is `palisade_dataplane`).
 
 use clap::Args;
-use palisade_dataplane::agent::{Agent, AgentConfig};
+use palisade_dataplane::agent::{Agent, AgentConfig, Enforcement};
 use palisade_dataplane::apply::Tools;
+use palisade_dataplane::host::Mode;
 
 #[derive(Debug, Clone, Args)]
 pub struct AgentArgs {
@@ -16,7 +17,7 @@ pub struct AgentArgs {
     /// This host's name, as ports are registered with it.
     #[arg(long, env = "PALISADE_AGENT_HOST")]
     pub host: String,
-    /// API key (`<id>$<secret>`) of the client whose ports this host runs.
+    /// The agent key of this host (`palisade keys create --role agent --host NAME`).
     #[arg(long, env = "PALISADE_API_KEY", hide_env_values = true)]
     pub api_key: String,
     /// Seconds one long-poll may wait for a change.
@@ -28,6 +29,18 @@ pub struct AgentArgs {
     /// The `conntrack` binary.
     #[arg(long, default_value = "conntrack")]
     pub conntrack: String,
+    /// The `ip` binary (iproute2), which lists and watches the host's links.
+    #[arg(long, default_value = "ip")]
+    pub ip: String,
+    /// How port devices are attached: `routed` (the host routes to them), `bridged` (they are
+    /// ports of Linux bridges) or `auto` (found per device). A port attached otherwise than the
+    /// mode says is dropped, never left unfiltered.
+    #[arg(long, env = "PALISADE_AGENT_MODE", default_value = "auto")]
+    pub mode: Mode,
+    /// Devices with this prefix that are not ports of this host are dropped both ways (Neutron
+    /// names port devices `tap…`); an empty prefix turns that off.
+    #[arg(long, env = "PALISADE_PORT_DEVICE_PREFIX", default_value = "tap")]
+    pub port_device_prefix: String,
     /// Log format: `text` or `json`.
     #[arg(long, env = "PALISADE_LOG_FORMAT", default_value = "text")]
     pub log_format: String,
@@ -39,14 +52,19 @@ pub fn run(args: AgentArgs) -> anyhow::Result<()> {
     if !palisade_core::port::valid_host(&args.host) {
         anyhow::bail!("--host {:?} is not a valid host name", args.host);
     }
+    let prefix = &args.port_device_prefix;
+    if !prefix.is_empty() && (prefix.len() > 14 || !palisade_core::port::valid_device(prefix)) {
+        anyhow::bail!("--port-device-prefix {prefix:?} is not the start of an interface name");
+    }
     let config = AgentConfig {
         api: args.api,
         host: args.host,
         api_key: args.api_key,
         wait: args.wait.clamp(1, 300),
-        tools: Tools { nft: args.nft, conntrack: args.conntrack },
+        tools: Tools { nft: args.nft, conntrack: args.conntrack, ip: args.ip },
         ca_cert: args.ca_cert,
     };
+    let enforcement = Enforcement { mode: args.mode, port_device_prefix: args.port_device_prefix };
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-    runtime.block_on(async move { Agent::new(config)?.run(crate::startup::shutdown_signal()).await })
+    runtime.block_on(async move { Agent::new(config)?.with_enforcement(enforcement).run(crate::startup::shutdown_signal()).await })
 }

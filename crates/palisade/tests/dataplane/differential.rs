@@ -1,6 +1,9 @@
-//! Differential test of the verdict engine against the kernel (issue 6): for random groups bound
-//! to a port, the engine's verdict on random new flows must be what the kernel does with the
-//! agent's ruleset, every time.
+//! Differential test of the verdict engine against the kernel (issues 6 and 11): for random groups
+//! bound to a port, the engine's verdict on random new flows must be what the kernel does with the
+//! agent's ruleset, every time — on a routed port, and on a bridged port (the same run with the
+//! port and the world on one bridge: frames addressed to each other's MAC cross the bridge table,
+//! then the inet table through the bridge's netfilter call; vm1's own IPv6 and multicast are off
+//! so that only the flows reach the port).
 //!
 //! How it works. One lab for the whole run: a host namespace and two instance namespaces behind
 //! veth pairs ([`Lab`]). `vm2` is the port under test (`tap2`); `vm1` stands for the rest of the
@@ -60,11 +63,12 @@ use palisade_core::rule::{Direction, Ethertype, Rule, RuleDraft, RuleSpec, dedup
 use palisade_core::verdict::{Decision, VerdictIndex, compile_rule};
 use palisade_core::{Cidr, Protocol};
 use palisade_dataplane::apply::Applier;
+use palisade_dataplane::host::{Links, MarkIds, Mode, plan};
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestCaseError, TestError, TestRunner};
 use uuid::Uuid;
 
-use crate::lab::{Lab, Netns, can_run, counter};
+use crate::lab::{BRIDGE, Lab, Netns, Wiring, can_run, counter};
 
 /// Cases per run (`PALISADE_DIFFERENTIAL_CASES` for more) and flows per case: at least 1,000
 /// flows per run.
@@ -255,38 +259,56 @@ struct Env {
     world: Wire,
     /// vm2: the port under test, where ingress flows arrive.
     port: Wire,
-    world_tap_mac: [u8; 6],
-    port_tap_mac: [u8; 6],
+    /// Destination MAC of the frames written on the world's wire (ingress flows): the host's
+    /// `tap1` when routed, the port's own MAC when bridged.
+    ingress_next_hop: [u8; 6],
+    /// Destination MAC of the frames written on the port's wire (egress flows): the host's `tap2`
+    /// when routed, the world's MAC when bridged.
+    egress_next_hop: [u8; 6],
     nonce: AtomicU32,
 }
 
 impl Env {
-    fn new() -> Env {
-        let lab = Lab::new(2);
+    fn new(wiring: Wiring) -> Env {
+        let lab = Lab::with(wiring, &[2]);
         let (w, p) = (&lab.instances[0], &lab.instances[1]);
-        // Static neighbours (no resolution delays or probes during a case) and the remote address
-        // space routed to vm1.
-        for vm in [w, p] {
-            lab.host.sh(&format!(
-                "ip neigh replace {0} lladdr {1} dev {2} nud permanent && ip -6 neigh replace {3} lladdr {1} dev {2} nud permanent",
-                vm.v4, vm.mac, vm.device, vm.v6
-            ));
-        }
-        lab.host.sh(&format!(
-            "ip route add 198.18.0.0/15 via {0} dev {1} onlink && ip -6 route add 2001:db8::/32 via {2} dev {1} onlink",
-            w.v4, w.device, w.v6
-        ));
+        let mac = |device: &str| parse_mac(lab.host.sh(&format!("cat /sys/class/net/{device}/address")).trim());
+        let (ingress_next_hop, egress_next_hop) = match wiring {
+            Wiring::Routed => {
+                // Static neighbours (no resolution delays or probes during a case) and the remote
+                // address space routed to vm1.
+                for vm in [w, p] {
+                    lab.host.sh(&format!(
+                        "ip neigh replace {0} lladdr {1} dev {2} nud permanent && ip -6 neigh replace {3} lladdr {1} dev {2} nud permanent",
+                        vm.v4, vm.mac, vm.device, vm.v6
+                    ));
+                }
+                lab.host.sh(&format!(
+                    "ip route add 198.18.0.0/15 via {0} dev {1} onlink && ip -6 route add 2001:db8::/32 via {2} dev {1} onlink",
+                    w.v4, w.device, w.v6
+                ));
+                (mac(&w.device), mac(&p.device))
+            }
+            // One L2 segment: the remote address space is wherever vm1 is, and frames are
+            // addressed to the other side's MAC. The bridge hands its packets to the IP hooks (the
+            // agent turns that on for a bridge that holds ports).
+            Wiring::Bridged => {
+                lab.host.sh(&format!("ip link set {BRIDGE} type bridge nf_call_iptables 1 nf_call_ip6tables 1"));
+                // vm1 shares the port's link: its own IPv6 and multicast chatter (MLD and IGMP
+                // reports, neighbour discovery) would reach the port through its ingress rules and
+                // move their counters. Only the flows' frames may.
+                w.ns.sh("sysctl -qw net.ipv6.conf.eth0.disable_ipv6=1 && ip link set eth0 multicast off");
+                (parse_mac(&p.mac), parse_mac(&w.mac))
+            }
+        };
         // Frames written to a packet socket reach the host with checksums to verify, where an
         // instance's offloaded ones would not be verified; conntrack verifies UDP-Lite with UDP's
         // pseudo-header (udplite_error passes IPPROTO_UDP), so it would call every correct
         // UDP-Lite packet invalid. The sysctl belongs to the lab's host namespace only.
         lab.host.sh("sysctl -qw net.netfilter.nf_conntrack_checksum=0");
-        let mac = |device: &str| parse_mac(lab.host.sh(&format!("cat /sys/class/net/{device}/address")).trim());
-        let world_tap_mac = mac(&w.device);
-        let port_tap_mac = mac(&p.device);
         let world = Wire::open(&w.ns);
         let port = Wire::open(&p.ns);
-        Env { world, port, world_tap_mac, port_tap_mac, nonce: AtomicU32::new(std::process::id()), lab }
+        Env { world, port, ingress_next_hop, egress_next_hop, nonce: AtomicU32::new(std::process::id()), lab }
     }
 
     fn world_mac(&self) -> [u8; 6] {
@@ -718,8 +740,12 @@ fn build(env: &Env, case: &Case) -> Built {
 fn run_case(env: &Env, runtime: &tokio::runtime::Runtime, case: &Case) -> Result<[usize; 3], String> {
     let built = build(env, case);
     let compiled = compile(&built.policy).map_err(|e| format!("the agent refuses the policy: {e}"))?;
+    // The layout as the agent finds it (routed, or a bridge port), then the agent's own applier.
+    // The world's device (`tap1`) is no port: without a port prefix it is not dropped as a stray.
+    let links = runtime.block_on(Links::scan("ip")).map_err(|e| format!("scanning the links: {e:#}"))?;
+    let layout = plan(&compiled, &links, Mode::Auto, "", &mut MarkIds::default());
     let mut applier = Applier::default();
-    runtime.block_on(applier.apply(compiled)).map_err(|e| format!("loading the ruleset failed: {e:#}\n{}", applier.last_script))?;
+    runtime.block_on(applier.apply(compiled, layout)).map_err(|e| format!("loading the ruleset failed: {e:#}\n{}", applier.last_script))?;
     let flushed = Command::new("conntrack").arg("-F").output().map_err(|e| format!("conntrack -F: {e}"))?;
     if !flushed.status.success() {
         return Err(format!("conntrack -F failed: {}", String::from_utf8_lossy(&flushed.stderr)));
@@ -739,9 +765,9 @@ fn run_case(env: &Env, runtime: &tokio::runtime::Runtime, case: &Case) -> Result
     for (i, (flow, wired)) in built.flows.iter().enumerate() {
         let l4 = transport(flow, wired, &marker(i));
         if flow.direction == Direction::Ingress {
-            env.world.send(&frame(env.world_mac(), env.world_tap_mac, wired, i as u16, &l4));
+            env.world.send(&frame(env.world_mac(), env.ingress_next_hop, wired, i as u16, &l4));
         } else {
-            env.port.send(&frame(env.port_mac(), env.port_tap_mac, wired, i as u16, &l4));
+            env.port.send(&frame(env.port_mac(), env.egress_next_hop, wired, i as u16, &l4));
         }
     }
     // Collect until every flow the engine allows has arrived (or a deadline), then a grace period
@@ -793,7 +819,7 @@ fn run_case(env: &Env, runtime: &tokio::runtime::Runtime, case: &Case) -> Result
             );
         }
     }
-    let listing = Command::new("nft").args(["list", "table", "inet", "palisade"]).output().map_err(|e| format!("nft list: {e}"))?;
+    let listing = Command::new("nft").args(["list", "ruleset"]).output().map_err(|e| format!("nft list: {e}"))?;
     let listing = String::from_utf8_lossy(&listing.stdout).into_owned();
     let mut counts = String::new();
     for group in &built.policy.security_groups {
@@ -866,10 +892,22 @@ fn in_namespace<T: Send>(ns: &Netns, f: impl FnOnce() -> T + Send) -> T {
 
 #[test]
 fn verdict_engine_agrees_with_the_kernel() {
+    differential(Wiring::Routed);
+}
+
+/// The same on a bridged host: the port is a bridge port, flows are bridged between it and the
+/// world (another member of the bridge), so they cross the bridge table (anti-spoofing, marks)
+/// and, through the bridge's netfilter call, the inet table's bridged dispatch and zone.
+#[test]
+fn verdict_engine_agrees_with_the_kernel_on_a_bridged_host() {
+    differential(Wiring::Bridged);
+}
+
+fn differential(wiring: Wiring) {
     if !can_run() {
         return;
     }
-    let env = Env::new();
+    let env = Env::new(wiring);
     let started = Instant::now();
     let ([checked, allowed, fixed], cases) = in_namespace(&env.lab.host, || {
         let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
@@ -899,7 +937,7 @@ fn verdict_engine_agrees_with_the_kernel() {
     });
     let elapsed = started.elapsed();
     println!(
-        "differential: {checked} flows in {cases} cases agree with the kernel ({allowed} allowed, {fixed} decided before the rules; {:.1} s)",
+        "differential ({wiring:?}): {checked} flows in {cases} cases agree with the kernel ({allowed} allowed, {fixed} decided before the rules; {:.1} s)",
         elapsed.as_secs_f64()
     );
     assert!(checked >= 1000, "only {checked} flows were checked");

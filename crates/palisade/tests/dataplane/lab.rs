@@ -1,11 +1,18 @@
-//! A host and its instances in network namespaces, the API and the real agent binary inside the
-//! host namespace, and a small API client per key role: the tenant (client 1), the platform and
-//! each host's agent.
+//! Hosts and their instances in network namespaces, the API and the real agent binary inside the
+//! first host's namespace, and a small API client per key role: the tenants (clients 1 and 2),
+//! the platform and each host's agent.
 //!
-//! The host namespace routes between instances: each instance has a veth pair whose host end is
-//! the port's device (`tapN`), the instance's addresses are /32 and /128 with a default route to
-//! 169.254.1.1 / fe80::1 on the host end, and the host has a route per instance address. Routed
-//! traffic crosses the host's prerouting and forward hooks, where the agent's table filters it.
+//! Two wirings of a host ([`Wiring`]):
+//! - **routed**: each instance has a veth pair whose host end is the port's device (`tapN`), the
+//!   instance's addresses are /32 and /128 with a default route to 169.254.1.1 / fe80::1 on the
+//!   host end, and the host has a route per instance address. Routed traffic crosses the host's
+//!   prerouting and forward hooks.
+//! - **bridged** (linuxbridge / OVS-hybrid): the host ends are ports of one bridge `brlab`, the
+//!   instances share 10.77.0.0/24 and fd77::/64 on it, and frames are bridged.
+//!
+//! With two hosts, a data link joins them (routed: `up0`, 10.99.0.0/30 with routes to the other
+//! host's instances; bridged: `vx0`, a member of both bridges, one L2 segment) and a management
+//! link `mg0` (10.98.0.1 – 10.98.0.2) carries the second host's agent to the API on the first.
 //! Nothing is done outside the namespaces this file creates; each is deleted on drop.
 
 use std::collections::BTreeMap;
@@ -93,33 +100,51 @@ pub struct Instance {
     pub v6: Ipv6Addr,
     pub port_id: Uuid,
     pub instance_id: Uuid,
+    /// Index of its host in [`Lab::hosts`].
+    pub host: usize,
 }
+
+/// How a host attaches its instances.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Wiring {
+    Routed,
+    Bridged,
+}
+
+/// The bridge of a bridged host.
+pub const BRIDGE: &str = "brlab";
 
 pub struct Lab {
     pub instances: Vec<Instance>,
+    /// The first host: the API runs here.
     pub host: Netns,
+    /// The other hosts.
+    pub others: Vec<Netns>,
+    pub wiring: Wiring,
     pub dir: PathBuf,
 }
 
-impl Lab {
-    pub fn new(count: usize) -> Lab {
-        let host = Netns::new("host");
-        for setting in [
-            "net.ipv4.ip_forward=1",
-            "net.ipv6.conf.all.forwarding=1",
-            "net.ipv4.conf.all.rp_filter=0",
-            "net.ipv4.conf.default.rp_filter=0",
-        ] {
-            host.sh(&format!("sysctl -qw {setting}"));
-        }
-        let mut instances = Vec::new();
-        for i in 1..=count {
-            let ns = Netns::new(&format!("vm{i}"));
-            let device = format!("tap{i}");
-            let mac = format!("02:00:00:00:00:{:02x}", i);
-            let v4 = Ipv4Addr::new(10, 77, 0, 10 + i as u8);
-            let v6: Ipv6Addr = format!("fd77::{}", 10 + i).parse().unwrap();
-            host.sh(&format!("ip link add {device} type veth peer name eth0 netns {}", ns.name));
+/// The management address of host `h` (0-based), where the second host's agent reaches the API.
+pub fn management_ip(h: usize) -> Ipv4Addr {
+    Ipv4Addr::new(10, 98, 0, 1 + h as u8)
+}
+
+/// No duplicate address detection on the links made from now on in `ns`: a link-local address
+/// still tentative would leave neighbour solicitations without a source for a second.
+fn no_dad(ns: &Netns) {
+    ns.sh("sysctl -qw net.ipv6.conf.default.accept_dad=0 && sysctl -qw net.ipv6.conf.all.accept_dad=0");
+}
+
+fn wire(host: &Netns, ns: &Netns, wiring: Wiring, device: &str, mac: &str, v4: Ipv4Addr, v6: Ipv6Addr) {
+    wire_to(host, ns, wiring, BRIDGE, device, mac, v4, v6)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn wire_to(host: &Netns, ns: &Netns, wiring: Wiring, bridge: &str, device: &str, mac: &str, v4: Ipv4Addr, v6: Ipv6Addr) {
+    no_dad(ns);
+    host.sh(&format!("ip link add {device} type veth peer name eth0 netns {}", ns.name));
+    match wiring {
+        Wiring::Routed => {
             host.sh(&format!(
                 "sysctl -qw net.ipv4.conf.{device}.rp_filter=0 && ip link set {device} up && ip addr add 169.254.1.1/32 dev {device} \
                  && ip -6 addr add fe80::1/64 dev {device} nodad && ip route add {v4}/32 dev {device} && ip -6 route add {v6}/128 dev {device}"
@@ -129,11 +154,125 @@ impl Lab {
                  && ip link set eth0 up && ip route add 169.254.1.1 dev eth0 && ip route add default via 169.254.1.1 dev eth0 \
                  && ip -6 route add default via fe80::1 dev eth0"
             ));
-            instances.push(Instance { ns, device, mac, v4, v6, port_id: Uuid::new_v4(), instance_id: Uuid::new_v4() });
+        }
+        Wiring::Bridged => {
+            host.sh(&format!("ip link set {device} master {bridge} && ip link set {device} up"));
+            ns.sh(&format!(
+                "ip link set eth0 address {mac} && ip addr add {v4}/24 dev eth0 && ip -6 addr add {v6}/64 dev eth0 nodad \
+                 && ip link set eth0 up"
+            ));
+        }
+    }
+}
+
+impl Lab {
+    /// One routed host with `count` instances.
+    pub fn new(count: usize) -> Lab {
+        Lab::with(Wiring::Routed, &[count])
+    }
+
+    /// Hosts wired per `wiring`, `counts[h]` instances on host `h`; instances are numbered across
+    /// hosts (`tap1`, `tap2`, … and 10.77.0.11, 10.77.0.12, …).
+    pub fn with(wiring: Wiring, counts: &[usize]) -> Lab {
+        let hosts: Vec<Netns> = (0..counts.len()).map(|h| Netns::new(&format!("host{}", h + 1))).collect();
+        for host in &hosts {
+            no_dad(host);
+            for setting in [
+                "net.ipv4.ip_forward=1",
+                "net.ipv6.conf.all.forwarding=1",
+                "net.ipv4.conf.all.rp_filter=0",
+                "net.ipv4.conf.default.rp_filter=0",
+            ] {
+                host.sh(&format!("sysctl -qw {setting}"));
+            }
+            if wiring == Wiring::Bridged {
+                host.sh(&format!("ip link add {BRIDGE} type bridge && ip link set {BRIDGE} up"));
+            }
+        }
+        let mut instances = Vec::new();
+        for (h, count) in counts.iter().enumerate() {
+            for _ in 0..*count {
+                let k = instances.len() + 1;
+                let ns = Netns::new(&format!("vm{k}"));
+                let device = format!("tap{k}");
+                let mac = format!("02:00:00:00:00:{:02x}", k);
+                let v4 = Ipv4Addr::new(10, 77, 0, 10 + k as u8);
+                let v6: Ipv6Addr = format!("fd77::{}", 10 + k).parse().unwrap();
+                wire(&hosts[h], &ns, wiring, &device, &mac, v4, v6);
+                instances.push(Instance { ns, device, mac, v4, v6, port_id: Uuid::new_v4(), instance_id: Uuid::new_v4(), host: h });
+            }
+        }
+        if hosts.len() == 2 {
+            let (h1, h2) = (&hosts[0], &hosts[1]);
+            h1.sh(&format!("ip link add mg0 type veth peer name mg0 netns {}", h2.name));
+            for (h, ns) in [h1, h2].iter().enumerate() {
+                ns.sh(&format!("ip addr add {}/30 dev mg0 && ip link set mg0 up", management_ip(h)));
+            }
+            match wiring {
+                Wiring::Routed => {
+                    h1.sh(&format!("ip link add up0 type veth peer name up0 netns {}", h2.name));
+                    for (h, ns) in [h1, h2].iter().enumerate() {
+                        ns.sh(&format!(
+                            "ip addr add 10.99.0.{0}/30 dev up0 && ip -6 addr add fd99::{0}/64 dev up0 nodad && ip link set up0 up",
+                            h + 1
+                        ));
+                    }
+                    for vm in &instances {
+                        let (other, via) = if vm.host == 0 { (h2, 1) } else { (h1, 2) };
+                        other.sh(&format!(
+                            "ip route add {}/32 via 10.99.0.{via} dev up0 && ip -6 route add {}/128 via fd99::{via} dev up0",
+                            vm.v4, vm.v6
+                        ));
+                    }
+                }
+                Wiring::Bridged => {
+                    h1.sh(&format!("ip link add vx0 type veth peer name vx0 netns {}", h2.name));
+                    for ns in [h1, h2] {
+                        ns.sh(&format!("ip link set vx0 master {BRIDGE} && ip link set vx0 up"));
+                    }
+                }
+            }
         }
         let dir = std::env::temp_dir().join(format!("palisade-dataplane-{}", Uuid::new_v4().simple()));
         std::fs::create_dir_all(&dir).unwrap();
-        Lab { instances, host, dir }
+        let mut hosts = hosts.into_iter();
+        let host = hosts.next().expect("a host");
+        Lab { instances, host, others: hosts.collect(), wiring, dir }
+    }
+
+    /// Host `h` (0-based).
+    pub fn host_ns(&self, h: usize) -> &Netns {
+        if h == 0 { &self.host } else { &self.others[h - 1] }
+    }
+
+    /// A second network on the first (bridged) host: the bridge `brlab2` and, for each of the
+    /// first `count` instances, one with the same addresses (another MAC, the device `tapn<i>`),
+    /// as two tenants' private networks often are.
+    pub fn overlapping_network(&self, count: usize) -> Vec<Instance> {
+        assert_eq!(self.wiring, Wiring::Bridged);
+        self.host.sh("ip link add brlab2 type bridge && ip link set brlab2 up");
+        self.instances[..count]
+            .iter()
+            .enumerate()
+            .map(|(i, twin)| {
+                let ns = Netns::new(&format!("net2vm{}", i + 1));
+                let device = format!("tapn{}", i + 1);
+                let mac = format!("02:00:00:00:02:{:02x}", i + 1);
+                wire_to(&self.host, &ns, Wiring::Bridged, "brlab2", &device, &mac, twin.v4, twin.v6);
+                Instance { ns, device, mac, v4: twin.v4, v6: twin.v6, port_id: Uuid::new_v4(), instance_id: Uuid::new_v4(), host: 0 }
+            })
+            .collect()
+    }
+
+    /// An instance wired to host `h` like the others, with the device `device`, that no one
+    /// registers (a forgotten or half-created VM interface).
+    pub fn stray(&self, h: usize, device: &str, last_octet: u8) -> Instance {
+        let ns = Netns::new("stray");
+        let mac = format!("02:00:00:00:01:{last_octet:02x}");
+        let v4 = Ipv4Addr::new(10, 77, 0, last_octet);
+        let v6: Ipv6Addr = format!("fd77::{last_octet}").parse().unwrap();
+        wire(self.host_ns(h), &ns, self.wiring, device, &mac, v4, v6);
+        Instance { ns, device: device.into(), mac, v4, v6, port_id: Uuid::new_v4(), instance_id: Uuid::new_v4(), host: h }
     }
 
     /// The ruleset of the host namespace (the agent's table and nothing else).
@@ -194,6 +333,8 @@ impl Server {
             metrics_listen: None,
             audit_retention_days: palisade::config::DEFAULT_AUDIT_RETENTION_DAYS,
             tls: None,
+            connections: palisade::config::ConnectionLimits::default(),
+            task_retention_days: palisade::config::DEFAULT_TASK_RETENTION_DAYS,
         };
         let app = Application::build(config).await.expect("starting the API");
         let port = app.port();
@@ -279,21 +420,38 @@ impl AgentProcess {
     /// The agent of `host`, with that host's agent key. Spawned from a thread of the host
     /// namespace, so it runs there.
     pub fn spawn(dir: &std::path::Path, api: &Api, host: &str) -> AgentProcess {
+        AgentProcess::spawn_with(dir, api, host, None, &format!("http://{API}"), &[])
+    }
+
+    /// The agent of `host` in the namespace `ns` (the calling thread's when `None`), reaching
+    /// the API at `url`, with `extra` arguments.
+    pub fn spawn_with(dir: &std::path::Path, api: &Api, host: &str, ns: Option<&Netns>, url: &str, extra: &[&str]) -> AgentProcess {
         let token = api.agent(host).token.clone();
-        let log = dir.join(format!("agent-{}.log", NEXT.fetch_add(1, Ordering::SeqCst)));
-        let child = Command::new(env!("CARGO_BIN_EXE_palisade"))
-            .args(["agent", "--api", &format!("http://{API}"), "--host", host, "--wait", "20"])
+        let log = dir.join(format!("agent-{host}-{}.log", NEXT.fetch_add(1, Ordering::SeqCst)));
+        let mut command = Command::new(env!("CARGO_BIN_EXE_palisade"));
+        command
+            .args(["agent", "--api", url, "--host", host, "--wait", "20"])
+            .args(extra)
             .env("PALISADE_API_KEY", &token)
             .env("RUST_LOG", "info,palisade_dataplane=debug")
             .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .expect("spawning palisade agent");
+            .stderr(std::fs::File::create(&log).unwrap());
+        let child = match ns {
+            None => command.spawn(),
+            Some(ns) => ns.enter(move || command.spawn()),
+        }
+        .expect("spawning palisade agent");
         AgentProcess { child, log }
     }
 
     pub fn log_text(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// SIGKILL: no graceful anything.
+    pub fn kill(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
 
@@ -356,8 +514,8 @@ impl Client {
 }
 
 /// The lab's API clients, one per key role, each used only for what its role may call:
-/// - `tenant` (client 1, user 1, every project): the Gcore API (groups, rules, tasks, instance
-///   bindings), and reading its own ports;
+/// - `tenant` (client 1 unless [`Api::as_client`] says otherwise, every project): the Gcore API
+///   (groups, rules, tasks, instance bindings), and reading its own ports;
 /// - `platform`: the port registry (register, update, delete) and the list of agents;
 /// - one agent key per host ([`Api::agent`]): that host's policy and status, and the
 ///   `palisade agent` process of that host ([`AgentProcess::spawn`]).
@@ -368,18 +526,34 @@ pub struct Api {
     pub tenant: Client,
     pub platform: Client,
     agents: BTreeMap<String, Client>,
+    /// The client `tenant` speaks for, and whose ports [`Api::register`] registers.
+    pub client_id: i64,
+    /// Client 2's tenant key.
+    tenant2: Client,
 }
 
 impl Api {
-    /// Creates the keys in the database at `dir` (a tenant key of client 1, a platform key, an
-    /// agent key for each of `hosts`) for the API listening on `port`.
+    /// Creates the keys in the database at `dir` (tenant keys of clients 1 and 2, a platform key,
+    /// an agent key for each of `hosts`) for the API listening on `port`.
     pub fn create(dir: &std::path::Path, port: u16, hosts: &[&str]) -> Api {
         let client = |spec: KeySpec| Client::new(&new_key(dir, &spec), port);
         Api {
             tenant: client(KeySpec::tenant(1, 1, None, "dataplane-tenant")),
             platform: client(KeySpec::platform("dataplane-platform")),
             agents: hosts.iter().map(|host| (host.to_string(), client(KeySpec::agent(host, &format!("dataplane-agent-{host}"))))).collect(),
+            client_id: 1,
+            tenant2: client(KeySpec::tenant(2, 2, None, "dataplane-tenant-2")),
         }
+    }
+
+    /// The same API as client `client_id` (1 or 2) sees it.
+    pub fn as_client(&self, client_id: i64) -> Api {
+        let mut api = self.clone();
+        if client_id != self.client_id {
+            std::mem::swap(&mut api.tenant, &mut api.tenant2);
+            api.client_id = client_id;
+        }
+        api
     }
 
     /// The client with the agent key of `host`.
@@ -421,11 +595,12 @@ impl Api {
         Api::expect(status, 204, &body);
     }
 
-    /// Platform: registers the instance's port on `host` for client 1, bound to `groups`.
+    /// Platform: registers the instance's port on `host` for the client of `tenant`, bound to
+    /// `groups`.
     pub async fn register(&self, instance: &Instance, host: &str, groups: &[Uuid]) {
         let body = json!({
             "id": instance.port_id,
-            "client_id": 1,
+            "client_id": self.client_id,
             "project_id": 1,
             "region_id": 1,
             "instance_id": instance.instance_id,
@@ -437,6 +612,12 @@ impl Api {
         });
         let (status, body) = self.platform.call(reqwest::Method::POST, "/palisade/v1/ports", Some(body)).await;
         Api::expect(status, 201, &body);
+    }
+
+    /// Platform: deletes the instance's port.
+    pub async fn deregister(&self, instance: &Instance) {
+        let (status, body) = self.platform.call(reqwest::Method::DELETE, &format!("/palisade/v1/ports/{}", instance.port_id), None).await;
+        Api::expect(status, 204, &body);
     }
 
     /// Platform: the current policy revision (from the list of agents).

@@ -4,6 +4,7 @@
 //! otherwise; the API tests of ports and instances run anywhere.
 
 mod differential;
+mod hosts;
 mod lab;
 mod traffic;
 
@@ -295,7 +296,7 @@ fn spoofed_sources_are_dropped() {
         assert!(tcp_connect(&a.ns, Some(a.v6.into()), addr(c.v6, 80)).is_some(), "a's own IPv6 address is fine");
         assert!(tcp_connect(&a.ns, Some("10.77.0.99".parse().unwrap()), addr(c.v4, 80)).is_none(), "spoofed IPv4 source");
         assert!(tcp_connect(&a.ns, Some("fd77::99".parse().unwrap()), addr(c.v6, 80)).is_none(), "spoofed IPv6 source");
-        let chain = lab.nft("list chain inet palisade port_egress_common");
+        let chain = lab.nft("list chain inet palisade port_spoof");
         assert!(counter(&chain, "spoofed IPv4 source") > 0 && counter(&chain, "spoofed IPv6 source") > 0, "{chain}");
 
         // b takes another MAC address: its frames are dropped even from its own IP address.
@@ -303,8 +304,11 @@ fn spoofed_sources_are_dropped() {
         b.ns.sh("ip link set eth0 address 02:00:00:00:00:99");
         lab.host.sh(&format!("ip neigh flush dev {}", b.device));
         assert!(!tcp_ok(&b.ns, addr(c.v4, 80)), "spoofed source MAC");
-        let chain = lab.nft("list chain inet palisade port_egress_common");
-        assert!(counter(&chain, "spoofed MAC") > 0, "{chain}");
+        // b's first frame is an ARP request for its gateway (the address change flushed its
+        // neighbours): the arp table drops it; an IP frame would meet the inet table's MAC check.
+        let chain = lab.nft("list chain inet palisade port_spoof");
+        let arp = lab.nft("list chain arp palisade arp_spoof");
+        assert!(counter(&chain, "spoofed MAC") + counter(&arp, "spoofed ARP sender MAC") > 0, "{chain}\n{arp}");
         server.stop().await;
     });
 }
@@ -351,7 +355,7 @@ fn agent_replaces_a_stale_table_survives_api_restarts_and_skips_unchanged_polici
         let (status, body) = api.platform.call(Method::POST, "/palisade/v1/ports", Some(elsewhere.take())).await;
         Api::expect(status, 201, &body);
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-        while !lab.host.sh("nft list tables").contains("palisade") {
+        while !lab.host.sh("nft list tables").contains("table inet palisade") {
             assert!(std::time::Instant::now() < deadline, "the agent did not restore its table: {}", agent.log_text());
             tokio::time::sleep(std::time::Duration::from_millis(20)).await;
         }

@@ -62,11 +62,16 @@ impl Conn {
 
 /// Connects from `ns` (from `source` if given) to `to`, and checks one echo.
 pub fn tcp_connect(ns: &Netns, source: Option<IpAddr>, to: SocketAddr) -> Option<Conn> {
+    tcp_connect_bound(ns, source.map(|ip| SocketAddr::new(ip, 0)), to)
+}
+
+/// [`tcp_connect`] from a chosen source address and port.
+pub fn tcp_connect_bound(ns: &Netns, source: Option<SocketAddr>, to: SocketAddr) -> Option<Conn> {
     let stream = ns
         .enter(move || -> std::io::Result<TcpStream> {
             match source {
                 None => TcpStream::connect_timeout(&to, TIMEOUT),
-                Some(ip) => connect_from(ip, to),
+                Some(from) => connect_from(from, to),
             }
         })
         .ok()?;
@@ -82,7 +87,7 @@ pub fn tcp_ok(ns: &Netns, to: SocketAddr) -> bool {
 }
 
 /// `connect` from a chosen source address, with the timeout done by a non-blocking connect.
-fn connect_from(source: IpAddr, to: SocketAddr) -> std::io::Result<TcpStream> {
+fn connect_from(source: SocketAddr, to: SocketAddr) -> std::io::Result<TcpStream> {
     use std::os::fd::FromRawFd;
     let family = if to.is_ipv4() { libc::AF_INET } else { libc::AF_INET6 };
     unsafe {
@@ -91,7 +96,9 @@ fn connect_from(source: IpAddr, to: SocketAddr) -> std::io::Result<TcpStream> {
             return Err(std::io::Error::last_os_error());
         }
         let stream = TcpStream::from_raw_fd(fd);
-        let (addr, len) = sockaddr(SocketAddr::new(source, 0));
+        let one: libc::c_int = 1;
+        libc::setsockopt(fd, libc::SOL_SOCKET, libc::SO_REUSEADDR, &one as *const _ as *const libc::c_void, 4);
+        let (addr, len) = sockaddr(source);
         if libc::bind(fd, &addr as *const _ as *const libc::sockaddr, len) != 0 {
             return Err(std::io::Error::last_os_error());
         }
@@ -233,4 +240,115 @@ fn ping_here(to: IpAddr) -> std::io::Result<bool> {
         }
     }
     Ok(false)
+}
+
+/// One thing to try from an instance.
+#[derive(Debug, Clone, Copy)]
+pub enum Probe {
+    /// A TCP connection that echoes.
+    Tcp(SocketAddr),
+    /// The same, from a chosen source address.
+    TcpFrom(IpAddr, SocketAddr),
+    /// A UDP datagram that comes back.
+    Udp(SocketAddr),
+    /// An ICMP or ICMPv6 echo that is answered.
+    Ping(IpAddr),
+}
+
+impl Probe {
+    pub fn run(self, ns: &Netns) -> bool {
+        match self {
+            Probe::Tcp(to) => tcp_ok(ns, to),
+            Probe::TcpFrom(from, to) => tcp_connect(ns, Some(from), to).is_some(),
+            Probe::Udp(to) => udp_ok(ns, to),
+            Probe::Ping(to) => ping(ns, to),
+        }
+    }
+}
+
+/// Runs every probe at once (a refused one costs [`TIMEOUT`], so one after the other would be
+/// slow) and returns a line per probe whose outcome is not the expected one.
+pub fn mismatches(probes: &[(String, &Netns, Probe, bool)]) -> Vec<String> {
+    let outcomes: Vec<bool> = std::thread::scope(|scope| {
+        let handles: Vec<_> = probes.iter().map(|(_, ns, probe, _)| scope.spawn(move || probe.run(ns))).collect();
+        handles.into_iter().map(|h| h.join().expect("probe panicked")).collect()
+    });
+    probes
+        .iter()
+        .zip(outcomes)
+        .filter(|((_, _, _, want), got)| want != got)
+        .map(|((label, _, probe, want), got)| format!("{label} ({probe:?}): expected {}, got {}", verdict(*want), verdict(got)))
+        .collect()
+}
+
+fn verdict(allowed: bool) -> &'static str {
+    if allowed { "allowed" } else { "refused" }
+}
+
+fn parse_mac(text: &str) -> [u8; 6] {
+    let mut mac = [0u8; 6];
+    for (i, part) in text.split(':').enumerate() {
+        mac[i] = u8::from_str_radix(part, 16).unwrap();
+    }
+    mac
+}
+
+/// Sends, from `ns`'s `eth0`, an ARP request for `target` claiming to be `sender_ip` at
+/// `sender_mac` (the frame's own source MAC is `frame_mac`), and returns whether an ARP reply
+/// for `target` addressed to `sender_ip` comes back within [`TIMEOUT`]: whoever answers has
+/// believed the claim.
+pub fn arp_claim_answered(
+    ns: &Netns,
+    frame_mac: &str,
+    sender_mac: &str,
+    sender_ip: std::net::Ipv4Addr,
+    target: std::net::Ipv4Addr,
+) -> bool {
+    let (frame_mac, sender_mac) = (parse_mac(frame_mac), parse_mac(sender_mac));
+    ns.enter(move || unsafe {
+        use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+        let protocol = (0x0806u16).to_be();
+        let fd = libc::socket(libc::AF_PACKET, libc::SOCK_RAW | libc::SOCK_CLOEXEC, i32::from(protocol));
+        assert!(fd >= 0, "packet socket: {}", std::io::Error::last_os_error());
+        let fd = OwnedFd::from_raw_fd(fd);
+        let ifindex = libc::if_nametoindex(c"eth0".as_ptr());
+        let mut sll: libc::sockaddr_ll = std::mem::zeroed();
+        sll.sll_family = libc::AF_PACKET as u16;
+        sll.sll_protocol = protocol;
+        sll.sll_ifindex = ifindex as i32;
+        let rc = libc::bind(fd.as_raw_fd(), &sll as *const _ as *const libc::sockaddr, std::mem::size_of::<libc::sockaddr_ll>() as u32);
+        assert_eq!(rc, 0, "bind: {}", std::io::Error::last_os_error());
+        let mut frame = vec![0xffu8; 6];
+        frame.extend_from_slice(&frame_mac);
+        frame.extend_from_slice(&[0x08, 0x06, 0, 1, 0x08, 0x00, 6, 4, 0, 1]);
+        frame.extend_from_slice(&sender_mac);
+        frame.extend_from_slice(&sender_ip.octets());
+        frame.extend_from_slice(&[0; 6]);
+        frame.extend_from_slice(&target.octets());
+        let sent = libc::send(fd.as_raw_fd(), frame.as_ptr().cast(), frame.len(), 0);
+        assert_eq!(sent, frame.len() as isize, "sending the ARP request: {}", std::io::Error::last_os_error());
+        let deadline = Instant::now() + TIMEOUT;
+        let mut buf = [0u8; 1500];
+        while Instant::now() < deadline {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let tv = libc::timeval { tv_sec: left.as_secs() as libc::time_t, tv_usec: left.subsec_micros().max(1000) as libc::suseconds_t };
+            libc::setsockopt(
+                fd.as_raw_fd(),
+                libc::SOL_SOCKET,
+                libc::SO_RCVTIMEO,
+                &tv as *const _ as *const libc::c_void,
+                std::mem::size_of::<libc::timeval>() as libc::socklen_t,
+            );
+            let n = libc::recv(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0);
+            if n < 42 {
+                continue;
+            }
+            let arp = &buf[14..n as usize];
+            // A reply (operation 2) from the target, to the claimed MAC and address.
+            if arp[7] == 2 && arp[14..18] == target.octets() && arp[18..24] == sender_mac && arp[24..28] == sender_ip.octets() {
+                return true;
+            }
+        }
+        false
+    })
 }
