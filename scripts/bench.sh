@@ -15,6 +15,9 @@
 #            --nodes N      nodes for the multi-node step with --database-url (default 2; 1 = skip)
 #            --out DIR      where results.jsonl and the server logs go (default: a temp dir)
 #            --skip-build   use the binaries already in target/release
+#            --fair         only the fairness run (issue 12, docs/benchmarks.md "Fair CPU"): one
+#                           tenant's verdict, list and create loops against another tenant's GET
+#                           and /healthz latency, for twice --duration
 # Only loopback addresses are ever loaded; each run is bounded by count and time.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -26,6 +29,7 @@ big=1
 nodes=2
 out=""
 build=1
+fair=0
 while [ $# -gt 0 ]; do
     case "$1" in
         --duration) duration="$2"; shift 2 ;;
@@ -35,7 +39,8 @@ while [ $# -gt 0 ]; do
         --nodes) nodes="$2"; shift 2 ;;
         --out) out="$2"; shift 2 ;;
         --skip-build) build=0; shift ;;
-        -h|--help) sed -n '2,20p' "$0"; exit 0 ;;
+        --fair) fair=1; shift ;;
+        -h|--help) sed -n '2,23p' "$0"; exit 0 ;;
         *) echo "unknown option $1" >&2; exit 2 ;;
     esac
 done
@@ -97,6 +102,9 @@ fi
 start_server() { # name -> prints the port; the pid goes into pids[] via a file
     local name="$1" port
     port="$(free_port)"
+    # The per-key rate and unfinished-task limits are policy, not capacity: off, so the load
+    # generator's one key measures the server (variables: builds before the limits ignore them).
+    PALISADE_RATE_LIMIT_READS=0 PALISADE_RATE_LIMIT_WRITES=0 PALISADE_MAX_TASKS_PER_CLIENT=0 \
     RUST_LOG=warn "$bin" --config "$config" "${db_args[@]}" serve --listen "127.0.0.1:$port" --no-bootstrap-key \
         > "$out/$name.log" 2>&1 &
     echo $! > "$work/$name.pid"
@@ -118,6 +126,15 @@ server_pid="${pids[0]}"
 token="$("$bin" --config "$config" "${db_args[@]}" keys create --name bench | tail -n 1)"
 url="http://127.0.0.1:$port"
 echo "palisade ($label) at $url, pid $server_pid; results in $results" >&2
+
+if [ "$fair" = 1 ]; then
+    victim="$("$bin" --config "$config" "${db_args[@]}" keys create --client-id 2 --name bench-victim | tail -n 1)"
+    platform="$("$bin" --config "$config" "${db_args[@]}" keys create --role platform --name bench-platform | tail -n 1)"
+    PALISADE_API_KEY="$token" PALISADE_VICTIM_KEY="$victim" PALISADE_PLATFORM_KEY="$platform" "$loadgen" --url "$url" \
+        --project 1 --region 1 --workload fair --duration "$((duration * 2))" --server-pid "$server_pid" --json \
+        --label "$label-fair" >> "$results"
+    exit 0
+fi
 
 count=1000000
 [ "$quick" = 1 ] && count=2000

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Every test Palisade has: unit, property and store-conformance tests, the API suites over a real
 # socket (SQLite and PostgreSQL), the crash and multi-node tests, the data-plane tests in network
-# namespaces, the OpenAPI drift check, and the official Python SDK suite.
+# namespaces, the OpenAPI drift check, the official Python SDK suite, and the web console in a
+# real browser.
 # Installs what the tests need (PostgreSQL running, nftables/conntrack/iproute2, a Python venv).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -31,5 +32,12 @@ cargo nextest run --locked --workspace --no-fail-fast
 # binary's embedded SQLite and ran above).
 PALISADE_TEST_BACKEND=postgres cargo nextest run --locked -p palisade --test api --no-fail-fast -E 'not test(/crash/)'
 scripts/check-openapi.sh
+# The fuzz targets (fuzz/, not a workspace member; cargo-fuzz): each replays its committed corpus
+# and regressions, then fuzzes for 5 s; the renderer's outputs go through nft in a namespace.
+scripts/fuzz.sh --short
+# 45 s of mixed load on the debug build, then the soak's checks (docs/benchmarks.md, "Soak").
+scripts/soak.sh --short --debug
 scripts/test-sdk.sh
+# The web console in headless Chromium (installs chromium and the npm packages it needs).
+scripts/test-console.sh
 echo "all tests passed"

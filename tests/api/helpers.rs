@@ -401,6 +401,11 @@ fn pg_admin_url() -> String {
 }
 
 pub async fn spawn_app_with(api_config: ApiConfig) -> TestApp {
+    spawn_app_tuned(move |config| config.api = api_config).await
+}
+
+/// A test server whose configuration `tune` adjusts first (timeouts, limits, ...).
+pub async fn spawn_app_tuned(tune: impl FnOnce(&mut Config)) -> TestApp {
     init_test_logging();
     let dir = TempDir::new("api");
     let (database_url, pg_database) = if backend() == "postgres" {
@@ -411,17 +416,20 @@ pub async fn spawn_app_with(api_config: ApiConfig) -> TestApp {
     } else {
         (format!("sqlite:{}", dir.path().join("palisade.db").display()), None)
     };
-    let config = Config {
+    let mut config = Config {
         listen: "127.0.0.1:0".into(),
         database_url: database_url.clone(),
         sqlite_synchronous: "normal".into(),
         log_format: "text".into(),
         bootstrap_key: false,
-        api: api_config,
+        api: ApiConfig::default(),
         metrics_listen: None,
         audit_retention_days: palisade::config::DEFAULT_AUDIT_RETENTION_DAYS,
         tls: None,
+        connections: palisade::config::ConnectionLimits::default(),
+        task_retention_days: palisade::config::DEFAULT_TASK_RETENTION_DAYS,
     };
+    tune(&mut config);
     let app = Application::build(config).await.expect("building the application");
     let port = app.port();
     let state = app.state();

@@ -1,11 +1,15 @@
 //! Black-box tests of the API over a real socket.
 mod audit;
 mod bad_input;
+mod bodies;
+mod console;
 mod crash;
 mod errors;
+mod fairness;
 mod groups;
 mod helpers;
 mod isolation;
+mod limits;
 mod listeners;
 mod roles;
 mod rules;

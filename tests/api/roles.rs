@@ -59,15 +59,17 @@ const TABLE: &[(&str, &str, &[&str])] = &[
     ("get", "/palisade/v1/agents", &[P]),
     ("get", "/palisade/v1/agents/{host}/policy", &[A]),
     ("put", "/palisade/v1/agents/{host}/status", &[A]),
-    // Public: health, readiness and the documentation.
+    // Public: health, readiness, the documentation and the web console's files.
     ("get", "/healthz", &[]),
     ("get", "/readyz", &[]),
     ("get", "/openapi.json", &[]),
     ("get", "/docs", &[]),
+    ("get", "/console", &[]),
+    ("get", "/console/{path}", &[]),
 ];
 
 fn is_public(method: &str, template: &str) -> bool {
-    ["/healthz", "/readyz", "/openapi.json", "/docs"].contains(&template) && method == "get"
+    ["/healthz", "/readyz", "/openapi.json", "/docs", "/console", "/console/{path}"].contains(&template) && method == "get"
 }
 
 /// A concrete path for a template: project 1, region 1, the fixture's ids, host h1.
@@ -81,6 +83,7 @@ fn concrete(template: &str, ids: &Fixture) -> String {
         .replace("{instance_id}", &ids.instance)
         .replace("{port_id}", &ids.port)
         .replace("{host}", "h1")
+        .replace("{path}", "js/app.js")
 }
 
 /// A body that would change something if the route let the caller through.

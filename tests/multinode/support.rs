@@ -97,6 +97,10 @@ impl Node {
         let child = Command::new(BIN)
             .args(["serve", "--database-url", database_url, "--listen", &format!("127.0.0.1:{port}"), "--no-bootstrap-key"])
             .env("RUST_LOG", "warn")
+            // These tests drive thousands of writes through one key to test consistency across
+            // nodes; the per-key rate limits (tested in tests/api/limits.rs) would only slow them.
+            .env("PALISADE_RATE_LIMIT_READS", "0")
+            .env("PALISADE_RATE_LIMIT_WRITES", "0")
             .stdout(Stdio::null())
             .stderr(file)
             .spawn()

@@ -139,8 +139,8 @@ def _wait_healthy(base_url: str, process: subprocess.Popen, log_path: Path, time
     pytest.exit(f"palisade serve did not become healthy in {timeout}s ({last_error}):\n" + log_path.read_text(errors="replace"), returncode=2)
 
 
-@pytest.fixture(scope="session")
-def server() -> Iterator[Server]:
+def _run_server(extra_args: List[str]) -> Iterator[Server]:
+    """Starts `palisade serve` on a fresh data dir with two client keys; stops it afterwards."""
     binary = _binary()
     data_dir = Path(tempfile.mkdtemp(prefix="palisade-sdk-"))
     api_key = _create_key(binary, data_dir, CLIENT_ID, USER_ID, "sdk-tests")
@@ -154,7 +154,7 @@ def server() -> Iterator[Server]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("PALISADE_")}
     env.setdefault("RUST_LOG", "info")
     process = subprocess.Popen(
-        [str(binary), "serve", "--listen", f"127.0.0.1:{port}", "--data-dir", str(data_dir)],
+        [str(binary), "serve", "--listen", f"127.0.0.1:{port}", "--data-dir", str(data_dir), *extra_args],
         stdout=log_file,
         stderr=subprocess.STDOUT,
         env=env,
@@ -176,6 +176,17 @@ def server() -> Iterator[Server]:
             print(f"\npalisade data dir kept at {data_dir}")
         else:
             shutil.rmtree(data_dir, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def server() -> Iterator[Server]:
+    yield from _run_server([])
+
+
+@pytest.fixture(scope="module")
+def limited_server() -> Iterator[Server]:
+    """A server whose per-key rate limits a burst of SDK calls runs into at once."""
+    yield from _run_server(["--rate-limit-writes", "2", "--rate-limit-reads", "5"])
 
 
 # --------------------------------------------------------------------------------------------

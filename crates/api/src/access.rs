@@ -23,7 +23,7 @@ use crate::state::AppState;
 /// Who may call a route.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Access {
-    /// No key needed: health, readiness and the API's own documentation.
+    /// No key needed: health, readiness, the API's own documentation and the web console's assets.
     Public,
     /// A key of one of these roles.
     Roles(&'static [Role]),
@@ -87,6 +87,9 @@ pub const ROUTES: &[(Method, &str, Access)] = &[
     (Method::GET, "/readyz", Access::Public),
     (Method::GET, "/openapi.json", Access::Public),
     (Method::GET, "/docs", Access::Public),
+    // The web console: HTML, CSS and JavaScript only; it calls the routes above with the user's key.
+    (Method::GET, "/console", Access::Public),
+    (Method::GET, "/console/{*path}", Access::Public),
 ];
 
 /// Who may call `method` on the route `template`; `None` for a route nobody decided on.
@@ -107,11 +110,12 @@ pub fn access_by_shape(method: &Method, template: &str) -> Option<Access> {
 }
 
 /// Authenticates the caller of a matched route and holds it to [`ROUTES`]: 401 without a valid
-/// key, 403 in the Gcore error body for a role the route does not admit. The caller goes on in
+/// key, 403 in the Gcore error body for a role the route does not admit, 429 beyond the key's
+/// rate limit (`crate::limits`). The caller goes on in
 /// the request's extensions, so handlers do not verify the key again.
 pub async fn authorize(State(state): State<Arc<AppState>>, request: Request, next: Next) -> Response {
-    let template = request.extensions().get::<MatchedPath>().map(|m| m.as_str().to_owned()).unwrap_or_default();
-    let roles = match access(request.method(), &template) {
+    let template = request.extensions().get::<MatchedPath>().map(MatchedPath::as_str).unwrap_or_default();
+    let roles = match access(request.method(), template) {
         Some(Access::Public) => return next.run(request).await,
         Some(Access::Roles(roles)) => roles,
         None => &[],
@@ -122,8 +126,12 @@ pub async fn authorize(State(state): State<Arc<AppState>>, request: Request, nex
         Err(e) => return e.into_response(),
     };
     if !roles.contains(&caller.role) {
+        let template = parts.extensions.get::<MatchedPath>().map(MatchedPath::as_str).unwrap_or_default();
         let message = format!("A {} key may not call {} {}", caller.role.as_str(), parts.method, template);
         return ApiError::Forbidden(message).into_response();
+    }
+    if let Err(limited) = state.rate_limits.check(caller.key_id, &parts.method) {
+        return limited.into_response();
     }
     parts.extensions.insert(caller);
     next.run(Request::from_parts(parts, body)).await

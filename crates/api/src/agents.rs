@@ -110,24 +110,31 @@ fn host_of(text: &str) -> Result<String> {
 }
 
 /// The host's policy at the current revision, read in one transaction: every client's ports on
-/// the host (one agent enforces them all).
-async fn read_policy(state: &AppState, host: String) -> Result<HostPolicy> {
+/// the host (one agent enforces them all). Returns its revision, its content tag, and its JSON
+/// unless the agent already holds that tag (`held`). A host's policy can be large (thousands of
+/// rules, remote groups of many members): it is read, built and serialised on the bounded pool,
+/// within the request deadline (`crate::pool`).
+async fn read_policy(state: &AppState, host: String, held: Option<String>) -> Result<(i64, String, Option<Vec<u8>>)> {
     state
-        .read(move |tx| {
+        .read_heavy(move |tx, deadline| {
             let revision = tx.policy_revision()?;
             let ports = tx.list_ports(None, &PortFilter { host: Some(host.clone()), ..PortFilter::default() })?;
-            let mut group_ids: Vec<Uuid> = Vec::new();
-            for id in ports.iter().flat_map(|p| p.security_group_ids.iter()) {
-                if !group_ids.contains(id) {
-                    group_ids.push(*id);
-                }
-            }
+            let mut seen = std::collections::HashSet::new();
+            let group_ids: Vec<Uuid> =
+                ports.iter().flat_map(|p| p.security_group_ids.iter().copied()).filter(|id| seen.insert(*id)).collect();
+            deadline.check()?;
             let groups = tx.groups_by_ids(&group_ids)?;
             let mut remote: Vec<Uuid> = groups.iter().flat_map(|g| g.rules.iter().filter_map(|r| r.spec.remote_group_id)).collect();
             remote.sort();
             remote.dedup();
+            deadline.check()?;
             let members = tx.ports_in_groups(&remote)?;
-            Ok(HostPolicy::build(&host, revision, &ports, &groups, &members))
+            deadline.check()?;
+            let policy = HostPolicy::build(&host, revision, &ports, &groups, &members);
+            let tag = policy.content_tag();
+            deadline.check()?;
+            let body = if held.as_deref() == Some(tag.as_str()) { None } else { Some(crate::pool::to_json(&policy)?) };
+            Ok((revision, tag, body))
         })
         .await
 }
@@ -159,9 +166,14 @@ pub async fn policy(
             .await
             .map_err(|e| ApiError::Internal(e.to_string()))??;
         while current <= after {
-            match tokio::time::timeout_at(deadline, rx.changed()).await {
-                Ok(Ok(())) => current = *rx.borrow_and_update(),
-                Ok(Err(_)) | Err(_) => {
+            // A stopping server answers its long-polls at once; the agent asks again elsewhere.
+            let changed = tokio::select! {
+                changed = tokio::time::timeout_at(deadline, rx.changed()) => changed.ok(),
+                () = state.stopping() => None,
+            };
+            match changed {
+                Some(Ok(())) => current = *rx.borrow_and_update(),
+                Some(Err(_)) | None => {
                     let mut response = StatusCode::NOT_MODIFIED.into_response();
                     response.headers_mut().insert("x-policy-revision", HeaderValue::from(current.max(after)));
                     return Ok(response);
@@ -169,11 +181,12 @@ pub async fn policy(
             }
         }
     }
-    let policy = read_policy(&state, host).await?;
-    let revision = policy.revision;
-    let tag = policy.content_tag();
-    let held = headers.get(axum::http::header::IF_NONE_MATCH).and_then(|v| v.to_str().ok());
-    let mut response = if held == Some(tag.as_str()) { StatusCode::NOT_MODIFIED.into_response() } else { Json(policy).into_response() };
+    let held = headers.get(axum::http::header::IF_NONE_MATCH).and_then(|v| v.to_str().ok()).map(str::to_owned);
+    let (revision, tag, body) = read_policy(&state, host, held).await?;
+    let mut response = match body {
+        None => StatusCode::NOT_MODIFIED.into_response(),
+        Some(bytes) => crate::pool::json_bytes(bytes),
+    };
     response.headers_mut().insert("x-policy-revision", HeaderValue::from(revision));
     if let Ok(tag) = HeaderValue::from_str(&tag) {
         response.headers_mut().insert(axum::http::header::ETAG, tag);
@@ -342,6 +355,7 @@ async fn settle(
         tokio::select! {
             _ = revisions.changed() => {}
             _ = tokio::time::sleep(STEP) => {}
+            () = state.stopping() => break,
         }
     }
     let tenant = (caller.role != Role::Platform).then(|| caller.clone());
@@ -377,6 +391,7 @@ async fn settle(
         tokio::select! {
             _ = reported => {}
             _ = tokio::time::sleep(STEP) => {}
+            () = state.stopping() => return Ok((revision, applied, pending)),
         }
     }
 }

@@ -26,6 +26,15 @@ pub enum ApiError {
     MethodNotAllowed,
     /// 409, never retried by clients (`x-should-retry: false`).
     Conflict { class: &'static str, message: String, field: Option<String>, info: Option<Value> },
+    /// 408: the request's body did not arrive within the body timeout.
+    RequestTimeout(String),
+    /// 413: the request's body is larger than `max_body_bytes`; it is refused unread.
+    PayloadTooLarge(String),
+    /// 429 with `Retry-After` (seconds): a rate limit or the unfinished-task limit; clients
+    /// retry after the wait.
+    TooManyRequests { message: String, retry_after: u64 },
+    /// 504: the request's work did not end within the request deadline (`--request-deadline-ms`).
+    DeadlineExceeded,
     /// 503: the database is unreachable; clients may retry.
     Unavailable(String),
     /// 500; details are logged, never sent.
@@ -123,6 +132,14 @@ impl IntoResponse for ApiError {
                 }
                 (StatusCode::CONFLICT, *class, message.clone())
             }
+            ApiError::RequestTimeout(message) => (StatusCode::REQUEST_TIMEOUT, "RequestTimeout", message.clone()),
+            ApiError::PayloadTooLarge(message) => (StatusCode::PAYLOAD_TOO_LARGE, "RequestEntityTooLarge", message.clone()),
+            ApiError::TooManyRequests { message, .. } => (StatusCode::TOO_MANY_REQUESTS, "TooManyRequests", message.clone()),
+            ApiError::DeadlineExceeded => (
+                StatusCode::GATEWAY_TIMEOUT,
+                "GatewayTimeout",
+                "The request did not finish within the server's request deadline; ask for less at once".to_string(),
+            ),
             ApiError::Unavailable(detail) => {
                 tracing::warn!(error = %detail, "database unavailable");
                 (StatusCode::SERVICE_UNAVAILABLE, "ServiceUnavailable", "The service is temporarily unavailable".to_string())
@@ -138,6 +155,9 @@ impl IntoResponse for ApiError {
         let mut response = (status, axum::Json(Value::Object(body))).into_response();
         if status == StatusCode::CONFLICT {
             response.headers_mut().insert("x-should-retry", HeaderValue::from_static("false"));
+        }
+        if let ApiError::TooManyRequests { retry_after, .. } = &self {
+            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(*retry_after));
         }
         response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
         response

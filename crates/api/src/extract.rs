@@ -4,9 +4,12 @@
 use std::sync::Arc;
 
 use axum::body::Bytes;
-use axum::extract::{FromRequest, FromRequestParts, Request};
-use axum::http::header::AUTHORIZATION;
+use axum::extract::{FromRequest, FromRequestParts, Request, State};
+use axum::http::StatusCode;
+use axum::http::header::{AUTHORIZATION, CONTENT_LENGTH};
 use axum::http::request::Parts;
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
 use palisade_core::group::Scope;
 use serde_json::Value;
 use uuid::Uuid;
@@ -106,21 +109,81 @@ impl FromRequestParts<Arc<AppState>> for Caller {
     }
 }
 
-/// A JSON body. An empty body is `null` (the SDK sends body-less POSTs with a JSON content type).
+/// The most bytes a request's body may have (`max_body_bytes`), put on the request by
+/// [`limit_body`].
+#[derive(Debug, Clone, Copy)]
+struct BodyLimit(usize);
+
+fn body_too_large(limit: Option<BodyLimit>) -> ApiError {
+    let limit = limit.map(|BodyLimit(bytes)| format!(" of {bytes} bytes")).unwrap_or_default();
+    ApiError::PayloadTooLarge(format!("The request body is larger than the limit{limit} (max_body_bytes)"))
+}
+
+/// On every route: a body whose `Content-Length` is over `max_body_bytes` is a 413 before any
+/// of it is read. A body without a length (chunked) is cut at the same limit while it is read
+/// (axum's `DefaultBodyLimit`, set in [`crate::router`]) and refused the same way by [`JsonBody`].
+pub async fn limit_body(State(state): State<Arc<AppState>>, mut request: Request, next: Next) -> Response {
+    let limit = BodyLimit(state.config.max_body_bytes);
+    let announced = request.headers().get(CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.trim().parse::<u64>().ok());
+    if announced.is_some_and(|length| length > limit.0 as u64) {
+        return body_too_large(Some(limit)).into_response();
+    }
+    request.extensions_mut().insert(limit);
+    next.run(request).await
+}
+
+/// When the request's body must have arrived in full (set by the HTTP server from its body
+/// timeout; a request without it has no deadline of its own).
+#[derive(Debug, Clone, Copy)]
+pub struct BodyDeadline(pub tokio::time::Instant);
+
+/// A JSON body. An empty body (no bytes, or only whitespace) is `Value::Null`: the SDK sends
+/// body-less POSTs with a JSON content type, and every handler reads it as "no fields". A body
+/// that *is* the JSON `null` is refused (400 naming `body`): no body of the contract is nullable.
 pub struct JsonBody(pub Value);
 
 impl<S: Send + Sync> FromRequest<S> for JsonBody {
     type Rejection = ApiError;
 
     async fn from_request(request: Request, state: &S) -> Result<JsonBody> {
-        let bytes = Bytes::from_request(request, state)
-            .await
-            .map_err(|e| ApiError::invalid("body", format!("Could not read the request body: {e}")))?;
+        let limit = request.extensions().get::<BodyLimit>().copied();
+        let deadline = request.extensions().get::<BodyDeadline>().map(|d| d.0);
+        let read = Bytes::from_request(request, state);
+        let read = match deadline {
+            // The whole body, not each piece of it: a client sending a byte a second never
+            // stalls long enough for an idle timeout, but it misses this one.
+            Some(at) => tokio::time::timeout_at(at, read)
+                .await
+                .map_err(|_| ApiError::RequestTimeout("The request body did not arrive in time".into()))?,
+            None => read.await,
+        };
+        let bytes = read.map_err(|e| match e.status() {
+            StatusCode::PAYLOAD_TOO_LARGE => body_too_large(limit),
+            _ if is_body_timeout(&e) => ApiError::RequestTimeout("The request body did not arrive in time".into()),
+            _ => ApiError::invalid("body", format!("Could not read the request body: {e}")),
+        })?;
         if bytes.iter().all(u8::is_ascii_whitespace) {
             return Ok(JsonBody(Value::Null));
         }
-        serde_json::from_slice(&bytes).map(JsonBody).map_err(|e| ApiError::invalid("body", format!("Invalid JSON: {e}")))
+        match serde_json::from_slice(&bytes) {
+            Ok(Value::Null) => Err(ApiError::invalid("body", "Input should be a valid dictionary or object, not null")),
+            Ok(value) => Ok(JsonBody(value)),
+            Err(e) => Err(ApiError::invalid("body", format!("Invalid JSON: {e}"))),
+        }
     }
+}
+
+/// Whether reading the body failed because the server's body timeout passed (tower-http's
+/// request-body timeout, set by the HTTP server).
+fn is_body_timeout(error: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cause = Some(error);
+    while let Some(e) = cause {
+        if e.is::<tower_http::timeout::TimeoutError>() {
+            return true;
+        }
+        cause = e.source();
+    }
+    false
 }
 
 /// The query string as ordered pairs, repeated keys kept (`tag_key=a&tag_key=b`).

@@ -21,18 +21,19 @@ use crate::extract::{Caller, JsonBody, path_uuid};
 use crate::security_groups::scope_of;
 use crate::state::AppState;
 
-/// `InstancePortsSecurityGroupsSerializer`: `name` (all ports) and/or `ports_security_group_names`.
+/// `InstancePortsSecurityGroupsSerializer`: `name` (all ports) and/or `ports_security_group_names`
+/// (neither may be null; a `port_id` may).
 fn parse_body(body: &Value) -> Result<Vec<PortGroupNames>> {
     let obj = input::object(body, "")?;
     let mut errors = FieldErrors::new();
     let mut requests = Vec::new();
-    if let Some(value) = obj.get("name").filter(|v| !v.is_null()) {
+    if let Some(value) = obj.get("name") {
         if let Some(name) = input::parse_name(value, "name", &mut errors) {
             requests.push(PortGroupNames { port_id: None, names: vec![name] });
         }
     }
     match obj.get("ports_security_group_names") {
-        None | Some(Value::Null) => {}
+        None => {}
         Some(Value::Array(items)) => {
             for (i, item) in items.iter().enumerate() {
                 let field = format!("ports_security_group_names.{i}");

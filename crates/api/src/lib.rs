@@ -1,6 +1,7 @@
 //! The HTTP face of Palisade: the Gcore Cloud security-groups API (CONTRACT.md §3), Palisade's
-//! own `/palisade/v1` extensions, health and readiness, and the OpenAPI document. The Prometheus
-//! metrics are served apart, on their own listener ([`metrics::router`]).
+//! own `/palisade/v1` extensions, health and readiness, and the OpenAPI document; it also mounts
+//! the web console's static files (`palisade_console`, public, with their own strict CSP). The
+//! Prometheus metrics are served apart, on their own listener ([`metrics::router`]).
 //!
 //! Handlers are thin: extract and validate (with `core`), run a store transaction (with the
 //! `worker` crate's operations), render the contract's JSON. No business rule lives here.
@@ -12,8 +13,10 @@ pub mod dto;
 pub mod error;
 pub mod extract;
 pub mod instances;
+pub mod limits;
 pub mod metrics;
 pub mod openapi;
+pub mod pool;
 pub mod ports;
 pub mod queue;
 pub mod quotas;
@@ -76,11 +79,17 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/readyz", get(system::readyz))
         .route("/openapi.json", get(system::openapi_json))
         .route("/docs", get(system::docs))
+        // The web console (crates/console): static assets with their own strict CSP, public.
+        .route("/console", get(palisade_console::index))
+        .route("/console/{*path}", get(palisade_console::asset))
         // Every matched route answers only the roles `access::ROUTES` names for it.
         .route_layer(axum::middleware::from_fn_with_state(state.clone(), access::authorize))
         .fallback(system::not_found)
         .method_not_allowed_fallback(system::method_not_allowed)
         .layer(axum::middleware::from_fn_with_state(state.clone(), agents::wait_for_agents))
+        // Bodies over `max_body_bytes`: 413, unread when their length is announced.
+        .layer(axum::extract::DefaultBodyLimit::max(state.config.max_body_bytes))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), extract::limit_body))
         .layer(axum::middleware::from_fn(request_id::middleware))
         .with_state(state)
 }

@@ -98,6 +98,8 @@ pub enum Success {
     Html(&'static str),
     /// 200 `application/json` holding an OpenAPI document.
     OpenApi,
+    /// 200, a static file of the web console (HTML, CSS, JavaScript or SVG).
+    Asset(&'static str),
 }
 
 /// One (method, path) of the router.
@@ -244,7 +246,7 @@ const TAGS: &[(&str, &str)] = &[
     ),
     (
         SERVICE,
-        "Health, readiness and this document. No authentication. (Prometheus metrics are served on a separate listener, `serve --metrics-listen`, not on the API port.)",
+        "Health, readiness, this document and the web console's files. No authentication. (Prometheus metrics are served on a separate listener, `serve --metrics-listen`, not on the API port.)",
     ),
 ];
 
@@ -294,7 +296,7 @@ pub const ROUTES: &[Route] = &[
             Param::MetadataKv,
         ])
         .ok(Success::Json(200, "SecurityGroupCollection", "A page of groups, each with all of its rules"))
-        .errors(SCOPED_INPUT)
+        .errors(&[400, 401, 403, 404, 500, 503, 504])
         .describe(
             "The groups of the project and region in creation order. Page with `offset` until `offset + len(results) >= count`. Every filter narrows the result: a group must have the exact `name`, every `tag_key` and every pair of `tag_key_value`.",
         ),
@@ -525,7 +527,7 @@ pub const ROUTES: &[Route] = &[
     Route::new(Method::Get, "/palisade/v1/agents/{host}/policy", "getHostPolicy", AGENTS, "Get the policy of a host")
         .query(&[Param::PolicyAfter, Param::PolicyWait])
         .ok(Success::Json(200, "HostPolicy", "The policy of the host's ports at the current revision (also in the `x-policy-revision` header)"))
-        .errors(&[400, 401, 404, 500, 503])
+        .errors(&[400, 401, 404, 500, 503, 504])
         .describe("The host's own agent key only (another host's is a 403). What the host's agent enforces: every client's ports on the host (device, MAC, addresses, bound groups), the rules of every bound group (protocols by number), and the member addresses of every group those rules name as `remote_group_id`, listed once per group. Without `after` it answers at once. With `after`, it answers as soon as the policy revision is past `after`, or with 304 (no body, `x-policy-revision` header) when `wait` seconds pass first. The `ETag` header tags the policy's content (the revision aside): with `If-None-Match` set to it, a newer revision that changes nothing for the host answers 304 with the new `x-policy-revision`, so the agent reports it without fetching the policy again."),
     Route::new(Method::Put, "/palisade/v1/agents/{host}/status", "reportAgentStatus", AGENTS, "Report the applied revision")
         .body(Body::Required("AgentStatus"))
@@ -536,15 +538,15 @@ pub const ROUTES: &[Route] = &[
     Route::new(Method::Post, "/palisade/v1/verdicts", "decideFlows", VERDICTS, "Decide flows")
         .body(Body::Required("VerdictRequest"))
         .ok(Success::Json(200, "VerdictAnswer", "One answer, or `{\"results\": [...]}` for a batch, in order"))
-        .errors(&[400, 401, 404, 500, 503])
+        .errors(&[400, 401, 404, 500, 503, 504])
         .describe("For one flow (or a batch in `flows`, at most 10,000): the groups of `port_id`, or `security_group_ids` in order, decide whether a new connection is allowed (the first matching rule decides) or dropped by the default policy; with `established: true` the answer is the connection-tracking one (accepted). Every matching rule is listed too."),
     Route::new(Method::Get, "/palisade/v1/ports/{port_id}/effective-rules", "getEffectiveRules", VERDICTS, "Effective rules of a port")
         .ok(Success::Json(200, "EffectiveRules", "The merged rules of every group bound to the port"))
-        .errors(&[401, 404, 500, 503])
+        .errors(&[401, 404, 500, 503, 504])
         .describe("The rules of every group on the port, merged by direction in binding order (each rule with its group's name), the members of the remote groups they name, and the default action."),
     Route::new(Method::Get, v1_sg!("/{group_id}/analysis"), "analyzeSecurityGroup", VERDICTS, "Analyze a security group")
         .ok(Success::Json(200, "Analysis", "The findings, empty for a clean group"))
-        .errors(SCOPED)
+        .errors(&[401, 403, 404, 500, 503, 504])
         .describe("Duplicates, rules covered by a broader rule of the group (shadowed), overly broad rules (every protocol from anywhere, sensitive ports such as SSH, RDP or databases open to anywhere, large port ranges from anywhere), remote groups without members, and rules the kernel can never match (IPv6 rules on extension-header protocols)."),
     // --- service ---
     Route::new(Method::Get, "/healthz", "healthz", SERVICE, "Liveness")
@@ -565,6 +567,14 @@ pub const ROUTES: &[Route] = &[
         .public()
         .ok(Success::Html("This document as a self-contained HTML page"))
         .describe("This document rendered as HTML, with no external scripts, styles or fonts."),
+    Route::new(Method::Get, "/console", "consolePage", SERVICE, "Web console")
+        .public()
+        .ok(Success::Html("The console's page"))
+        .describe("The web console for people (docs/console.md): plain HTML, CSS and JavaScript built into the binary. It calls this API from the browser with the user's key in `Authorization`; the files themselves need no key. Every console answer carries a strict `Content-Security-Policy` (this origin only, no inline script, no framing) and `X-Content-Type-Options: nosniff`."),
+    Route::new(Method::Get, "/console/{path}", "consoleAsset", SERVICE, "Web console file")
+        .public()
+        .ok(Success::Asset("A file of the console"))
+        .describe("A stylesheet, script or icon of the console (the path may contain `/`, e.g. `js/app.js`); an empty path is the page. An unknown file is a plain-text 404. Answers carry an `ETag` and `Cache-Control: no-cache`, so an unchanged file costs a 304."),
 ];
 
 // ---------------------------------------------------------------------------------------------
@@ -574,8 +584,9 @@ pub const ROUTES: &[Route] = &[
 const INFO_DESCRIPTION: &str = "Palisade serves the Gcore Cloud security-groups API, so that the Gcore SDKs (Python `gcore`, Go `gcore-go`, `gcorelabscloud-go`) and both Gcore Terraform providers work against it unchanged.\n\n\
 **Authentication.** Every `/cloud` endpoint requires `Authorization: APIKey <token>` (the scheme is case-insensitive; the token is `<key id>$<secret>` as printed by `palisade keys create`). A missing or unknown token answers 401. Keys have roles (docs/security.md): a **tenant** key uses the Gcore API for its own client (and only its projects, if it is limited: 403 on another project's paths, 404 for another project's objects) and reads its quotas, ports and verdicts; a **platform** key runs the port registry, sets quotas and lists agents; an **agent** key reads and reports for its own host only. Each operation's `x-palisade-roles` lists the roles that may call it; any other role answers 403.\n\n\
 **Asynchronous writes.** The v2 writes answer with a `TaskIDList`; poll `GET /cloud/v1/tasks/{task_id}` until the task is `FINISHED` (its `created_resources` names what was created) or `ERROR` (its `error` says why). The v1 endpoints are synchronous.\n\n\
-**Errors.** Every error has the body `Error`: `{\"exception_class\", \"message\", \"request_id\", \"invalid_fields\"?, \"info\"?}`. 400 validation (`invalid_fields` maps each offending field to its reasons), 401 authentication, 403 permission, 404 unknown resource, path or id (a malformed id in a path is a 404 too), 405 a method a path does not serve (on every path), 409 conflict: duplicate rule or quota exceeded (with `x-should-retry: false`), 500 internal failure, 503 database unavailable (retryable).\n\n\
-**Conventions.** Unknown request fields are ignored. Every response carries `x-request-id` (the id of the request, also in error bodies and task rows; a valid incoming `x-request-id` is reused). Group and rule times are `YYYY-MM-DDTHH:MM:SS+0000`; task times are naive UTC `YYYY-MM-DDTHH:MM:SS`. Repeated query parameters repeat the key (`tag_key=a&tag_key=b`).";
+**Errors.** Every error has the body `Error`: `{\"exception_class\", \"message\", \"request_id\", \"invalid_fields\"?, \"info\"?}`. 400 validation (`invalid_fields` maps each offending field to its reasons), 401 authentication, 403 permission, 404 unknown resource, path or id (a malformed id in a path is a 404 too), 405 a method a path does not serve (on every path), 409 conflict: duplicate rule or quota exceeded (with `x-should-retry: false`), 413 a body over `max_body_bytes` (default 1 MiB; on every path, refused unread), 500 internal failure, 503 database unavailable (retryable).\n\n\
+**Validation.** The Gcore paths validate bodies exactly as Gcore's schema does: enums in their exact spelling (`tcp`, `IPv4`, `ingress`; `any` is accepted for all protocols), `null` only where a schema below allows it, every string and list within its limits (names by their pattern, descriptions up to 255 characters, tag keys and values up to 255, at most 250 rules, 500 `changed_rules`). A body that is the JSON `null` is a 400; an empty body is no fields.\n\n\
+**Conventions.** Unknown request fields are ignored, and never stored (a task's `data` echoes only the known fields of its request). Every response carries `x-request-id` (the id of the request, also in error bodies and task rows; a valid incoming `x-request-id` is reused). Group and rule times are `YYYY-MM-DDTHH:MM:SS+0000`; task times are naive UTC `YYYY-MM-DDTHH:MM:SS`. Repeated query parameters repeat the key (`tag_key=a&tag_key=b`).";
 
 /// The OpenAPI 3.1 document of every route in [`ROUTES`].
 pub fn document() -> Value {
@@ -644,7 +655,11 @@ pub fn error_response_name(status: u16) -> Option<&'static str> {
         403 => "Forbidden",
         404 => "NotFound",
         405 => "MethodNotAllowed",
+        408 => "RequestTimeout",
         409 => "Conflict",
+        413 => "PayloadTooLarge",
+        429 => "TooManyRequests",
+        504 => "GatewayTimeout",
         500 => "InternalServerError",
         503 => "ServiceUnavailable",
         _ => return None,
@@ -662,6 +677,7 @@ fn path_parameter_component(name: &str) -> Option<&'static str> {
         "instance_id" => "InstanceId",
         "port_id" => "PortId",
         "host" => "Host",
+        "path" => "ConsolePath",
         _ => return None,
     })
 }
@@ -694,6 +710,15 @@ fn operation(route: &Route) -> Value {
         Success::Html(description) => (
             200,
             json!({"description": description, "headers": request_id_header(), "content": {"text/html": {"schema": {"type": "string"}}}}),
+        ),
+        Success::Asset(description) => (
+            200,
+            json!({"description": description, "headers": request_id_header(), "content": {
+                "text/html": {"schema": {"type": "string"}},
+                "text/css": {"schema": {"type": "string"}},
+                "text/javascript": {"schema": {"type": "string"}},
+                "image/svg+xml": {"schema": {"type": "string"}},
+            }}),
         ),
         Success::OpenApi => (
             200,
@@ -731,9 +756,11 @@ fn operation(route: &Route) -> Value {
             let required = matches!(route.body, Body::Required(_));
             let mut body = json!({"required": required, "content": {"application/json": {"schema": schema_ref(schema)}}});
             if !required {
-                body["description"] = json!("Optional: an empty body is accepted.");
+                body["description"] = json!("Optional: an empty body (no bytes) is accepted; the JSON `null` is not.");
             }
             op["requestBody"] = body;
+            // Every route refuses a body over `max_body_bytes`; those that take one say so.
+            op["responses"]["413"] = json!({"$ref": "#/components/responses/PayloadTooLarge"});
         }
     }
     if route.deprecated {
@@ -751,6 +778,8 @@ fn operation(route: &Route) -> Value {
         op["description"] = json!(if route.description.is_empty() { who } else { format!("{who}\n\n{}", route.description) });
         if let Some(responses) = op["responses"].as_object_mut() {
             responses.entry("403").or_insert_with(|| json!({"$ref": "#/components/responses/Forbidden"}));
+            // Every keyed route is under the key's rate limits.
+            responses.entry("429").or_insert_with(|| json!({"$ref": "#/components/responses/TooManyRequests"}));
         }
     }
     op
@@ -766,6 +795,7 @@ fn path_parameters() -> Value {
         "TaskId": param("task_id", "Task ID.", json!({"type": "string", "examples": ["50e2042d-761b-4f5a-b5bf-e11031c747b0"]})),
         "InstanceId": param("instance_id", "Instance ID (a malformed UUID is a 404).", json!({"type": "string", "format": "uuid"})),
         "PortId": param("port_id", "Port ID (a malformed UUID is a 404).", json!({"type": "string", "format": "uuid"})),
+        "ConsolePath": param("path", "A file of the web console, relative to `/console/` (it may contain `/`).", json!({"type": "string", "examples": ["js/app.js"]})),
         "Host": param("host", "The host's name, as its ports are registered with it.", json!({"type": "string", "pattern": "^[A-Za-z0-9._-]{1,253}$", "examples": ["compute-1"]})),
     })
 }
@@ -940,6 +970,14 @@ fn error_responses() -> Value {
         },
     });
     conflict["headers"]["x-should-retry"] = json!({"$ref": "#/components/headers/XShouldRetry"});
+    let mut limited = response(
+        "A per-key rate limit (`--rate-limit-reads`, `--rate-limit-writes`) or the client's unfinished-task limit (`max_tasks_per_client`): retry after `Retry-After` seconds (the official clients do).",
+        "TooManyRequests",
+        "Too many writes with this API key; retry in 412 ms",
+        json!({}),
+    );
+    limited["headers"]["Retry-After"] =
+        json!({"description": "Seconds to wait before retrying.", "schema": {"type": "integer", "minimum": 1}});
     json!({
         "ValidationError": response(
             "Malformed JSON, a body or query that does not match its schema (`invalid_fields` names each field), or a rule the group cannot hold (v1).",
@@ -972,6 +1010,25 @@ fn error_responses() -> Value {
             json!({}),
         ),
         "Conflict": conflict,
+        "PayloadTooLarge": response(
+            "The body is larger than `max_body_bytes` (default 1 MiB, `--max-body-bytes`). On every route: a `Content-Length` over the limit is refused before the body is read; a chunked body is cut at the limit.",
+            "RequestEntityTooLarge",
+            "The request body is larger than the limit of 1048576 bytes (max_body_bytes)",
+            json!({}),
+        ),
+        "TooManyRequests": limited,
+        "GatewayTimeout": response(
+            "Heavy work (a verdict batch, a large list page, effective rules, analysis, a host policy) did not finish within the request deadline (`--request-deadline-ms`, default 5000); it was stopped.",
+            "GatewayTimeout",
+            "The request did not finish within 5000 ms",
+            json!({}),
+        ),
+        "RequestTimeout": response(
+            "The request's body did not arrive within the body timeout (`--body-timeout`).",
+            "RequestTimeout",
+            "The request body did not arrive within 30 seconds",
+            json!({}),
+        ),
         "InternalServerError": response("An internal failure; the details are logged, not sent.", "InternalServerError", "Internal server error", json!({})),
         "ServiceUnavailable": response(
             "The database is unreachable; retrying later may succeed.",
@@ -1017,7 +1074,7 @@ fn rule_input_properties(protocol: Value) -> Map<String, Value> {
     properties.insert("direction".into(), schema_ref("Direction"));
     properties.insert(
         "ethertype".into(),
-        json!({"anyOf": [schema_ref("Ethertype"), {"type": "null"}], "default": "IPv4", "description": "Address family; any case is accepted. Null or absent: `IPv4`."}),
+        json!({"allOf": [schema_ref("Ethertype")], "default": "IPv4", "description": "Address family, exactly `IPv4` or `IPv6` (not null). Absent: `IPv4`."}),
     );
     properties.insert("protocol".into(), protocol);
     properties.insert("port_range_min".into(), port("First port, or ICMP type"));
@@ -1034,9 +1091,14 @@ fn rule_input_properties(protocol: Value) -> Map<String, Value> {
     );
     properties.insert(
         "description".into(),
-        json!({"type": ["string", "null"], "maxLength": MAX_DESCRIPTION, "default": "", "description": format!("At most {MAX_DESCRIPTION} characters.")}),
+        json!({"type": "string", "maxLength": MAX_DESCRIPTION, "default": "", "description": format!("At most {MAX_DESCRIPTION} characters (not null).")}),
     );
     properties
+}
+
+/// A group's `description` (create, v1 create, v2 PATCH): a string of at most 255 characters.
+fn group_description(description: &str) -> Value {
+    json!({"type": "string", "maxLength": MAX_DESCRIPTION, "description": format!("{description} At most {MAX_DESCRIPTION} characters; not null.")})
 }
 
 fn object(description: &str, required: &[&str], properties: Map<String, Value>) -> Value {
@@ -1051,7 +1113,7 @@ fn schemas() -> Value {
     let v2_names: Vec<&str> = Protocol::names().collect();
     let mut v1_names = vec!["any"];
     v1_names.extend(Protocol::names());
-    let accepted_too = "Also accepted: `any` (all protocols, stored as null), names in any case, `icmpv6` (= `ipv6-icmp`), and IANA protocol numbers 0..255 (integer or string) of the listed protocols.";
+    let accepted_too = "Also accepted: `any` (all protocols, stored as null). Names are exact, as listed: other cases (`TCP`), numbers (`6`, `\"6\"`) and aliases (`icmpv6`) are a 400.";
 
     let rule_v2 = object(
         "A rule to create (v2). Fields that are not listed are ignored.",
@@ -1085,8 +1147,9 @@ fn schemas() -> Value {
     changed_delete
         .insert("security_group_rule_id".into(), json!({"type": "string", "format": "uuid", "description": "A rule of this group."}));
 
-    let tag_value_description =
-        format!("Tag value: 1 to {MAX_TAG_LEN} characters without tab or newline; leading and trailing whitespace is stripped.");
+    let tag_value_description = format!(
+        "Tag value: 1 to {MAX_TAG_LEN} characters without tab, newline, carriage return, vertical tab or form feed; leading and trailing whitespace is stripped. Gcore's schema sets no limit on the number of tags (`max_body_bytes` bounds it)."
+    );
     let rules_list = |description: &str| json!({"type": "array", "maxItems": MAX_RULES, "items": schema_ref("SecurityGroupRuleInputV2"), "description": description});
 
     let mut schemas = Map::new();
@@ -1101,7 +1164,7 @@ fn schemas() -> Value {
             "required": ["exception_class", "message", "request_id"],
             "properties": {
                 "exception_class": {"type": "string", "description": "The kind of error.",
-                    "examples": ["ValidationError", "NotAuthenticated", "PermissionDenied", "NotFoundError", "HTTPError", "SecurityGroupRuleExists", "QuotaLimitExceed", "InternalServerError", "ServiceUnavailable"]},
+                    "examples": ["ValidationError", "NotAuthenticated", "PermissionDenied", "NotFoundError", "HTTPError", "SecurityGroupRuleExists", "QuotaLimitExceed", "RequestEntityTooLarge", "InternalServerError", "ServiceUnavailable"]},
                 "message": {"type": "string", "description": "A human-readable message."},
                 "request_id": {"type": "string", "description": "The request's id, as in the `x-request-id` header."},
                 "invalid_fields": {
@@ -1144,7 +1207,7 @@ fn schemas() -> Value {
     add(
         "TagValue",
         json!({
-            "type": "string", "minLength": 1, "maxLength": MAX_TAG_LEN, "pattern": r"^\s*[^\t\n\r]*\S[^\t\n\r]*\s*$",
+            "type": "string", "minLength": 1, "maxLength": MAX_TAG_LEN, "pattern": r"^\s*[^\t\n\r\v\f]*\S[^\t\n\r\v\f]*\s*$",
             "description": tag_value_description, "examples": ["my-tag-value"],
         }),
     );
@@ -1194,9 +1257,9 @@ fn schemas() -> Value {
             "required": ["name"],
             "properties": {
                 "name": schema_ref("SecurityGroupName"),
-                "description": {"type": ["string", "null"], "default": "", "description": "Free text; null or absent: `\"\"`."},
+                "description": group_description("Free text; absent: `\"\"`."),
                 "rules": rules_list("Omitted: the default template (allow all egress, IPv4 and IPv6). `[]`: no rules. Otherwise exactly these rules (identical ones once). Null is invalid."),
-                "tags": or_null(schema_ref("CreateTags")),
+                "tags": schema_ref("CreateTags"),
             },
             "examples": [{"name": "web", "description": "Web servers",
                           "rules": [{"direction": "ingress", "ethertype": "IPv4", "protocol": "tcp", "port_range_min": 443, "port_range_max": 443, "remote_ip_prefix": "0.0.0.0/0"}],
@@ -1207,11 +1270,11 @@ fn schemas() -> Value {
         "UpdateSecurityGroupV2",
         json!({
             "type": "object",
-            "description": "Every field is optional; absent (or null, except `tags`) means unchanged.",
+            "description": "Every field is optional; absent means unchanged. Only `tags` may be null.",
             "properties": {
-                "name": or_null(schema_ref("SecurityGroupName")),
-                "description": {"type": ["string", "null"], "description": "The new description."},
-                "rules": {"anyOf": [rules_list("The desired final rule set: rules not in it are deleted, new ones created, matching ones kept."), {"type": "null"}]},
+                "name": schema_ref("SecurityGroupName"),
+                "description": group_description("The new description."),
+                "rules": rules_list("The desired final rule set: rules not in it are deleted, new ones created, matching ones kept."),
                 "tags": schema_ref("UpdateTags"),
             },
             "examples": [{"name": "web-2", "rules": [{"direction": "egress", "ethertype": "IPv6"}], "tags": {"old": null}}],
@@ -1232,10 +1295,10 @@ fn schemas() -> Value {
             "required": ["name"],
             "properties": {
                 "name": schema_ref("SecurityGroupName"),
-                "description": {"type": ["string", "null"], "default": ""},
-                "security_group_rules": {"type": ["array", "null"], "maxItems": MAX_RULES, "items": schema_ref("SecurityGroupRuleInputV1"),
-                    "description": "Exactly the rules to create (identical ones once); absent or null: none."},
-                "tags": or_null(schema_ref("CreateTags")),
+                "description": group_description("Free text; absent: `\"\"`."),
+                "security_group_rules": {"type": "array", "maxItems": MAX_RULES, "items": schema_ref("SecurityGroupRuleInputV1"),
+                    "description": "Exactly the rules to create (identical ones once); absent: none."},
+                "tags": schema_ref("CreateTags"),
                 "metadata": {"anyOf": [schema_ref("CreateTags"), {"type": "null"}], "description": "Legacy name of `tags` (gcorelabscloud-go); a key in both keeps the `tags` value."},
             },
         }),
@@ -1247,7 +1310,7 @@ fn schemas() -> Value {
             "required": ["security_group"],
             "properties": {
                 "security_group": schema_ref("LegacySecurityGroupInput"),
-                "instances": {"type": ["array", "null"], "items": {"type": "string", "format": "uuid"},
+                "instances": {"type": "array", "items": {"type": "string", "format": "uuid"},
                     "description": "Instances whose ports (registered with `/palisade/v1/ports`) the new group is bound to; an instance without ports is a 404 and nothing is created."},
             },
             "examples": [{"security_group": {"name": "legacy", "security_group_rules": [{"direction": "egress", "protocol": "any"}], "metadata": {"m": "1"}}}],
@@ -1259,12 +1322,12 @@ fn schemas() -> Value {
         "LegacyUpdateSecurityGroup",
         json!({
             "type": "object",
-            "description": "Every field is optional; absent or null (except `tags`) means unchanged.",
+            "description": "Every field is optional; absent means unchanged. Only `tags` may be null.",
             "properties": {
-                "name": or_null(schema_ref("SecurityGroupName")),
+                "name": schema_ref("SecurityGroupName"),
                 "tags": schema_ref("UpdateTags"),
                 "changed_rules": {
-                    "type": ["array", "null"],
+                    "type": "array",
                     "maxItems": MAX_CHANGED_RULES,
                     "description": "Rule changes, applied in order.",
                     "items": {
@@ -1359,13 +1422,13 @@ fn schemas() -> Value {
             "type": "object",
             "description": "Gcore's `InstancePortsSecurityGroupsSerializer`: at least one of the two fields.",
             "properties": {
-                "name": {"type": "string", "description": "A group name; applies to every port of the instance."},
-                "ports_security_group_names": {"type": "array", "items": {
+                "name": {"allOf": [schema_ref("SecurityGroupName")], "description": "A group name; applies to every port of the instance (not null)."},
+                "ports_security_group_names": {"type": "array", "description": "Not null.", "items": {
                     "type": "object",
                     "required": ["security_group_names"],
                     "properties": {
                         "port_id": {"type": ["string", "null"], "format": "uuid", "description": "A port of the instance; null: every port."},
-                        "security_group_names": {"type": "array", "items": {"type": "string"}},
+                        "security_group_names": {"type": "array", "items": schema_ref("SecurityGroupName")},
                     },
                 }},
             },
@@ -2576,6 +2639,13 @@ mod tests {
         assert_eq!(schemas["Protocol"]["enum"][0], "any");
         assert_eq!(schemas["Protocol"]["enum"].as_array().unwrap().len(), names.len() + 1);
         assert_eq!(schemas["SecurityGroupRuleInputV2"]["properties"]["description"]["maxLength"], MAX_DESCRIPTION);
+        for schema in ["CreateSecurityGroupV2", "UpdateSecurityGroupV2", "LegacySecurityGroupInput"] {
+            assert_eq!(schemas[schema]["properties"]["description"]["maxLength"], MAX_DESCRIPTION, "{schema}");
+        }
+        assert_eq!(
+            doc["components"]["responses"]["PayloadTooLarge"]["content"]["application/json"]["example"]["exception_class"],
+            "RequestEntityTooLarge"
+        );
         assert_eq!(schemas["CreateSecurityGroupV2"]["properties"]["rules"]["maxItems"], MAX_RULES);
         assert_eq!(schemas["LegacyUpdateSecurityGroup"]["properties"]["changed_rules"]["maxItems"], MAX_CHANGED_RULES);
         assert_eq!(schemas["TagKey"]["maxLength"], MAX_TAG_LEN);

@@ -7,7 +7,7 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use palisade_core::error::FieldErrors;
-use palisade_core::input::parse_rule;
+use palisade_core::input::{known_rule_fields, parse_rule};
 use palisade_worker::audit::{self, Action, Change};
 use palisade_worker::now_ms;
 use palisade_worker::ops;
@@ -33,14 +33,17 @@ pub async fn create_v2(
     JsonBody(body): JsonBody,
 ) -> Result<Json<TaskIds>> {
     parse_rule(&body, "")?;
-    let payload = TaskPayload::CreateRule { group_id: id, rule: body.clone() };
-    let mut data = body.as_object().cloned().unwrap_or_default();
+    // Only the schema's fields are stored, in the payload and in `data`.
+    let rule = known_rule_fields(&body);
+    let mut data = rule.as_object().cloned().unwrap_or_default();
     data.insert("security_group_id".into(), json!(id));
+    let payload = TaskPayload::CreateRule { group_id: id, rule };
     let task = new_task(&caller, &scope, &payload, Value::Object(data));
+    let open_limit = state.config.max_tasks_per_client;
     let task_id = state
         .write(move |tx| {
             ops::load_group(tx, &scope, id)?;
-            Ok(enqueue(tx, &task)?)
+            Ok(enqueue(tx, &task, open_limit)?)
         })
         .await?;
     state.hand_over(scope.client_id, std::slice::from_ref(&task_id)).await;
@@ -58,13 +61,14 @@ pub async fn delete_v2(
     let rule = rule_id(&rule)?;
     let payload = TaskPayload::DeleteRule { group_id: id, rule_id: rule };
     let task = new_task(&caller, &scope, &payload, json!({"security_group_id": id, "rule_id": rule}));
+    let open_limit = state.config.max_tasks_per_client;
     let task_id = state
         .write(move |tx| {
             ops::load_group(tx, &scope, id)?;
             if tx.group_of_rule(&scope, rule)? != Some(id) {
                 return Err(ops::rule_not_found(rule).into());
             }
-            Ok(enqueue(tx, &task)?)
+            Ok(enqueue(tx, &task, open_limit)?)
         })
         .await?;
     state.hand_over(scope.client_id, std::slice::from_ref(&task_id)).await;

@@ -11,6 +11,7 @@ use palisade_worker::ops::Settings;
 use tokio::sync::Notify;
 
 use crate::error::{ApiError, Result};
+use crate::limits::RateLimits;
 
 /// What the API needs from the service configuration.
 #[derive(Debug, Clone)]
@@ -28,6 +29,19 @@ pub struct ApiConfig {
     pub task_wait: Duration,
     /// How long a verified API key is trusted before the database is asked again.
     pub key_cache_ttl: Duration,
+    /// The largest request body, in bytes; a larger one is a 413, unread (`extract::limit_body`).
+    pub max_body_bytes: usize,
+    /// How long work that can be large (verdicts, big list pages, policy builds) may take before
+    /// the request answers 504 (`crate::pool`).
+    pub request_deadline: Duration,
+    /// How many such requests run at once (the bounded pool's size; default: the cores).
+    pub heavy_workers: usize,
+    /// Reads (GET, HEAD) per second per API key, bursts of twice as many; 0: unlimited.
+    pub rate_limit_reads: u32,
+    /// Writes per second per API key, bursts of twice as many; 0: unlimited.
+    pub rate_limit_writes: u32,
+    /// Unfinished tasks one client may have at once (429 beyond); 0: unlimited.
+    pub max_tasks_per_client: u32,
 }
 
 impl Default for ApiConfig {
@@ -39,9 +53,21 @@ impl Default for ApiConfig {
             default_quotas: palisade_core::quota::Limits::default(),
             task_wait: Duration::from_millis(50),
             key_cache_ttl: Duration::from_secs(5),
+            max_body_bytes: DEFAULT_MAX_BODY_BYTES,
+            request_deadline: Duration::from_secs(5),
+            heavy_workers: crate::pool::default_pool_size(),
+            // Far above what a person or the official clients do (the SDK polls a task a few
+            // times a second), far below what one key's loop could take from everyone.
+            rate_limit_reads: 1_000,
+            rate_limit_writes: 200,
+            max_tasks_per_client: 1_000,
         }
     }
 }
+
+/// The default `max_body_bytes`: 1 MiB, eight times the largest group Gcore's schema allows
+/// without tags (250 rules of every field at its longest: about 130 KB).
+pub const DEFAULT_MAX_BODY_BYTES: usize = 1 << 20;
 
 /// At most this many v2 writes wait for their tasks at once (see [`AppState::hand_over`]).
 const MAX_HAND_OVER_WAITERS: usize = 2;
@@ -67,6 +93,12 @@ pub struct AppState {
     /// Requests waiting in [`AppState::hand_over`] now.
     hand_over_waiters: std::sync::atomic::AtomicUsize,
     key_cache: Mutex<HashMap<String, (Option<ApiKey>, Instant)>>,
+    /// Where work that can be large runs (`crate::pool`).
+    pub heavy_pool: crate::pool::HeavyPool,
+    /// Per-key token buckets for reads and writes.
+    pub rate_limits: RateLimits,
+    /// Turns true when the server stops: long-polls answer at once.
+    shutdown: tokio::sync::watch::Sender<bool>,
 }
 
 impl AppState {
@@ -75,13 +107,27 @@ impl AppState {
         AppState {
             store,
             wake,
-            config,
             settings,
             policy: Default::default(),
             tasks_done: tokio::sync::broadcast::channel(256).0,
             hand_over_waiters: Default::default(),
             key_cache: Mutex::new(HashMap::new()),
+            heavy_pool: crate::pool::HeavyPool::new(config.heavy_workers),
+            rate_limits: RateLimits::new(config.rate_limit_reads, config.rate_limit_writes),
+            shutdown: tokio::sync::watch::Sender::new(false),
+            config,
         }
+    }
+
+    /// The server is stopping: long-polls and waits for agents answer now.
+    pub fn begin_shutdown(&self) {
+        self.shutdown.send_replace(true);
+    }
+
+    /// Resolves once the server is stopping (at once if it already is).
+    pub async fn stopping(&self) {
+        let mut rx = self.shutdown.subscribe();
+        let _ = rx.wait_for(|stopping| *stopping).await;
     }
 
     pub fn region_name(&self, region_id: i64) -> Option<String> {

@@ -1,6 +1,8 @@
 //! The request bodies of the security-group API, parsed from JSON with one error per offending
-//! field (the `invalid_fields` of a 400). Unknown fields are ignored, as the contract requires.
-//! Only schema checks live here; rule semantics are [`RuleDraft::normalize`].
+//! field (the `invalid_fields` of a 400), exactly as Gcore's schema validates them: enums in their
+//! exact case, `null` only where the schema allows it, every string and list within its limits.
+//! Unknown fields are ignored, as the contract requires, and [`known_fields`] drops them from
+//! what a task stores. Only schema checks live here; rule semantics are [`RuleDraft::normalize`].
 
 use serde_json::{Map, Value};
 use uuid::Uuid;
@@ -15,6 +17,26 @@ pub const MAX_RULES: usize = 250;
 pub const MAX_CHANGED_RULES: usize = 500;
 pub const MAX_DESCRIPTION: usize = 255;
 pub const MAX_TAG_LEN: usize = 255;
+
+/// The fields of a rule input (`CreateSecurityGroupRuleSerializer[V2]`).
+pub const RULE_FIELDS: &[&str] =
+    &["direction", "ethertype", "protocol", "port_range_min", "port_range_max", "remote_ip_prefix", "remote_group_id", "description"];
+/// The fields of the v2 create and PATCH bodies (`CreateSecurityGroupSerializerV2`,
+/// `UpdateSecurityGroupSerializerV2`).
+pub const GROUP_FIELDS: &[&str] = &["name", "description", "rules", "tags"];
+
+/// How closely a rule input must follow Gcore's schema.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Spelling {
+    /// Gcore's schema exactly (every request on the Gcore paths): `direction`, `ethertype` and
+    /// `protocol` are members of their enums in their exact case (`protocol` may also be `any`);
+    /// `null` only for `protocol`, the ports, `remote_ip_prefix` and `remote_group_id`.
+    Exact,
+    /// Neutron's spellings as well: `ethertype` and protocol names in any case, `icmpv6`, IANA
+    /// protocol numbers (JSON numbers or strings), and `null` for every optional field. For rules
+    /// queued by earlier versions and the configuration file's `default_rules`.
+    Neutron,
+}
 
 /// Body of `POST /cloud/v2/security_groups/{p}/{r}` (and the group part of the v1 create).
 #[derive(Debug, Clone, PartialEq)]
@@ -75,6 +97,29 @@ fn present<'a>(obj: &'a Map<String, Value>, field: &str) -> Option<&'a Value> {
     obj.get(field).filter(|v| !v.is_null())
 }
 
+/// `body` with only the fields of `fields`, and each rule of a `rules` list with only
+/// [`RULE_FIELDS`]: what a task stores of a request that passed its parser (its `data` and its
+/// payload), so that an unknown field, whatever its size, is never stored.
+pub fn known_fields(body: &Value, fields: &[&str]) -> Map<String, Value> {
+    let Some(obj) = body.as_object() else { return Map::new() };
+    fields
+        .iter()
+        .filter_map(|&field| {
+            let value = obj.get(field)?;
+            let value = match (field, value) {
+                ("rules", Value::Array(rules)) => Value::Array(rules.iter().map(known_rule_fields).collect()),
+                _ => value.clone(),
+            };
+            Some((field.to_string(), value))
+        })
+        .collect()
+}
+
+/// A rule input with only [`RULE_FIELDS`].
+pub fn known_rule_fields(rule: &Value) -> Value {
+    Value::Object(known_fields(rule, RULE_FIELDS))
+}
+
 /// The group name pattern `^[a-zA-Z0-9][a-zA-Z 0-9._\-]{1,61}[a-zA-Z0-9._]$`.
 pub fn is_valid_name(name: &str) -> bool {
     let bytes = name.as_bytes();
@@ -101,10 +146,10 @@ pub fn parse_name(value: &Value, field: &str, errors: &mut FieldErrors) -> Optio
     }
 }
 
-fn parse_string(value: &Value, field: &str, max: Option<usize>, errors: &mut FieldErrors) -> Option<String> {
+fn parse_string(value: &Value, field: &str, max: usize, errors: &mut FieldErrors) -> Option<String> {
     match value {
-        Value::String(text) if max.is_some_and(|max| text.chars().count() > max) => {
-            errors.add(field, format!("String should have at most {} characters", max.unwrap_or_default()));
+        Value::String(text) if text.chars().count() > max => {
+            errors.add(field, format!("String should have at most {max} characters"));
             None
         }
         Value::String(text) => Some(text.clone()),
@@ -125,11 +170,22 @@ fn parse_uuid(value: &Value, field: &str, errors: &mut FieldErrors) -> Option<Uu
     }
 }
 
-/// A rule input (RuleInputV2 or RuleInputV1). `any` is accepted on both and means all protocols;
-/// protocol numbers 0–255 are accepted where they name a protocol of the contract's list.
+/// A rule input (RuleInputV2 or RuleInputV1) as Gcore's schema spells it ([`Spelling::Exact`]).
+/// `any` is accepted on both and means all protocols (CONTRACT.md §8 item 4).
 pub fn parse_rule(value: &Value, prefix: &str) -> Result<RuleDraft, FieldErrors> {
+    parse_rule_spelled(value, prefix, Spelling::Exact)
+}
+
+/// A rule input in Neutron's spellings too ([`Spelling::Neutron`]): protocol numbers 0–255 where
+/// they name a protocol of the contract's list, names and ethertypes in any case.
+pub fn parse_rule_lenient(value: &Value, prefix: &str) -> Result<RuleDraft, FieldErrors> {
+    parse_rule_spelled(value, prefix, Spelling::Neutron)
+}
+
+pub fn parse_rule_spelled(value: &Value, prefix: &str, spelling: Spelling) -> Result<RuleDraft, FieldErrors> {
     let obj = object(value, prefix)?;
     let mut errors = FieldErrors::new();
+    let exact = spelling == Spelling::Exact;
 
     let direction = match obj.get("direction") {
         None | Some(Value::Null) => {
@@ -149,10 +205,15 @@ pub fn parse_rule(value: &Value, prefix: &str) -> Result<RuleDraft, FieldErrors>
         }
     };
 
-    let ethertype = match present(obj, "ethertype") {
+    let ethertype = match obj.get("ethertype") {
         None => None,
+        Some(Value::Null) if !exact => None,
         Some(value) => {
-            let ethertype = value.as_str().and_then(Ethertype::parse);
+            let ethertype = match value.as_str() {
+                Some(text) if exact => Ethertype::parse_exact(text),
+                Some(text) => Ethertype::parse(text),
+                None => None,
+            };
             if ethertype.is_none() {
                 errors.add(path(prefix, "ethertype"), "Input should be 'IPv4' or 'IPv6'");
             }
@@ -162,7 +223,7 @@ pub fn parse_rule(value: &Value, prefix: &str) -> Result<RuleDraft, FieldErrors>
 
     let protocol = match present(obj, "protocol") {
         None => None,
-        Some(value) => match parse_protocol(value) {
+        Some(value) => match if exact { parse_protocol_exact(value) } else { parse_protocol(value) } {
             Ok(protocol) => protocol,
             Err(reason) => {
                 errors.add(path(prefix, "protocol"), reason);
@@ -208,8 +269,12 @@ pub fn parse_rule(value: &Value, prefix: &str) -> Result<RuleDraft, FieldErrors>
     };
 
     let remote_group_id = present(obj, "remote_group_id").and_then(|v| parse_uuid(v, &path(prefix, "remote_group_id"), &mut errors));
-    let description =
-        present(obj, "description").and_then(|v| parse_string(v, &path(prefix, "description"), Some(MAX_DESCRIPTION), &mut errors));
+    let description_field = path(prefix, "description");
+    let description = match obj.get("description") {
+        Some(Value::Null) if !exact => None,
+        Some(value) => parse_string(value, &description_field, MAX_DESCRIPTION, &mut errors),
+        None => None,
+    };
 
     match (direction, errors.is_empty()) {
         (Some(direction), true) => {
@@ -219,9 +284,24 @@ pub fn parse_rule(value: &Value, prefix: &str) -> Result<RuleDraft, FieldErrors>
     }
 }
 
-/// `None` for all protocols (`any`); a known name (any case) or number otherwise.
+fn unknown_protocol() -> String {
+    format!("Input should be one of: any, {}", Protocol::names().collect::<Vec<_>>().join(", "))
+}
+
+/// Gcore's protocol enum exactly: `None` for `any` (all protocols), else one of the names of
+/// [`Protocol::names`] as written there (lower case, no numbers, no aliases).
+pub fn parse_protocol_exact(value: &Value) -> Result<Option<Protocol>, String> {
+    match value {
+        Value::String(text) if text == "any" => Ok(None),
+        Value::String(text) => Protocol::all().find(|p| p.name() == text).map(Some).ok_or_else(unknown_protocol),
+        _ => Err(unknown_protocol()),
+    }
+}
+
+/// `None` for all protocols (`any`); a known name (any case) or number otherwise. Palisade's own
+/// paths accept these spellings (the verdict queries); the Gcore paths use [`parse_protocol_exact`].
 pub fn parse_protocol(value: &Value) -> Result<Option<Protocol>, String> {
-    let unknown = || format!("Input should be one of: any, {}", Protocol::names().collect::<Vec<_>>().join(", "));
+    let unknown = unknown_protocol;
     match value {
         Value::String(text) if text.eq_ignore_ascii_case("any") => Ok(None),
         Value::String(text) => match text.parse::<i64>() {
@@ -275,8 +355,8 @@ fn check_tag_value(value: &Value, field: &str, errors: &mut FieldErrors) -> Opti
         return None;
     };
     let trimmed = text.trim();
-    if trimmed.is_empty() || trimmed.chars().count() > MAX_TAG_LEN || trimmed.contains(['\t', '\n', '\r']) {
-        errors.add(field, format!("Tag value must be 1 to {MAX_TAG_LEN} characters with no tab or newline"));
+    if trimmed.is_empty() || trimmed.chars().count() > MAX_TAG_LEN || trimmed.contains(['\t', '\n', '\r', '\x0b', '\x0c']) {
+        errors.add(field, format!("Tag value must be 1 to {MAX_TAG_LEN} characters with no tab, newline, vertical tab or form feed"));
         return None;
     }
     Some(trimmed.to_string())
@@ -324,8 +404,9 @@ pub fn parse_tag_patch(value: &Value, field: &str, errors: &mut FieldErrors) -> 
     }
 }
 
+/// A group's `description`: a string of at most [`MAX_DESCRIPTION`] characters, never `null`.
 fn parse_description(obj: &Map<String, Value>, field: &str, errors: &mut FieldErrors) -> Option<String> {
-    present(obj, "description").and_then(|v| parse_string(v, field, None, errors))
+    obj.get("description").and_then(|v| parse_string(v, field, MAX_DESCRIPTION, errors))
 }
 
 impl CreateGroup {
@@ -344,21 +425,16 @@ impl CreateGroup {
             Some(value) => parse_name(value, &path(prefix, "name"), &mut errors),
         };
         let description = parse_description(obj, &path(prefix, "description"), &mut errors).unwrap_or_default();
-        let rules = match obj.get(rules_field) {
-            None => None,
-            Some(Value::Null) if prefix.is_empty() => {
-                errors.add(rules_field, "Input should be a valid list");
-                None
-            }
-            Some(Value::Null) => None,
-            Some(value) => parse_rules(value, &path(prefix, rules_field), &mut errors),
-        };
-        let mut tags = match present(obj, tags_field) {
+        // Neither the rule list nor the tags may be null (`CreateSecurityGroupSerializerV2`,
+        // `SingleCreateSecurityGroupSerializer`).
+        let rules = obj.get(rules_field).and_then(|value| parse_rules(value, &path(prefix, rules_field), &mut errors));
+        let mut tags = match obj.get(tags_field) {
             None => Vec::new(),
             Some(value) => parse_tags(value, &path(prefix, tags_field), &mut errors),
         };
         if !prefix.is_empty() {
-            // GLC and TF1 send tags as the legacy `metadata` object.
+            // GLC and TF1 send tags as the legacy `metadata` object (not in Gcore's schema: null
+            // is absent, as before).
             if let Some(value) = present(obj, "metadata") {
                 for (key, value) in parse_tags(value, &path(prefix, "metadata"), &mut errors) {
                     if !tags.iter().any(|(k, _)| *k == key) {
@@ -376,16 +452,17 @@ impl CreateGroup {
 
 impl UpdateGroup {
     pub fn parse(body: &Value) -> Result<UpdateGroup, FieldErrors> {
-        // An empty body (the SDK's `update(id)` with no fields) is an empty update.
+        // An empty body (no bytes) is an empty update; a `null` body never gets here (`JsonBody`).
         if body.is_null() {
             return Ok(UpdateGroup::default());
         }
         let obj = object(body, "")?;
         let mut errors = FieldErrors::new();
+        // Only `tags` may be null (`UpdateSecurityGroupSerializerV2`).
         let update = UpdateGroup {
-            name: present(obj, "name").and_then(|v| parse_name(v, "name", &mut errors)),
+            name: obj.get("name").and_then(|v| parse_name(v, "name", &mut errors)),
             description: parse_description(obj, "description", &mut errors),
-            rules: present(obj, "rules").and_then(|v| parse_rules(v, "rules", &mut errors)),
+            rules: obj.get("rules").and_then(|v| parse_rules(v, "rules", &mut errors)),
             tags: obj.get("tags").and_then(|v| parse_tag_patch(v, "tags", &mut errors)),
         };
         errors.into_result(update)
@@ -410,7 +487,7 @@ impl LegacyCreateGroup {
             },
         };
         let mut instances = Vec::new();
-        match present(obj, "instances") {
+        match obj.get("instances") {
             None => {}
             Some(Value::Array(items)) => {
                 for (i, item) in items.iter().enumerate() {
@@ -439,10 +516,11 @@ impl LegacyUpdateGroup {
         }
         let obj = object(body, "")?;
         let mut errors = FieldErrors::new();
-        let name = present(obj, "name").and_then(|v| parse_name(v, "name", &mut errors));
+        // Only `tags` may be null (`UpdateSecurityGroupSerializer`).
+        let name = obj.get("name").and_then(|v| parse_name(v, "name", &mut errors));
         let tags = obj.get("tags").and_then(|v| parse_tag_patch(v, "tags", &mut errors));
         let mut changed_rules = Vec::new();
-        match present(obj, "changed_rules") {
+        match obj.get("changed_rules") {
             None => {}
             Some(Value::Array(items)) if items.len() > MAX_CHANGED_RULES => {
                 errors.add("changed_rules", format!("List should have at most {MAX_CHANGED_RULES} items after validation"))
@@ -457,7 +535,7 @@ impl LegacyUpdateGroup {
                             Err(e) => errors.merge(e),
                         },
                         Some("delete") => match item.get("security_group_rule_id") {
-                            None | Some(Value::Null) => errors.add(format!("{field}.security_group_rule_id"), "Field required"),
+                            None => errors.add(format!("{field}.security_group_rule_id"), "Field required"),
                             Some(v) => {
                                 if let Some(id) = parse_uuid(v, &format!("{field}.security_group_rule_id"), &mut errors) {
                                     changed_rules.push(RuleChange::Delete(id));
@@ -522,6 +600,92 @@ mod tests {
         assert!(parse_protocol(&json!(256)).is_err());
         assert!(parse_protocol(&json!(-1)).is_err());
         assert!(parse_protocol(&json!(true)).is_err());
+    }
+
+    #[test]
+    fn gcore_paths_take_the_enums_exactly() {
+        assert_eq!(parse_protocol_exact(&json!("any")), Ok(None));
+        assert_eq!(parse_protocol_exact(&json!("tcp")), Ok(Some(Protocol::TCP)));
+        assert_eq!(parse_protocol_exact(&json!("ipv6-icmp")), Ok(Some(Protocol::IPV6_ICMP)));
+        for bad in [json!("TCP"), json!("Udp"), json!("ANY"), json!("6"), json!(6), json!("icmpv6"), json!(true)] {
+            assert!(parse_protocol_exact(&bad).is_err(), "{bad}");
+        }
+        let rule = |extra: Value| {
+            let mut rule = json!({"direction": "ingress"});
+            rule.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+            rule
+        };
+        for (bad, field) in [
+            (json!({"protocol": "TCP"}), "protocol"),
+            (json!({"protocol": 6}), "protocol"),
+            (json!({"protocol": "6"}), "protocol"),
+            (json!({"ethertype": "IPV4"}), "ethertype"),
+            (json!({"ethertype": "ipv6"}), "ethertype"),
+            (json!({"ethertype": null}), "ethertype"),
+            (json!({"description": null}), "description"),
+        ] {
+            let err = parse_rule(&rule(bad.clone()), "").unwrap_err();
+            assert!(err.0.contains_key(field), "{bad}: {err:?}");
+            // Neutron's spellings stay readable where they are documented (stored payloads, config).
+            assert!(parse_rule_lenient(&rule(bad.clone()), "").is_ok(), "{bad}");
+        }
+        assert!(parse_rule(&json!({"direction": "Ingress"}), "").is_err());
+        // The schema's anyOf-null fields.
+        let nulls = json!({"direction": "egress", "protocol": null, "port_range_min": null, "port_range_max": null,
+            "remote_ip_prefix": null, "remote_group_id": null});
+        assert!(parse_rule(&nulls, "").is_ok());
+    }
+
+    #[test]
+    fn nulls_only_where_the_schema_allows_them() {
+        for (body, field) in [
+            (json!({"name": "web", "tags": null}), "tags"),
+            (json!({"name": "web", "description": null}), "description"),
+            (json!({"name": "web", "rules": null}), "rules"),
+            (json!({"name": null}), "name"),
+        ] {
+            assert!(CreateGroup::parse(&body).unwrap_err().0.contains_key(field), "{body}");
+        }
+        for (body, field) in
+            [(json!({"name": null}), "name"), (json!({"description": null}), "description"), (json!({"rules": null}), "rules")]
+        {
+            assert!(UpdateGroup::parse(&body).unwrap_err().0.contains_key(field), "{body}");
+        }
+        let legacy = |extra: Value| {
+            let mut body = json!({"security_group": {"name": "legacy"}});
+            body.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+            body
+        };
+        assert!(LegacyCreateGroup::parse(&legacy(json!({"instances": null}))).unwrap_err().0.contains_key("instances"));
+        let body = json!({"security_group": {"name": "legacy", "security_group_rules": null}});
+        assert!(LegacyCreateGroup::parse(&body).unwrap_err().0.contains_key("security_group.security_group_rules"));
+        assert!(LegacyUpdateGroup::parse(&json!({"name": null})).unwrap_err().0.contains_key("name"));
+        assert!(LegacyUpdateGroup::parse(&json!({"changed_rules": null})).unwrap_err().0.contains_key("changed_rules"));
+        assert_eq!(LegacyUpdateGroup::parse(&json!({"tags": null})).unwrap().tags, Some(TagPatch::ClearAll));
+    }
+
+    #[test]
+    fn group_descriptions_have_gcores_limit() {
+        let long = "d".repeat(MAX_DESCRIPTION + 1);
+        assert!(CreateGroup::parse(&json!({"name": "web", "description": long})).unwrap_err().0.contains_key("description"));
+        assert!(UpdateGroup::parse(&json!({"description": long})).unwrap_err().0.contains_key("description"));
+        let legacy = json!({"security_group": {"name": "legacy", "description": long}});
+        assert!(LegacyCreateGroup::parse(&legacy).unwrap_err().0.contains_key("security_group.description"));
+        let fits = "\u{e9}".repeat(MAX_DESCRIPTION);
+        assert_eq!(CreateGroup::parse(&json!({"name": "web", "description": fits})).unwrap().description, fits);
+    }
+
+    #[test]
+    fn known_fields_drop_the_rest() {
+        let body = json!({"name": "web", "junk": "x".repeat(1000), "tags": {"k": "v"},
+            "rules": [{"direction": "egress", "security_group_id": "glc", "extra": [1, 2]}]});
+        let kept = Value::Object(known_fields(&body, GROUP_FIELDS));
+        assert_eq!(kept, json!({"name": "web", "tags": {"k": "v"}, "rules": [{"direction": "egress"}]}));
+        assert_eq!(
+            known_rule_fields(&json!({"direction": "ingress", "protocol": null, "x": 1})),
+            json!({"direction": "ingress", "protocol": null})
+        );
+        assert_eq!(known_fields(&json!("text"), GROUP_FIELDS), Map::new());
     }
 
     #[test]

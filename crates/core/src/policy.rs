@@ -116,14 +116,16 @@ impl HostPolicy {
                     .collect(),
             })
             .collect();
-        let remote_groups = remote_ids
-            .into_iter()
-            .map(|id| {
-                let set: BTreeSet<IpAddr> =
-                    members.iter().filter(|p| p.security_group_ids.contains(&id)).flat_map(|p| p.fixed_ips.iter().copied()).collect();
-                RemoteGroup { id, members: set.into_iter().collect() }
-            })
-            .collect();
+        // One pass over the member ports, however many remote groups the rules name.
+        let mut sets: BTreeMap<Uuid, BTreeSet<IpAddr>> = remote_ids.into_iter().map(|id| (id, BTreeSet::new())).collect();
+        for port in members {
+            for group in &port.security_group_ids {
+                if let Some(set) = sets.get_mut(group) {
+                    set.extend(port.fixed_ips.iter().copied());
+                }
+            }
+        }
+        let remote_groups = sets.into_iter().map(|(id, set)| RemoteGroup { id, members: set.into_iter().collect() }).collect();
         HostPolicy { host: host.to_string(), revision, ports: ports_out, security_groups: groups_out, remote_groups }
     }
 }
@@ -181,11 +183,23 @@ pub struct Members {
     pub ipv6: BTreeSet<Ipv6Addr>,
 }
 
+/// A device that several ports of the policy claim (legacy data, or a race between two
+/// registrations): none of them is enforced, and the device is dropped both ways.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RefusedDevice {
+    pub device: String,
+    /// Every port that names the device, in the policy's order.
+    pub ports: Vec<Uuid>,
+}
+
 /// A host's policy, checked and typed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CompiledHost {
     pub revision: i64,
+    /// The enforceable ports: each device is named by exactly one port.
     pub ports: Vec<CompiledPort>,
+    /// Devices claimed by more than one port: no claim wins, the device is dropped.
+    pub refused: Vec<RefusedDevice>,
     pub groups: BTreeMap<Uuid, CompiledGroup>,
     /// Every remote group a rule names, with its members (empty when it has none).
     pub remote_groups: BTreeMap<Uuid, Members>,
@@ -242,7 +256,9 @@ impl CompiledHost {
 }
 
 /// Checks and types a host policy. A rule that cannot be understood is an error: an agent must
-/// not enforce a policy it reads differently from the API.
+/// not enforce a policy it reads differently from the API. A device named by several ports is
+/// not an error but a refusal: none of those ports is enforced (never "the last one wins") and
+/// the device is listed in [`CompiledHost::refused`], so the renderer drops its traffic.
 pub fn compile(policy: &HostPolicy) -> Result<CompiledHost, String> {
     let mut groups = BTreeMap::new();
     let mut remote_groups: BTreeMap<Uuid, Members> = BTreeMap::new();
@@ -269,11 +285,22 @@ pub fn compile(policy: &HostPolicy) -> Result<CompiledHost, String> {
             };
         }
     }
-    let mut ports = Vec::new();
-    let mut devices = BTreeSet::new();
+    let mut claims: BTreeMap<&str, Vec<Uuid>> = BTreeMap::new();
     for port in &policy.ports {
-        if !crate::port::valid_device(&port.device) || !devices.insert(port.device.clone()) {
-            return Err(format!("port {}: device {:?} is invalid or used twice", port.id, port.device));
+        if !crate::port::valid_device(&port.device) {
+            return Err(format!("port {}: device {:?} is not a valid interface name", port.id, port.device));
+        }
+        claims.entry(port.device.as_str()).or_default().push(port.id);
+    }
+    let refused: Vec<RefusedDevice> = claims
+        .iter()
+        .filter(|(_, ports)| ports.len() > 1)
+        .map(|(device, ports)| RefusedDevice { device: device.to_string(), ports: ports.clone() })
+        .collect();
+    let mut ports = Vec::new();
+    for port in &policy.ports {
+        if claims[port.device.as_str()].len() > 1 {
+            continue;
         }
         let mac = port.mac_address.parse().map_err(|_| format!("port {}: bad MAC address {:?}", port.id, port.mac_address))?;
         for g in &port.security_group_ids {
@@ -290,23 +317,31 @@ pub fn compile(policy: &HostPolicy) -> Result<CompiledHost, String> {
             groups: port.security_group_ids.clone(),
         });
     }
-    Ok(CompiledHost { revision: policy.revision, ports, groups, remote_groups })
+    Ok(CompiledHost { revision: policy.revision, ports, refused, groups, remote_groups })
 }
 
 fn compile_rule(group_id: Uuid, rule: &RulePolicy) -> Result<Match, String> {
     let bad = |what: &str| format!("rule {}: {what}", rule.id);
     let direction = Direction::parse(&rule.direction).ok_or_else(|| bad("unknown direction"))?;
     let family = Ethertype::parse(&rule.ethertype).ok_or_else(|| bad("unknown ethertype"))?;
+    // What the API never ships (normalisation refuses it) and nft cannot load, or loads in a form
+    // `nft list` aborts on (nft 1.0.6: `meta l4proto 47 th dport 5-9`), is refused here too.
     let l4 = match rule.protocol {
+        Some(p @ (1 | 58)) if (p == 1) != (family == Ethertype::IPv4) => return Err(bad("ICMP of the other family")),
         Some(1 | 58) => match rule.port_range_min {
+            None if rule.port_range_max.is_some() => return Err(bad("ICMP code without a type")),
             None => L4::Any,
             Some(kind) => L4::Icmp(
                 u8::try_from(kind).map_err(|_| bad("ICMP type out of range"))?,
                 rule.port_range_max.map(u8::try_from).transpose().map_err(|_| bad("ICMP code out of range"))?,
             ),
         },
-        Some(_) => match (rule.port_range_min, rule.port_range_max) {
+        Some(p) => match (rule.port_range_min, rule.port_range_max) {
             (None, None) => L4::Any,
+            (Some(_), _) if !crate::protocol::Protocol::from_number(p).is_some_and(|p| p.takes_ports()) => {
+                return Err(bad("a port range on a protocol without ports"));
+            }
+            (Some(min), max) if min == 0 || min > max.unwrap_or(min) => return Err(bad("a port range that is empty or starts at 0")),
             (Some(min), max) => L4::Ports(min, max.unwrap_or(min)),
             (None, Some(_)) => return Err(bad("port_range_max without port_range_min")),
         },
@@ -424,6 +459,26 @@ mod tests {
     }
 
     #[test]
+    fn a_device_claimed_twice_is_refused_for_every_claimant() {
+        let (mut p, port, _) = policy();
+        let mut twin = p.ports[0].clone();
+        twin.id = Uuid::new_v4();
+        twin.fixed_ips = vec!["10.0.0.6".parse().unwrap()];
+        let mut other = p.ports[0].clone();
+        other.id = Uuid::new_v4();
+        other.device = "tap2".into();
+        p.ports.push(twin.clone());
+        p.ports.push(other.clone());
+        let host = compile(&p).unwrap();
+        assert_eq!(host.ports.iter().map(|p| p.id).collect::<Vec<_>>(), vec![other.id], "neither claimant wins");
+        assert_eq!(host.refused, vec![RefusedDevice { device: "tap1".into(), ports: vec![port, twin.id] }]);
+        // Order does not matter: the same refusal whoever registered first.
+        p.ports.swap(0, 1);
+        assert_eq!(compile(&p).unwrap().refused[0].ports, vec![twin.id, port]);
+        assert!(compile(&policy().0).unwrap().refused.is_empty());
+    }
+
+    #[test]
     fn refuses_what_it_cannot_enforce() {
         let (mut p, _, _) = policy();
         p.ports[0].device = "bad\"name".into();
@@ -434,5 +489,31 @@ mod tests {
         let (mut p, _, _) = policy();
         p.ports[0].security_group_ids.push(Uuid::new_v4());
         assert!(compile(&p).is_err());
+    }
+
+    /// Rules the API never ships, found by fuzzing the renderer (fuzz/regressions/render/): `nft`
+    /// refuses a reversed port range and an ICMP match of the other family, and `nft list`
+    /// aborts on a port range of a protocol without ports. The agent refuses them all.
+    #[test]
+    fn refuses_rules_nft_cannot_load() {
+        let bad = [
+            ("IPv6", Some(132), (Some(38807), Some(11235))),
+            ("IPv4", Some(6), (Some(0), Some(5))),
+            ("IPv4", Some(47), (Some(5), Some(9))),
+            ("IPv4", Some(234), (Some(1), Some(54992))),
+            ("IPv6", Some(1), (Some(8), None)),
+            ("IPv4", Some(58), (Some(128), None)),
+            ("IPv4", Some(1), (None, Some(0))),
+        ];
+        for (ethertype, protocol, ports) in bad {
+            let (mut p, _, _) = policy();
+            p.security_groups[0].rules.push(rule("ingress", ethertype, protocol, ports, None, None));
+            assert!(compile(&p).is_err(), "{ethertype} {protocol:?} {ports:?}");
+        }
+        let (mut p, _, _) = policy();
+        p.security_groups[0].rules.push(rule("ingress", "IPv4", Some(17), (Some(53), None), None, None));
+        p.security_groups[0].rules.push(rule("ingress", "IPv6", Some(58), (Some(128), Some(0)), None, None));
+        p.security_groups[0].rules.push(rule("ingress", "IPv4", Some(47), (None, None), None, None));
+        assert!(compile(&p).is_ok());
     }
 }

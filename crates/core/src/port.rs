@@ -98,7 +98,8 @@ impl FromStr for MacAddr {
         }
         let mut bytes = [0u8; 6];
         for (byte, part) in bytes.iter_mut().zip(parts) {
-            if part.len() != 2 {
+            // Two hex digits: `from_str_radix` alone would also take a sign (`+6`).
+            if part.len() != 2 || !part.bytes().all(|b| b.is_ascii_hexdigit()) {
                 return Err(());
             }
             *byte = u8::from_str_radix(part, 16).map_err(|_| ())?;
@@ -123,7 +124,16 @@ mod tests {
         let mac: MacAddr = "FA:16:3E:0a:0B:0c".parse().unwrap();
         assert_eq!(mac.to_string(), "fa:16:3e:0a:0b:0c");
         assert_eq!("fa-16-3e-0a-0b-0c".parse::<MacAddr>().unwrap(), mac);
-        for bad in ["", "fa:16:3e:0a:0b", "fa:16:3e:0a:0b:0c:0d", "fa:16:3e:0a:0b:zz", "fa:16:3e:0a:0b:c"] {
+        // `+6` came from fuzzing (fuzz/regressions/scalars/mac-sign): two characters, but not two hex digits.
+        for bad in [
+            "",
+            "fa:16:3e:0a:0b",
+            "fa:16:3e:0a:0b:0c:0d",
+            "fa:16:3e:0a:0b:zz",
+            "fa:16:3e:0a:0b:c",
+            "fa-+6-1e-0a-0b-0c",
+            "fa:16:3e:0a:0b:-c",
+        ] {
             assert!(bad.parse::<MacAddr>().is_err(), "{bad}");
         }
         assert!(mac.is_unicast());

@@ -53,6 +53,15 @@ impl Ethertype {
         }
     }
 
+    /// As Gcore's schema spells it: `IPv4` or `IPv6`, nothing else.
+    pub fn parse_exact(text: &str) -> Option<Ethertype> {
+        match text {
+            "IPv4" => Some(Ethertype::IPv4),
+            "IPv6" => Some(Ethertype::IPv6),
+            _ => None,
+        }
+    }
+
     /// Case-insensitive, as Neutron matches it (`ipv4` is `IPv4`).
     pub fn parse(text: &str) -> Option<Ethertype> {
         match text.to_ascii_lowercase().as_str() {

@@ -67,6 +67,7 @@ pub struct Client {
 
 pub struct Response {
     pub status: StatusCode,
+    pub headers: hyper::HeaderMap,
     pub body: Bytes,
 }
 
@@ -113,6 +114,17 @@ impl Client {
 
     /// Sends one request (to the next target in turn) and reads the whole response.
     pub async fn send(&mut self, method: Method, path: &str, body: Option<Bytes>) -> anyhow::Result<Response> {
+        self.send_with(method, path, body, &[]).await
+    }
+
+    /// [`Client::send`] with extra request headers (`If-None-Match`, ...).
+    pub async fn send_with(
+        &mut self,
+        method: Method,
+        path: &str,
+        body: Option<Bytes>,
+        headers: &[(&'static str, HeaderValue)],
+    ) -> anyhow::Result<Response> {
         let i = self.next % self.targets.len();
         self.next = self.next.wrapping_add(1);
         self.requests += 1;
@@ -137,6 +149,9 @@ impl Client {
         if body.is_some() {
             request = request.header(CONTENT_TYPE, HeaderValue::from_static("application/json"));
         }
+        for (name, value) in headers {
+            request = request.header(*name, value.clone());
+        }
         let request = request.body(Full::new(body.unwrap_or_default()))?;
         let response = match sender.send_request(request).await {
             Ok(response) => response,
@@ -146,8 +161,9 @@ impl Client {
             }
         };
         let status = response.status();
-        let body = response.into_body().collect().await?.to_bytes();
-        Ok(Response { status, body })
+        let (parts, body) = response.into_parts();
+        let body = body.collect().await?.to_bytes();
+        Ok(Response { status, headers: parts.headers, body })
     }
 
     pub async fn get(&mut self, path: &str) -> anyhow::Result<Response> {

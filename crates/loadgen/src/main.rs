@@ -8,11 +8,17 @@
 //! - W4: add one rule to an existing group (v2 rule POST), poll the task, GET the group, find the rule.
 //! - W5: delete a group (the groups are created first, outside the measurement).
 //! - seed: create `--count` groups with `--seed-rules` rules each through the synchronous v1 create.
+//! - fair: one tenant's heaviest verdict, list and create loops against another tenant's GET and
+//!   `/healthz` latency (issue 12; see `fair.rs`).
+//! - soak: minutes of mixed, paced load with bad inputs and idle and slow connections, then checks
+//!   of the server's errors, tasks, memory and database size (issue 12; see `soak.rs`).
 //!
 //! Every run is bounded by `--count` operations and `--duration` seconds, and refuses targets that
 //! are not loopback addresses unless `--allow-remote` is given.
 
 mod client;
+mod fair;
+mod soak;
 mod stats;
 
 use std::sync::Arc;
@@ -42,6 +48,12 @@ enum Workload {
     /// Only create `--count` groups of `--seed-rules` rules (v1 create), measured like a workload.
     #[value(name = "seed", alias = "SEED")]
     Seed,
+    /// Another tenant's latency while one tenant runs heavy loops (`fair.rs`).
+    #[value(name = "fair", alias = "FAIR")]
+    Fair,
+    /// Long mixed load and its checks (`soak.rs`).
+    #[value(name = "soak", alias = "SOAK")]
+    Soak,
 }
 
 #[derive(Parser, Debug)]
@@ -104,6 +116,10 @@ struct Args {
     /// database server's backends), per operation.
     #[arg(long)]
     db_comm: Option<String>,
+    #[command(flatten)]
+    fair: fair::FairArgs,
+    #[command(flatten)]
+    soak: soak::SoakArgs,
 }
 
 /// CPU time (user + system, all threads) of a process, in microseconds, from `/proc/<pid>/stat`.
@@ -296,6 +312,7 @@ async fn run_op(ctx: &Ctx, client: &mut Client, i: u64, samples: &mut Samples) -
         Workload::Seed => {
             create_v1(ctx, client, &format!("lg-{}-{i}", ctx.tag), ctx.seed_rules).await?;
         }
+        Workload::Fair | Workload::Soak => bail!("the {:?} workload has its own driver", ctx.workload),
     }
     Ok(())
 }
@@ -417,6 +434,12 @@ async fn run(args: Args) -> anyhow::Result<()> {
         seed_rules: args.seed_rules,
     };
     let mut ops = args.count;
+    if args.workload == Workload::Fair {
+        return fair::run(&args, targets, ctx.tag).await;
+    }
+    if args.workload == Workload::Soak {
+        return soak::run(&args, targets, ctx.tag).await;
+    }
 
     // Preparation, outside the measurement.
     let prep = Arc::new(ctx.clone_shallow());
@@ -438,7 +461,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
             ops = ops.min(1_000_000);
             ctx.groups = seed(&prep, &targets, &args, ops, 3).await?;
         }
-        Workload::W1 | Workload::Seed => {}
+        Workload::W1 | Workload::Seed | Workload::Fair | Workload::Soak => {}
     }
 
     let deadline = Instant::now() + Duration::from_secs_f64(args.duration);

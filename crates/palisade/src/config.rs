@@ -3,6 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use anyhow::{Context, bail};
 use clap::Args;
@@ -42,6 +43,10 @@ pub struct ServeArgs {
     /// client's first poll finds it finished; 0 answers at once.
     #[arg(long, env = "PALISADE_TASK_WAIT_MS")]
     pub task_wait_ms: Option<u64>,
+    /// How long a request's large work (verdicts, big list pages, policy builds) may take, in ms,
+    /// before it answers 504 (default 5000).
+    #[arg(long, env = "PALISADE_REQUEST_DEADLINE_MS")]
+    pub request_deadline_ms: Option<u64>,
     /// Do not create and print an API key when the database has none.
     #[arg(long, env = "PALISADE_NO_BOOTSTRAP_KEY")]
     pub no_bootstrap_key: bool,
@@ -62,7 +67,42 @@ pub struct ServeArgs {
     /// The private key (PEM: PKCS#8, PKCS#1 or SEC1) of `--tls-cert`.
     #[arg(long, env = "PALISADE_TLS_KEY")]
     pub tls_key: Option<PathBuf>,
+    /// Seconds a client has to send a request's headers once it started (default 10).
+    #[arg(long, env = "PALISADE_HEADER_TIMEOUT")]
+    pub header_timeout: Option<u64>,
+    /// Seconds a client has to send a request's body (default 30): 408 beyond.
+    #[arg(long, env = "PALISADE_BODY_TIMEOUT")]
+    pub body_timeout: Option<u64>,
+    /// Seconds a kept-alive connection may wait for its next request (default 60).
+    #[arg(long, env = "PALISADE_IDLE_TIMEOUT")]
+    pub idle_timeout: Option<u64>,
+    /// Open connections at most; new ones beyond are closed at once (default: 3/4 of the
+    /// process's file descriptor limit, at most 10,000).
+    #[arg(long, env = "PALISADE_MAX_CONNECTIONS")]
+    pub max_connections: Option<usize>,
+    /// Seconds in-flight requests get to finish after SIGTERM before their connections are
+    /// closed (default 30); long-polls answer at once.
+    #[arg(long, env = "PALISADE_SHUTDOWN_TIMEOUT")]
+    pub shutdown_timeout: Option<u64>,
+    /// Reads per second per API key (token bucket; bursts of twice as many); 0 turns the limit off.
+    #[arg(long, env = "PALISADE_RATE_LIMIT_READS")]
+    pub rate_limit_reads: Option<u32>,
+    /// Writes per second per API key (token bucket; bursts of twice as many); 0 turns the limit off.
+    #[arg(long, env = "PALISADE_RATE_LIMIT_WRITES")]
+    pub rate_limit_writes: Option<u32>,
+    /// Days finished tasks are kept (default 7; acknowledged ones 1 day); 0 keeps them forever.
+    #[arg(long, env = "PALISADE_TASK_RETENTION_DAYS")]
+    pub task_retention_days: Option<u32>,
+    /// Unfinished tasks one client may have at once (default 1,000): 429 beyond.
+    #[arg(long, env = "PALISADE_MAX_TASKS_PER_CLIENT")]
+    pub max_tasks_per_client: Option<u32>,
+    /// The largest request body in bytes (default 1 MiB): 413 beyond, unread.
+    #[arg(long, env = "PALISADE_MAX_BODY_BYTES")]
+    pub max_body_bytes: Option<usize>,
 }
+
+/// The smallest `max_body_bytes` accepted.
+pub const MIN_BODY_BYTES: usize = 1024;
 
 /// How long audit events are kept unless configured.
 pub const DEFAULT_AUDIT_RETENTION_DAYS: u32 = 90;
@@ -78,10 +118,21 @@ pub struct FileConfig {
     pub log_format: Option<String>,
     pub strict_regions: Option<bool>,
     pub task_wait_ms: Option<u64>,
+    pub request_deadline_ms: Option<u64>,
     pub metrics_listen: Option<String>,
     pub audit_retention_days: Option<u32>,
     pub tls_cert: Option<PathBuf>,
     pub tls_key: Option<PathBuf>,
+    pub header_timeout: Option<u64>,
+    pub body_timeout: Option<u64>,
+    pub idle_timeout: Option<u64>,
+    pub max_connections: Option<usize>,
+    pub shutdown_timeout: Option<u64>,
+    pub rate_limit_reads: Option<u32>,
+    pub rate_limit_writes: Option<u32>,
+    pub task_retention_days: Option<u32>,
+    pub max_tasks_per_client: Option<u32>,
+    pub max_body_bytes: Option<usize>,
     /// Region id (as a string key) -> display name.
     #[serde(default)]
     pub regions: BTreeMap<String, String>,
@@ -113,7 +164,50 @@ pub struct Config {
     pub audit_retention_days: u32,
     /// Serve the API over HTTPS with these files; `None`: plain HTTP.
     pub tls: Option<TlsFiles>,
+    /// What one connection may take (timeouts, how many at once, the shutdown deadline).
+    pub connections: ConnectionLimits,
+    /// Days finished tasks are kept (acknowledged ones at most a day); 0: forever.
+    pub task_retention_days: u32,
 }
+
+/// Limits of the HTTP server's connections (`crate::server`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ConnectionLimits {
+    /// From a request's first byte to the end of its headers.
+    pub header_timeout: Duration,
+    /// For reading a request's body.
+    pub body_timeout: Duration,
+    /// For a kept-alive connection to start its next request.
+    pub idle_timeout: Duration,
+    pub max_connections: usize,
+    /// After SIGTERM, how long in-flight requests may still run.
+    pub shutdown_timeout: Duration,
+}
+
+impl Default for ConnectionLimits {
+    fn default() -> Self {
+        ConnectionLimits {
+            header_timeout: Duration::from_secs(10),
+            body_timeout: Duration::from_secs(30),
+            idle_timeout: Duration::from_secs(60),
+            max_connections: default_max_connections(),
+            shutdown_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+/// 3/4 of the soft limit on open files (the rest stays for the database, logs and the
+/// listener), at most 10,000: beyond, new connections are refused at once instead of failing
+/// `accept` for everyone.
+pub fn default_max_connections() -> usize {
+    let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: getrlimit writes one plain struct we own.
+    let soft = if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } == 0 { limit.rlim_cur as usize } else { 1024 };
+    (soft / 4 * 3).clamp(64, 10_000)
+}
+
+/// How long finished tasks are kept unless configured.
+pub const DEFAULT_TASK_RETENTION_DAYS: u32 = 7;
 
 /// The PEM files of the API's TLS certificate chain and private key.
 #[derive(Debug, Clone)]
@@ -132,7 +226,7 @@ fn default_rules(values: &[toml::Value]) -> anyhow::Result<Vec<RuleSpec>> {
     let mut specs = Vec::new();
     for (i, value) in values.iter().enumerate() {
         let json = serde_json::to_value(value)?;
-        let draft = palisade_core::input::parse_rule(&json, &format!("default_rules.{i}"))
+        let draft = palisade_core::input::parse_rule_lenient(&json, &format!("default_rules.{i}"))
             .map_err(|e| anyhow::anyhow!("invalid default rule: {e}"))?;
         specs.push(draft.normalize().map_err(|e| anyhow::anyhow!("default_rules.{i}: {e}"))?);
     }
@@ -162,7 +256,29 @@ impl Config {
             (Some(_), None) => bail!("--tls-cert needs --tls-key (PALISADE_TLS_KEY, tls_key): give both or neither"),
             (None, Some(_)) => bail!("--tls-key needs --tls-cert (PALISADE_TLS_CERT, tls_cert): give both or neither"),
         };
+        let seconds = |flag: Option<u64>, file: Option<u64>, default: Duration| flag.or(file).map(Duration::from_secs).unwrap_or(default);
+        let defaults = ConnectionLimits::default();
+        let connections = ConnectionLimits {
+            header_timeout: seconds(serve.and_then(|s| s.header_timeout), file.header_timeout, defaults.header_timeout),
+            body_timeout: seconds(serve.and_then(|s| s.body_timeout), file.body_timeout, defaults.body_timeout),
+            idle_timeout: seconds(serve.and_then(|s| s.idle_timeout), file.idle_timeout, defaults.idle_timeout),
+            max_connections: serve.and_then(|s| s.max_connections).or(file.max_connections).unwrap_or(defaults.max_connections),
+            shutdown_timeout: seconds(serve.and_then(|s| s.shutdown_timeout), file.shutdown_timeout, defaults.shutdown_timeout),
+        };
+        if connections.max_connections == 0 {
+            bail!("max_connections must be at least 1");
+        }
+        let api_defaults = ApiConfig::default();
+        let max_body_bytes = serve.and_then(|s| s.max_body_bytes).or(file.max_body_bytes).unwrap_or(api_defaults.max_body_bytes);
+        if max_body_bytes < MIN_BODY_BYTES {
+            bail!("max_body_bytes must be at least {MIN_BODY_BYTES} (the official clients' bodies must fit)");
+        }
         Ok(Config {
+            connections,
+            task_retention_days: serve
+                .and_then(|s| s.task_retention_days)
+                .or(file.task_retention_days)
+                .unwrap_or(DEFAULT_TASK_RETENTION_DAYS),
             metrics_listen: serve.and_then(|s| s.metrics_listen.clone()).or(file.metrics_listen).filter(|a| !a.is_empty()),
             audit_retention_days: serve
                 .and_then(|s| s.audit_retention_days)
@@ -192,6 +308,21 @@ impl Config {
                 task_wait: std::time::Duration::from_millis(
                     serve.and_then(|s| s.task_wait_ms).or(file.task_wait_ms).unwrap_or(ApiConfig::default().task_wait.as_millis() as u64),
                 ),
+                rate_limit_reads: serve.and_then(|s| s.rate_limit_reads).or(file.rate_limit_reads).unwrap_or(api_defaults.rate_limit_reads),
+                rate_limit_writes: serve
+                    .and_then(|s| s.rate_limit_writes)
+                    .or(file.rate_limit_writes)
+                    .unwrap_or(api_defaults.rate_limit_writes),
+                max_tasks_per_client: serve
+                    .and_then(|s| s.max_tasks_per_client)
+                    .or(file.max_tasks_per_client)
+                    .unwrap_or(api_defaults.max_tasks_per_client),
+                max_body_bytes,
+                request_deadline: match serve.and_then(|s| s.request_deadline_ms).or(file.request_deadline_ms) {
+                    Some(0) => bail!("request_deadline_ms must be at least 1"),
+                    Some(ms) => Duration::from_millis(ms),
+                    None => api_defaults.request_deadline,
+                },
                 ..ApiConfig::default()
             },
         })

@@ -87,6 +87,9 @@ fn open(db: &DbArgs) -> anyhow::Result<Database> {
     Database::open(&config.database_url, &config.sqlite_synchronous).with_context(|| format!("opening {}", config.database_url))
 }
 
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {

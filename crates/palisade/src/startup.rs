@@ -8,11 +8,12 @@ use palisade_core::port::valid_host;
 use palisade_store::keys::{hash_token, new_secret, token};
 use palisade_store::{Database, KeyRole, NewApiKey, Store, StoreError};
 use palisade_worker::audit::{self, Action, Actor, Change};
+use palisade_worker::retention::Retention;
 use palisade_worker::{Worker, now_ms};
 use tokio::net::TcpListener;
 use tokio::sync::{Notify, watch};
 
-use crate::config::Config;
+use crate::config::{Config, ConnectionLimits};
 
 pub struct Application {
     listener: TcpListener,
@@ -22,8 +23,10 @@ pub struct Application {
     metrics_listener: Option<TcpListener>,
     state: Arc<AppState>,
     worker: Worker,
-    /// Days audit events are kept (0: forever).
-    audit_retention_days: u32,
+    /// How long audit events and finished tasks are kept.
+    retention: Retention,
+    /// Timeouts and the connection limit of the API listener.
+    connections: ConnectionLimits,
 }
 
 /// What an API key is for (`palisade keys create`).
@@ -168,7 +171,8 @@ impl Application {
             Some(address) => Some(TcpListener::bind(address).await.with_context(|| format!("binding {address} (--metrics-listen)"))?),
             None => None,
         };
-        Ok(Application { listener, tls, metrics_listener, state, worker, audit_retention_days: config.audit_retention_days })
+        let retention = Retention { audit_days: config.audit_retention_days, task_days: config.task_retention_days };
+        Ok(Application { listener, tls, metrics_listener, state, worker, retention, connections: config.connections.clone() })
     }
 
     pub fn port(&self) -> u16 {
@@ -188,8 +192,8 @@ impl Application {
     /// accepted tasks, and this returns.
     pub async fn run_until_stopped(self, stop: impl std::future::Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
         let (shutdown_tx, shutdown_rx) = watch::channel(false);
-        // Pruning of old audit events: at start, then hourly; it stops with the worker.
-        tokio::spawn(palisade_worker::audit::run_retention(self.state.store.clone(), self.audit_retention_days, shutdown_rx.clone()));
+        // Pruning of old audit events and finished tasks: at start, then hourly; it stops with the worker.
+        tokio::spawn(palisade_worker::retention::run(self.state.store.clone(), self.retention, shutdown_rx.clone()));
         let worker = tokio::spawn(self.worker.clone().run(shutdown_rx));
         // One stop signal for both listeners.
         let (stop_tx, stop_rx) = watch::channel(false);
@@ -210,17 +214,21 @@ impl Application {
         };
         let address = self.listener.local_addr()?;
         let router = palisade_api::router(self.state.clone());
-        let served = match self.tls {
+        let state = self.state.clone();
+        // Long-polls and waits for agents answer at once once the stop signal came.
+        let on_stop = move || state.begin_shutdown();
+        let limits = &self.connections;
+        match self.tls {
             Some(tls) => {
                 tracing::info!(%address, database = self.state.store.backend(), "serving HTTPS");
                 let listener = crate::tls::TlsListener::new(self.listener, tls).context("starting the TLS listener")?;
-                axum::serve(listener, router).with_graceful_shutdown(stopped(stop_rx)).await
+                crate::server::serve(listener, router, limits, stopped(stop_rx), on_stop).await;
             }
             None => {
                 tracing::info!(%address, database = self.state.store.backend(), "serving");
-                axum::serve(self.listener, router).with_graceful_shutdown(stopped(stop_rx)).await
+                crate::server::serve(self.listener, router, limits, stopped(stop_rx), on_stop).await;
             }
-        };
+        }
         tracing::info!("HTTP server stopped; finishing accepted tasks");
         let _ = shutdown_tx.send(true);
         if let Some(metrics) = metrics {
@@ -232,7 +240,7 @@ impl Application {
             .await
             .context("final drain")?
             .map_err(|e: StoreError| anyhow::anyhow!(e))?;
-        served.context("serving HTTP")
+        Ok(())
     }
 }
 

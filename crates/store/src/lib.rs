@@ -123,6 +123,12 @@ pub trait Tx {
     fn list_tasks(&mut self, client_id: i64, filter: &TaskFilter) -> StoreResult<(u64, Vec<TaskRecord>)>;
     /// Acknowledges the client's unacknowledged tasks matching the filters; returns how many.
     fn acknowledge_tasks(&mut self, client_id: i64, scope: &AckFilter, user_id: i64, now_ms: i64) -> StoreResult<u64>;
+    /// The client's tasks in NEW or RUNNING.
+    fn count_open_tasks(&mut self, client_id: i64) -> StoreResult<u64>;
+    /// Deletes at most `limit` finished tasks (FINISHED or ERROR) that finished before
+    /// `finished_before_ms`, or before `acknowledged_before_ms` and were acknowledged, oldest
+    /// first; returns how many.
+    fn prune_tasks(&mut self, finished_before_ms: i64, acknowledged_before_ms: i64, limit: u32) -> StoreResult<u64>;
 
     // API keys.
     fn insert_key(&mut self, key: &NewApiKey) -> StoreResult<i64>;

@@ -49,6 +49,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (3, include_str!("../../../migrations/postgres/0003_quotas.sql")),
     (4, include_str!("../../../migrations/postgres/0004_roles.sql")),
     (5, include_str!("../../../migrations/postgres/0005_audit.sql")),
+    (6, include_str!("../../../migrations/postgres/0006_task_retention.sql")),
 ];
 
 /// The advisory lock held while migrating, so nodes starting together apply migrations once.
@@ -1134,6 +1135,19 @@ impl Tx for PgTx<'_> {
              AND ($2::bigint IS NULL OR project_id = $2) AND ($3::bigint IS NULL OR region_id = $3)
              AND ($4::text[] IS NULL OR id = ANY($4))",
             &[&client_id, &scope.project_id, &scope.region_id, &scope.task_ids, &now_ms, &user_id],
+        )
+    }
+
+    fn count_open_tasks(&mut self, client_id: i64) -> StoreResult<u64> {
+        let row = self.query_one("SELECT COUNT(*) FROM tasks WHERE client_id = $1 AND state IN ('NEW', 'RUNNING')", &[&client_id])?;
+        Ok(get::<i64>(&row, 0)? as u64)
+    }
+
+    fn prune_tasks(&mut self, finished_before_ms: i64, acknowledged_before_ms: i64, limit: u32) -> StoreResult<u64> {
+        self.execute(
+            "DELETE FROM tasks WHERE seq IN (SELECT seq FROM tasks WHERE finished_on IS NOT NULL
+             AND (finished_on < $1 OR (acknowledged_at IS NOT NULL AND finished_on < $2)) ORDER BY finished_on LIMIT $3)",
+            &[&finished_before_ms, &acknowledged_before_ms, &i64::from(limit)],
         )
     }
 

@@ -29,6 +29,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (3, include_str!("../../../migrations/sqlite/0003_quotas.sql")),
     (4, include_str!("../../../migrations/sqlite/0004_roles.sql")),
     (5, include_str!("../../../migrations/sqlite/0005_audit.sql")),
+    (6, include_str!("../../../migrations/sqlite/0006_task_retention.sql")),
 ];
 
 const READERS: usize = 8;
@@ -664,6 +665,22 @@ impl Tx for SqliteTx<'_> {
             )?
             .execute(params![client_id, scope.project_id, scope.region_id, ids, now_ms, user_id])?;
         Ok(changed as u64)
+    }
+
+    fn count_open_tasks(&mut self, client_id: i64) -> StoreResult<u64> {
+        let mut stmt = self.conn.prepare_cached("SELECT COUNT(*) FROM tasks WHERE client_id = ?1 AND state IN ('NEW', 'RUNNING')")?;
+        Ok(stmt.query_row([client_id], |r| r.get::<_, i64>(0))? as u64)
+    }
+
+    fn prune_tasks(&mut self, finished_before_ms: i64, acknowledged_before_ms: i64, limit: u32) -> StoreResult<u64> {
+        let deleted = self
+            .conn
+            .prepare_cached(
+                "DELETE FROM tasks WHERE rowid IN (SELECT rowid FROM tasks WHERE finished_on IS NOT NULL
+                 AND (finished_on < ?1 OR (acknowledged_at IS NOT NULL AND finished_on < ?2)) ORDER BY finished_on LIMIT ?3)",
+            )?
+            .execute(params![finished_before_ms, acknowledged_before_ms, limit])?;
+        Ok(deleted as u64)
     }
 
     fn insert_key(&mut self, key: &NewApiKey) -> StoreResult<i64> {

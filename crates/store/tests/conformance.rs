@@ -128,6 +128,7 @@ conformance!(
     ports_bindings_revision_and_agents,
     audit_insert_and_list_filters,
     audit_prune_deletes_oldest_in_batches,
+    tasks_open_count_and_prune,
     audit_event_rolls_back_with_its_change,
 );
 
@@ -1290,6 +1291,51 @@ fn audit_insert_and_list_filters(f: &Fixture) {
     let filter = AuditFilter { limit: 10, offset: 5, ..AuditFilter::default() };
     let (count, page) = r(db, |tx| tx.list_audit(&filter));
     assert_eq!((count, page.len()), (5, 0));
+}
+
+fn tasks_open_count_and_prune(f: &Fixture) {
+    let db = f.db();
+    let finished = |created_on: i64, finished_on: i64, acknowledged: bool| {
+        let mut t = task(1, 10, 100, "create_security_group", created_on);
+        t.state = TaskState::Finished;
+        t.finished_on = Some(finished_on);
+        t.acknowledged_at = acknowledged.then_some(finished_on + 1);
+        t
+    };
+    let old = finished(1, 1_000, false);
+    let old_acknowledged = finished(2, 5_000, true);
+    let recent_acknowledged = finished(3, 9_000, true);
+    let recent = finished(4, 9_500, false);
+    let open = task(1, 10, 100, "create_security_group", 5);
+    let mut running = task(1, 10, 100, "create_security_group", 6);
+    running.state = TaskState::Running;
+    let others = task(2, 10, 100, "create_security_group", 7);
+    w(db, |tx| {
+        for t in [&old, &old_acknowledged, &recent_acknowledged, &recent, &open, &running, &others] {
+            tx.insert_task(t)?;
+        }
+        Ok(())
+    });
+    assert_eq!(r(db, |tx| tx.count_open_tasks(1)), 2, "NEW and RUNNING");
+    assert_eq!(r(db, |tx| tx.count_open_tasks(2)), 1);
+    assert_eq!(r(db, |tx| tx.count_open_tasks(3)), 0);
+    // Finished before 2,000, or acknowledged and finished before 6,000: the first two only.
+    assert_eq!(w(db, |tx| tx.prune_tasks(2_000, 6_000, 100)), 2);
+    let left = |db: &Database| {
+        let mut ids: Vec<String> =
+            r(db, |tx| tx.list_tasks(1, &TaskFilter { limit: 100, ..TaskFilter::default() })).1.into_iter().map(|t| t.id).collect();
+        ids.sort();
+        ids
+    };
+    let mut expected = vec![recent_acknowledged.id.clone(), recent.id.clone(), open.id.clone(), running.id.clone()];
+    expected.sort();
+    assert_eq!(left(db), expected, "unfinished tasks are never pruned");
+    // Batches: the oldest first, at most `limit` per call.
+    assert_eq!(w(db, |tx| tx.prune_tasks(i64::MAX, i64::MAX, 1)), 1);
+    assert!(r(db, |tx| tx.get_task(1, &recent_acknowledged.id)).is_none(), "the oldest went first");
+    assert_eq!(w(db, |tx| tx.prune_tasks(i64::MAX, i64::MAX, 100)), 1);
+    assert_eq!(r(db, |tx| tx.count_open_tasks(1)), 2);
+    assert!(r(db, |tx| tx.get_task(2, &others.id)).is_some());
 }
 
 fn audit_prune_deletes_oldest_in_batches(f: &Fixture) {

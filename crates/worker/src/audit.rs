@@ -10,10 +10,8 @@
 use palisade_core::RuleError;
 use palisade_core::group::{Group, Scope};
 use palisade_core::port::Port;
-use std::sync::Arc;
-use std::time::Duration;
 
-use palisade_store::{AuditEvent, Database, Store, StoreResult, Tx, now_ms};
+use palisade_store::{AuditEvent, StoreResult, Tx, now_ms};
 use serde_json::{Map, Value, json};
 use uuid::Uuid;
 
@@ -261,11 +259,6 @@ pub fn group_created(group: &Group) -> Value {
     json!({"name": group.name, "rules_added": ids(group.rules.iter().map(|r| r.id))})
 }
 
-/// A deleted group: its name and the rules that went with it.
-pub fn group_deleted(group: &Group) -> Value {
-    json!({"name": group.name, "rules_removed": ids(group.rules.iter().map(|r| r.id))})
-}
-
 /// Rules added to and removed from a group.
 pub fn rules_changed(added: &[Uuid], removed: &[Uuid]) -> Value {
     json!({"rules_added": ids(added.iter().copied()), "rules_removed": ids(removed.iter().copied())})
@@ -302,49 +295,6 @@ pub fn port_changes(before: &Port, after: &Port) -> Value {
     let added = after.security_group_ids.iter().filter(|g| !before.security_group_ids.contains(g)).copied();
     let removed = before.security_group_ids.iter().filter(|g| !after.security_group_ids.contains(g)).copied();
     json!({"changed": changed, "security_groups_added": ids(added), "security_groups_removed": ids(removed)})
-}
-
-/// Events one pruning transaction deletes at most, so writers never wait long behind it.
-pub const PRUNE_BATCH: u32 = 5_000;
-/// How often the serve process prunes (and once at start).
-pub const PRUNE_EVERY: Duration = Duration::from_secs(3600);
-
-/// Deletes the events older than `before_ms`, a batch per transaction; returns how many.
-pub fn prune(store: &Database, before_ms: i64) -> StoreResult<u64> {
-    let mut total = 0;
-    loop {
-        let deleted = store.write(|tx| tx.prune_audit(before_ms, PRUNE_BATCH))?;
-        total += deleted;
-        if deleted < u64::from(PRUNE_BATCH) {
-            return Ok(total);
-        }
-    }
-}
-
-/// Keeps the audit log to `retention_days` (0: forever): prunes at start, then every
-/// [`PRUNE_EVERY`], until `shutdown` turns true.
-pub async fn run_retention(store: Arc<Database>, retention_days: u32, mut shutdown: tokio::sync::watch::Receiver<bool>) {
-    if retention_days == 0 {
-        return;
-    }
-    let retention_ms = i64::from(retention_days) * 86_400_000;
-    loop {
-        let store = store.clone();
-        let before = now_ms() - retention_ms;
-        match tokio::task::spawn_blocking(move || prune(&store, before)).await {
-            Ok(Ok(0)) => {}
-            Ok(Ok(deleted)) => tracing::info!(deleted, retention_days, "pruned old audit events"),
-            Ok(Err(e)) => tracing::warn!(error = %e, "pruning the audit log failed; retrying later"),
-            Err(e) => tracing::error!(error = %e, "pruning the audit log panicked"),
-        }
-        let sender_gone = tokio::select! {
-            _ = tokio::time::sleep(PRUNE_EVERY) => false,
-            changed = shutdown.changed() => changed.is_err(),
-        };
-        if sender_gone || *shutdown.borrow() {
-            return;
-        }
-    }
 }
 
 #[cfg(test)]

@@ -9,12 +9,13 @@ pub mod audit;
 pub mod ops;
 pub mod payload;
 pub mod ports;
+pub mod retention;
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use palisade_core::group::Scope;
-use palisade_core::input::parse_rule;
+use palisade_core::input::parse_rule_lenient;
 use palisade_core::{RuleDraft, RuleError};
 use palisade_store::{Database, Store, StoreError, StoreResult, TaskRecord, TaskState, Tx};
 use serde_json::{Value, json};
@@ -160,8 +161,11 @@ fn task_change(task: &TaskRecord, payload: &TaskPayload) -> Change {
     Change::new(action, place, group_id)
 }
 
+/// The rules of a task's payload. The API checked them against Gcore's schema when it queued the
+/// task; they are read with Neutron's spellings too, so that tasks queued by earlier versions
+/// (which accepted `TCP` or `6`) still run.
 fn drafts(values: &[Value], field: &str) -> OpResult<Vec<RuleDraft>> {
-    values.iter().enumerate().map(|(i, v)| parse_rule(v, &format!("{field}.{i}")).map_err(OpError::Invalid)).collect()
+    values.iter().enumerate().map(|(i, v)| parse_rule_lenient(v, &format!("{field}.{i}")).map_err(OpError::Invalid)).collect()
 }
 
 /// What a task did: its `created_resources`, and the summary of its audit event.
@@ -197,7 +201,7 @@ pub fn execute(tx: &mut dyn Tx, task: &TaskRecord, payload: TaskPayload, setting
             })
         }
         TaskPayload::CreateRule { group_id, rule } => {
-            let draft = parse_rule(&rule, "").map_err(OpError::Invalid)?;
+            let draft = parse_rule_lenient(&rule, "").map_err(OpError::Invalid)?;
             let rule = ops::add_rule(tx, &scope, group_id, &draft, settings, now)?;
             Ok(Done {
                 created_resources: Some(json!({"security_group_rules": [rule.id.to_string()]})),

@@ -399,6 +399,8 @@ fn reset_rules(tx: &mut dyn Tx, scope: &Scope, id: Uuid, template: &[RuleSpec], 
 
 /// Deletes a group. Rules of other groups that use it as `remote_group_id` are deleted with it,
 /// as Neutron does (their groups get a new revision), so no rule points at a missing group.
+/// Deletes the group (with its rules, and the rules of other groups naming it as their remote
+/// group).
 pub fn delete_group(tx: &mut dyn Tx, scope: &Scope, id: Uuid, now: i64) -> OpResult<()> {
     if !tx.group_exists(scope, id)? {
         return Err(group_not_found(id));

@@ -1,6 +1,8 @@
 //! What a task row carries for the worker: the operation and its already schema-checked input.
-//! Rules travel as the client's JSON and are parsed again when the task runs, so the task row
-//! stays readable and the parser stays the single source of truth.
+//! Rules travel as the client's JSON, with only the fields of the schema
+//! (`palisade_core::input::known_rule_fields`: an unknown field is never stored), and are parsed
+//! again when the task runs, so the task row stays readable and the parser stays the single
+//! source of truth.
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
