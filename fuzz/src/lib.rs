@@ -23,8 +23,11 @@ pub mod tags;
 #[allow(dead_code)]
 pub mod nft;
 
+/// A target's entry point: the fuzzer's bytes in, a panic for a broken invariant.
+pub type Target = fn(&[u8]);
+
 /// Every target by the name of its `fuzz_targets/` binary and corpus directory.
-pub const TARGETS: &[(&str, fn(&[u8]))] = &[
+pub const TARGETS: &[(&str, Target)] = &[
     ("bodies", bodies::run),
     ("rule", rule::run),
     ("scalars", scalars::run),

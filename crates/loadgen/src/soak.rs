@@ -338,9 +338,10 @@ async fn patch(shared: &Shared, client: &mut Client, group: &str, k: u64) {
     }
 }
 
-/// A v2 rule add, then its v2 delete.
-async fn rule_add_delete(shared: &Shared, client: &mut Client, group: &str, n: u64) {
-    let port = 10_000 + n % 50_000;
+/// A v2 rule add, then its v2 delete. Writer `w`'s ports never meet another writer's, so two
+/// writers on one group never ask for the same rule.
+async fn rule_add_delete(shared: &Shared, client: &mut Client, group: &str, n: u64, w: u64) {
+    let port = 10_000 + (n % 10_000) * 5 + w % 5;
     let rule = json!({"direction": "egress", "ethertype": "IPv4", "protocol": "udp", "port_range_min": port, "port_range_max": port});
     let path = format!("{}/{group}/rules", shared.v2);
     let Some(task) = request(shared, client, "POST v2 rule", Method::POST, &path, Some(&rule)).await.as_ref().and_then(first_task) else {
@@ -404,7 +405,7 @@ async fn writer(shared: Arc<Shared>, mut client: Client, w: u64, rate: f64, targ
             6 => {
                 if let Some(group) = random_group(&shared, n) {
                     shared.op("rule add+delete");
-                    rule_add_delete(&shared, &mut client, &group, n).await;
+                    rule_add_delete(&shared, &mut client, &group, n, w).await;
                 }
             }
             7 => {
@@ -952,12 +953,22 @@ pub async fn run(args: &Args, targets: Arc<Vec<Target>>, tag: String) -> anyhow:
     let drain_s = drain_start.elapsed().as_secs_f64();
     let tasks: Vec<String> = shared.tasks.lock().unwrap().clone();
     let (mut finished, mut errored, mut not_final) = (0u64, 0u64, Vec::new());
+    let mut error_kinds: BTreeMap<String, u64> = BTreeMap::new();
     for id in &tasks {
         match get_patiently(&mut client, &format!("/cloud/v1/tasks/{id}")).await {
             Ok(r) if r.status == StatusCode::OK => {
-                match r.json().ok().and_then(|v| v.get("state").and_then(Value::as_str).map(str::to_owned)) {
-                    Some(s) if s == "FINISHED" => finished += 1,
-                    Some(s) if s == "ERROR" => errored += 1,
+                let task = r.json().unwrap_or(Value::Null);
+                match task.get("state").and_then(Value::as_str) {
+                    Some("FINISHED") => finished += 1,
+                    Some("ERROR") => {
+                        errored += 1;
+                        // What failed, by the error's first words (the races: a group gone meanwhile).
+                        let error = task.get("error").and_then(Value::as_str).unwrap_or("?");
+                        let kind: String = error.split_whitespace().take(4).collect::<Vec<_>>().join(" ");
+                        *error_kinds
+                            .entry(format!("{} {kind}", task.get("task_type").and_then(Value::as_str).unwrap_or("?")))
+                            .or_default() += 1;
+                    }
                     other => not_final.push(format!("{id}: {other:?}")),
                 }
             }
@@ -968,7 +979,7 @@ pub async fn run(args: &Args, targets: Arc<Vec<Target>>, tag: String) -> anyhow:
     let last = sample(&shared, &mut client, &mut metrics_client()?, &probe).await;
     shared.samples.lock().unwrap().push(last);
 
-    report(args, &shared, load_s, drain_s, unfinished, tasks.len() as u64, finished, errored, not_final)
+    report(args, &shared, load_s, drain_s, unfinished, tasks.len() as u64, finished, (errored, error_kinds), not_final)
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -980,7 +991,7 @@ fn report(
     unfinished: u64,
     tracked: u64,
     finished: u64,
-    errored: u64,
+    (errored, error_kinds): (u64, BTreeMap<String, u64>),
     not_final: Vec<String>,
 ) -> anyhow::Result<()> {
     let soak = &args.soak;
@@ -1034,7 +1045,8 @@ fn report(
         "every task finished",
         unfinished == 0 && not_final.is_empty(),
         format!(
-            "{tracked} tasks queued by the soak: {finished} FINISHED, {errored} ERROR, {} not final; NEW or RUNNING after {drain_s:.1} s of drain: {unfinished}{}",
+            "{tracked} tasks queued by the soak: {finished} FINISHED, {errored} ERROR ({}), {} not final; NEW or RUNNING after {drain_s:.1} s of drain: {unfinished}{}",
+            error_kinds.iter().map(|(kind, n)| format!("{n}× {kind}")).collect::<Vec<_>>().join(", "),
             not_final.len(),
             not_final.iter().take(3).map(|s| format!("; {s}")).collect::<String>()
         ),
