@@ -55,26 +55,12 @@ mod tests {
 
     use super::*;
 
+    /// A rule-delete task of `client_id`, made as a request makes it.
     fn task_of(client_id: i64) -> TaskRecord {
-        TaskRecord {
-            id: Uuid::new_v4().to_string(),
-            client_id,
-            user_id: 1,
-            project_id: Some(1),
-            region_id: Some(1),
-            task_type: "create_security_group".into(),
-            state: TaskState::New,
-            request_id: None,
-            data: None,
-            payload: Value::Null,
-            error: None,
-            created_resources: None,
-            created_on: now_ms(),
-            updated_on: None,
-            finished_on: None,
-            acknowledged_at: None,
-            acknowledged_by: None,
-        }
+        let caller = Caller { key_id: 1, role: crate::access::Role::Tenant, client_id, user_id: 1, projects: None, host: None };
+        let scope = Scope { client_id, project_id: 1, region_id: 1 };
+        let payload = TaskPayload::DeleteRule { group_id: Uuid::new_v4(), rule_id: Uuid::new_v4() };
+        new_task(&caller, &scope, &payload, Value::Null)
     }
 
     #[test]
