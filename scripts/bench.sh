@@ -18,6 +18,14 @@
 #            --fair         only the fairness run (issue 12, docs/benchmarks.md "Fair CPU"): one
 #                           tenant's verdict, list and create loops against another tenant's GET
 #                           and /healthz latency, for twice --duration
+#            --agents N     only the region simulation (issue 16, docs/benchmarks.md "Agents"): N
+#                           simulated agents, one agent key each, long-polling while
+#                           --agent-writes writes (default 100) at --agent-rate per second (default
+#                           10) each change one host's group
+#            --scale-seed G only the scale seeding (docs/benchmarks.md "Scale seeding"): G groups of
+#                           10 rules, G/10 ports on G/200 hosts, written by `palisade-loadgen
+#                           seed-file` and loaded by `palisade import`; prints time and size
+#            --bin-dir DIR  where the binaries are (default target/release)
 # Only loopback addresses are ever loaded; each run is bounded by count and time.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -30,6 +38,11 @@ nodes=2
 out=""
 build=1
 fair=0
+agents=0
+agent_writes=100
+agent_rate=10
+scale_seed=0
+bin_dir=target/release
 while [ $# -gt 0 ]; do
     case "$1" in
         --duration) duration="$2"; shift 2 ;;
@@ -40,7 +53,12 @@ while [ $# -gt 0 ]; do
         --out) out="$2"; shift 2 ;;
         --skip-build) build=0; shift ;;
         --fair) fair=1; shift ;;
-        -h|--help) sed -n '2,23p' "$0"; exit 0 ;;
+        --agents) agents="$2"; shift 2 ;;
+        --agent-writes) agent_writes="$2"; shift 2 ;;
+        --agent-rate) agent_rate="$2"; shift 2 ;;
+        --scale-seed) scale_seed="$2"; shift 2 ;;
+        --bin-dir) bin_dir="$2"; shift 2 ;;
+        -h|--help) sed -n '2,29p' "$0"; exit 0 ;;
         *) echo "unknown option $1" >&2; exit 2 ;;
     esac
 done
@@ -51,8 +69,8 @@ if [ "$build" = 1 ]; then
     cargo build --release --locked -p palisade
     cargo build --release --locked -p palisade-loadgen
 fi
-bin=target/release/palisade
-loadgen=target/release/palisade-loadgen
+bin="$bin_dir/palisade"
+loadgen="$bin_dir/palisade-loadgen"
 
 work="$(mktemp -d /tmp/palisade-bench.XXXXXX)"
 out="${out:-$work}"
@@ -94,9 +112,33 @@ if [ -n "$database_url" ]; then
 else
     db_args=(--data-dir "$work/data")
 fi
-if ! "$bin" --config "$config" "${db_args[@]}" migrate >/dev/null 2>&1; then
+if ! "$bin" migrate --config "$config" "${db_args[@]}" >/dev/null 2>&1; then
     echo "this palisade does not take [quotas] in its config; running without" >&2
     : > "$config"
+fi
+
+if [ "$scale_seed" -gt 0 ]; then
+    # Into the empty database migrate just made; nothing goes through the API.
+    "$loadgen" seed-file --groups "$scale_seed" --rules 10 --ports $((scale_seed / 10)) \
+        --hosts $((scale_seed / 200 > 0 ? scale_seed / 200 : 1)) > "$work/seed.jsonl"
+    started=$(date +%s.%N)
+    "$bin" import --config "$config" "${db_args[@]}" --input "$work/seed.jsonl"
+    seconds=$(echo "$(date +%s.%N) - $started" | bc)
+    if [ -n "$database_url" ]; then
+        psql -q "$database_url" -c "VACUUM (ANALYZE)" >/dev/null
+        bytes=$(psql -Atq "$database_url" -c "SELECT pg_database_size(current_database())")
+    else
+        bytes=$(cat "$work"/data/palisade.db* | wc -c)
+    fi
+    echo "imported $scale_seed groups of 10 rules in $seconds s; database $((bytes / 1000000)) MB ($label)" >&2
+    printf '{"workload":"scale-seed","label":"%s","groups":%s,"rules_per_group":10,"import_s":%s,"bytes":%s}\n' \
+        "$label" "$scale_seed" "$seconds" "$bytes" >> "$results"
+    exit 0
+fi
+
+if [ "$agents" -gt 0 ]; then
+    # One connection per agent, on both sides: the server's connection limit is 3/4 of its files.
+    ulimit -n "$(ulimit -Hn)"
 fi
 
 start_server() { # name -> prints the port; the pid goes into pids[] via a file
@@ -105,7 +147,7 @@ start_server() { # name -> prints the port; the pid goes into pids[] via a file
     # The per-key rate and unfinished-task limits are policy, not capacity: off, so the load
     # generator's one key measures the server (variables: builds before the limits ignore them).
     PALISADE_RATE_LIMIT_READS=0 PALISADE_RATE_LIMIT_WRITES=0 PALISADE_MAX_TASKS_PER_CLIENT=0 \
-    RUST_LOG=warn "$bin" --config "$config" "${db_args[@]}" serve --listen "127.0.0.1:$port" --no-bootstrap-key \
+    RUST_LOG=warn "$bin" serve --config "$config" "${db_args[@]}" --listen "127.0.0.1:$port" --no-bootstrap-key \
         > "$out/$name.log" 2>&1 &
     echo $! > "$work/$name.pid"
     for _ in $(seq 1 100); do
@@ -123,16 +165,29 @@ start_server() { # name -> prints the port; the pid goes into pids[] via a file
 port="$(start_server node1)"
 pids+=("$(cat "$work/node1.pid")")
 server_pid="${pids[0]}"
-token="$("$bin" --config "$config" "${db_args[@]}" keys create --name bench | tail -n 1)"
+token="$("$bin" keys create --config "$config" "${db_args[@]}" --name bench | tail -n 1)"
 url="http://127.0.0.1:$port"
 echo "palisade ($label) at $url, pid $server_pid; results in $results" >&2
 
 if [ "$fair" = 1 ]; then
-    victim="$("$bin" --config "$config" "${db_args[@]}" keys create --client-id 2 --name bench-victim | tail -n 1)"
-    platform="$("$bin" --config "$config" "${db_args[@]}" keys create --role platform --name bench-platform | tail -n 1)"
+    victim="$("$bin" keys create --config "$config" "${db_args[@]}" --client-id 2 --name bench-victim | tail -n 1)"
+    platform="$("$bin" keys create --config "$config" "${db_args[@]}" --role platform --name bench-platform | tail -n 1)"
     PALISADE_API_KEY="$token" PALISADE_VICTIM_KEY="$victim" PALISADE_PLATFORM_KEY="$platform" "$loadgen" --url "$url" \
         --project 1 --region 1 --workload fair --duration "$((duration * 2))" --server-pid "$server_pid" --json \
         --label "$label-fair" >> "$results"
+    exit 0
+fi
+
+if [ "$agents" -gt 0 ]; then
+    platform="$("$bin" keys create --config "$config" "${db_args[@]}" --role platform --name bench-platform | tail -n 1)"
+    for i in $(seq 0 $((agents - 1))); do # HOST TOKEN lines, an agent key per host
+        echo "bench-h$i $("$bin" keys create --config "$config" "${db_args[@]}" --role agent --host "bench-h$i" \
+            --name "bench-agent-$i" | tail -n 1)"
+    done > "$work/agent-tokens"
+    PALISADE_API_KEY="$token" PALISADE_PLATFORM_KEY="$platform" "$loadgen" --url "$url" --project 31 --region 1 \
+        --workload agents --hosts "$agents" --agent-token-file "$work/agent-tokens" --writes "$agent_writes" \
+        --write-rate "$agent_rate" --duration "$(echo "$agent_writes / $agent_rate + 10" | bc)" --server-pid "$server_pid" --json \
+        --label "$label-agents-$agents" >> "$results"
     exit 0
 fi
 

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Fails when docs/openapi.json differs from what the built binary prints with `palisade openapi`.
 # Build first (`cargo build -p palisade`); PALISADE_BIN overrides the binary (default target/debug/palisade).
-# To refresh the file after changing crates/api/src/openapi.rs or the routes:
+# The document is derived from the handlers (#[utoipa::path], ToSchema; crates/api/src/openapi.rs).
+# To refresh the file after changing a handler, a DTO or the routes:
 #   cargo run -q -p palisade -- openapi > docs/openapi.json
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -73,10 +73,10 @@ machine() { # what else the machine is doing
     ps -eo pcpu,rss,comm --sort=-pcpu | sed -n '2,6p' | awk '{printf "    %5s%% CPU %6d MB  %s\n", $1, $2/1024, $3}'
 }
 
-"$bin" --data-dir "$data" migrate >/dev/null 2>&1
-tenant="$("$bin" --data-dir "$data" keys create --name soak | tail -n 1)"
-platform="$("$bin" --data-dir "$data" keys create --role platform --name soak-platform | tail -n 1)"
-agent="$("$bin" --data-dir "$data" keys create --role agent --host h1 --name soak-agent | tail -n 1)"
+"$bin" migrate --data-dir "$data" >/dev/null 2>&1
+tenant="$("$bin" keys create --data-dir "$data" --name soak | tail -n 1)"
+platform="$("$bin" keys create --data-dir "$data" --role platform --name soak-platform | tail -n 1)"
+agent="$("$bin" keys create --data-dir "$data" --role agent --host h1 --name soak-agent | tail -n 1)"
 
 port="$(free_port)"
 metrics_port="$(free_port)"
@@ -86,7 +86,7 @@ if "$bin" serve --help | grep -q -- '--metrics-listen'; then
     serve_args+=(--metrics-listen "127.0.0.1:$metrics_port")
     metrics_args=(--soak-metrics-url "http://127.0.0.1:$metrics_port/metrics")
 fi
-RUST_LOG=warn "$bin" --data-dir "$data" "${serve_args[@]}" > "$out/serve.log" 2>&1 &
+RUST_LOG=warn "$bin" "${serve_args[@]}" --data-dir "$data" > "$out/serve.log" 2>&1 &
 server_pid=$!
 for _ in $(seq 1 100); do
     curl -fsS "http://127.0.0.1:$port/healthz" >/dev/null 2>&1 && break

@@ -15,6 +15,11 @@ pub fn small<T: Copy>(u: &mut Unstructured, pool: &[T]) -> Result<T> {
     u.choose(pool).copied()
 }
 
+/// Up to `max` items made by `item` ([`count`] of them, drawn first).
+pub fn several<T>(u: &mut Unstructured, max: usize, mut item: impl FnMut(&mut Unstructured) -> Result<T>) -> Result<Vec<T>> {
+    (0..count(u, max)?).map(|_| item(u)).collect()
+}
+
 /// 0..=max items.
 pub fn count(u: &mut Unstructured, max: usize) -> Result<usize> {
     u.int_in_range(0..=max)
@@ -113,20 +118,15 @@ fn rule_policy(u: &mut Unstructured) -> Result<RulePolicy> {
 }
 
 fn port_policy(u: &mut Unstructured, groups: &[Uuid]) -> Result<PortPolicy> {
-    let mut security_group_ids = Vec::new();
-    for _ in 0..count(u, 3)? {
-        security_group_ids.push(if !groups.is_empty() && !u.ratio(1, 10)? { small(u, groups)? } else { group_id(u.int_in_range(0..=5)?) });
-    }
+    let security_group_ids =
+        several(u, 3, |u| if !groups.is_empty() && !u.ratio(1, 10)? { small(u, groups) } else { Ok(group_id(u.int_in_range(0..=5)?)) })?;
     let mac = if u.ratio(1, 8)? {
         text(u, &["02:00:00:00:00:01"])?
     } else {
         let b: [u8; 6] = u.arbitrary()?;
         format!("{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}", b[0], b[1], b[2], b[3], b[4], b[5])
     };
-    let mut fixed_ips = Vec::new();
-    for _ in 0..count(u, 4)? {
-        fixed_ips.push(ip(u)?);
-    }
+    let fixed_ips = several(u, 4, ip)?;
     Ok(PortPolicy {
         id: Uuid::from_u128(0x9000 + u.int_in_range(0..=5)?),
         instance_id: Uuid::from_u128(u.arbitrary()?),
@@ -134,32 +134,22 @@ fn port_policy(u: &mut Unstructured, groups: &[Uuid]) -> Result<PortPolicy> {
         mac_address: mac,
         fixed_ips,
         security_group_ids,
+        flow_log: None,
     })
 }
 
 /// A host policy as an API could ship it (or could not: the compiler decides).
 pub fn policy(u: &mut Unstructured) -> Result<HostPolicy> {
-    let mut security_groups = Vec::new();
-    for _ in 0..count(u, 4)? {
-        let mut rules = Vec::new();
-        for _ in 0..count(u, 6)? {
-            rules.push(rule_policy(u)?);
-        }
-        security_groups.push(GroupPolicy { id: group_id(u.int_in_range(0..=5)?), rules });
-    }
+    let security_groups = several(u, 4, |u| {
+        let rules = several(u, 6, rule_policy)?;
+        Ok(GroupPolicy { id: group_id(u.int_in_range(0..=5)?), rules })
+    })?;
     let ids: Vec<Uuid> = security_groups.iter().map(|g| g.id).collect();
-    let mut ports = Vec::new();
-    for _ in 0..count(u, 4)? {
-        ports.push(port_policy(u, &ids)?);
-    }
-    let mut remote_groups = Vec::new();
-    for _ in 0..count(u, 3)? {
-        let mut members = Vec::new();
-        for _ in 0..count(u, 5)? {
-            members.push(ip(u)?);
-        }
-        remote_groups.push(RemoteGroup { id: group_id(u.int_in_range(0..=5)?), members });
-    }
+    let ports = several(u, 4, |u| port_policy(u, &ids))?;
+    let remote_groups = several(u, 3, |u| {
+        let members = several(u, 5, ip)?;
+        Ok(RemoteGroup { id: group_id(u.int_in_range(0..=5)?), members })
+    })?;
     Ok(HostPolicy { host: "h1".into(), revision: u.arbitrary()?, ports, security_groups, remote_groups })
 }
 
@@ -208,10 +198,7 @@ pub fn edit(u: &mut Unstructured, old: &HostPolicy) -> Result<HostPolicy> {
                 new.ports[p].fixed_ips.push(ip(u)?);
             }
             _ => {
-                let mut rules = Vec::new();
-                for _ in 0..count(u, 3)? {
-                    rules.push(rule_policy(u)?);
-                }
+                let rules = several(u, 3, rule_policy)?;
                 new.security_groups.push(GroupPolicy { id: group_id(u.int_in_range(0..=5)?), rules });
             }
         }
@@ -246,10 +233,7 @@ pub fn layout(u: &mut Unstructured, host: &palisade_core::policy::CompiledHost) 
     use crate::nft::{BridgeLayout, Layout, Placement};
     let prefix = small(u, &["tap", "tap", "", "t"])?.to_string();
     let mut layout = Layout { prefix: prefix.clone(), ..Layout::default() };
-    let mut bridge_names = Vec::new();
-    for _ in 0..count(u, 2)? {
-        bridge_names.push(linux_name(u, &["br0", "br-int", "br.1"])?);
-    }
+    let bridge_names = several(u, 2, |u| linux_name(u, &["br0", "br-int", "br.1"]))?;
     let mut next_id: u16 = u.int_in_range(1..=3)?;
     for port in &host.ports {
         match u.int_in_range(0..=5)? {

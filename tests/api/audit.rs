@@ -295,10 +295,10 @@ async fn audit_filters_and_bad_queries() {
     app.with_token("1$nope").get(AUDIT).await.expect_error(401, "NotAuthenticated");
 }
 
-/// `palisade --database-url URL keys ARGS...`; returns stdout.
+/// `palisade keys --database-url URL ARGS...`; returns stdout.
 fn palisade_keys(database_url: &str, args: &[&str]) -> String {
     let output = Command::new(env!("CARGO_BIN_EXE_palisade"))
-        .args(["--database-url", database_url, "keys"])
+        .args(["keys", "--database-url", database_url])
         .args(args)
         .env("RUST_LOG", "warn")
         .output()
@@ -378,7 +378,7 @@ async fn retention_prunes_old_events_only() {
     let before = audit(&app, "limit=1").await["count"].as_u64().unwrap();
     let store = app.state.store.clone();
     let cutoff = palisade_store::now_ms() - 90 * 86_400_000;
-    let pruned = blocking(move || palisade_worker::retention::prune_audit(&store, cutoff)).expect("pruning");
+    let pruned = blocking(move || palisade_service::retention::prune_audit(&store, cutoff)).expect("pruning");
     assert_eq!(pruned, 3);
     let after = audit(&app, "limit=1000").await;
     assert_eq!(after["count"].as_u64(), Some(before - 3));

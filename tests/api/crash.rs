@@ -6,9 +6,8 @@
 //! half-created group).
 
 use std::collections::{HashMap, HashSet};
-use std::fs::File;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -16,106 +15,26 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 
 use crate::helpers::*;
+use crate::process::{BIN, ServeProcess, sigterm};
 
-const BIN: &str = env!("CARGO_BIN_EXE_palisade");
 const REQUESTS: usize = 200;
 
-/// A `palisade serve` child process, killed if the test ends early.
-struct Server {
-    child: Option<Child>,
-    port: u16,
-    log: std::path::PathBuf,
+/// `palisade serve` on the data directory `dir`, logging to `<label>.log` there, once healthy;
+/// and a client of it with `token`.
+async fn serve(dir: &Path, label: &str, token: &str) -> (ServeProcess, Api) {
+    let data_dir = dir.to_str().expect("a UTF-8 path");
+    // Answer before the worker runs the task, so the queue is deep when the server dies.
+    let mut server = ServeProcess::spawn(&["--data-dir", data_dir], &["--task-wait-ms", "0"], dir.join(format!("{label}.log")));
+    server.wait_healthy().await;
+    let api = Api::new(server.base(), token.to_string());
+    (server, api)
 }
 
-impl Server {
-    fn start(dir: &Path, label: &str) -> Server {
-        let port = free_port();
-        let log = dir.join(format!("{label}.log"));
-        let out = File::create(&log).expect("creating the server log");
-        let err = out.try_clone().expect("cloning the log handle");
-        let mut command = Command::new(BIN);
-        for (key, _) in std::env::vars() {
-            if key.starts_with("PALISADE_") {
-                command.env_remove(key);
-            }
-        }
-        let child = command
-            .args(["serve", "--data-dir"])
-            .arg(dir)
-            .args(["--listen", &format!("127.0.0.1:{port}"), "--no-bootstrap-key"])
-            // Answer before the worker runs the task, so the queue is deep when the server dies.
-            .args(["--task-wait-ms", "0"])
-            .env("RUST_LOG", "warn")
-            .stdin(Stdio::null())
-            .stdout(Stdio::from(out))
-            .stderr(Stdio::from(err))
-            .spawn()
-            .expect("starting palisade serve");
-        Server { child: Some(child), port, log }
-    }
-
-    fn base(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
-    }
-
-    fn pid(&self) -> u32 {
-        self.child.as_ref().expect("running").id()
-    }
-
-    fn log_text(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    async fn wait_healthy(&mut self) {
-        let http = reqwest::Client::new();
-        let started = Instant::now();
-        loop {
-            if let Ok(resp) = http.get(format!("{}/healthz", self.base())).send().await
-                && resp.status().is_success()
-            {
-                return;
-            }
-            if let Some(status) = self.child.as_mut().unwrap().try_wait().expect("polling the server") {
-                panic!("the server exited with {status} before becoming healthy:\n{}", self.log_text());
-            }
-            assert!(started.elapsed() < Duration::from_secs(30), "the server did not become healthy:\n{}", self.log_text());
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-
-    /// SIGKILL (`Child::kill`), then reap.
-    fn kill_9(&mut self) {
-        let mut child = self.child.take().expect("running");
-        child.kill().expect("SIGKILL");
-        child.wait().expect("reaping the server");
-    }
-
-    /// Waits (at most `timeout`) for the process to exit; returns its status.
-    async fn wait_exit(&mut self, timeout: Duration) -> std::process::ExitStatus {
-        let started = Instant::now();
-        loop {
-            if let Some(status) = self.child.as_mut().unwrap().try_wait().expect("polling the server") {
-                self.child = None;
-                return status;
-            }
-            assert!(started.elapsed() < timeout, "the server did not exit within {timeout:?}:\n{}", self.log_text());
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
-
-fn free_port() -> u16 {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("binding port 0");
-    listener.local_addr().expect("local address").port()
+/// A new data directory with a key made by `palisade keys create`: (directory, token).
+fn data_dir_with_key(label: &str) -> (TempDir, String) {
+    let dir = TempDir::new(label);
+    let token = create_key_cli(dir.path());
+    (dir, token)
 }
 
 /// `palisade keys create --data-dir D`: the token is the last line of stdout.
@@ -313,11 +232,8 @@ async fn verify(api: &Api, sent: &[Sent], done: &HashMap<String, Value>) -> Figu
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_9_during_200_concurrent_creates_loses_no_acknowledged_work() {
-    let dir = TempDir::new("crash");
-    let token = create_key_cli(dir.path());
-    let mut server = Server::start(dir.path(), "first");
-    server.wait_healthy().await;
-    let api = Api::new(server.base(), token.clone());
+    let (dir, token) = data_dir_with_key("crash");
+    let (mut server, api) = serve(dir.path(), "first", &token).await;
 
     let (sent, at_kill) = fire_creates(&api, REQUESTS / 2, || server.kill_9()).await;
     let accepted = sent.iter().filter(|s| s.task.is_some()).count();
@@ -325,9 +241,7 @@ async fn kill_9_during_200_concurrent_creates_loses_no_acknowledged_work() {
     let (pending_at_crash, stored_at_crash) = tasks_in_database(dir.path());
 
     let restart = Instant::now();
-    let mut restarted = Server::start(dir.path(), "second");
-    restarted.wait_healthy().await;
-    let api = Api::new(restarted.base(), token);
+    let (_restarted, api) = serve(dir.path(), "second", &token).await;
     let (done, drain_time) = drain(&api, &sent).await;
     let since_restart = restart.elapsed();
     let figures = verify(&api, &sent, &done).await;
@@ -344,16 +258,12 @@ async fn kill_9_during_200_concurrent_creates_loses_no_acknowledged_work() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_drains_accepted_creates_before_exiting() {
-    let dir = TempDir::new("sigterm");
-    let token = create_key_cli(dir.path());
-    let mut server = Server::start(dir.path(), "first");
-    server.wait_healthy().await;
-    let api = Api::new(server.base(), token.clone());
+    let (dir, token) = data_dir_with_key("sigterm");
+    let (mut server, api) = serve(dir.path(), "first", &token).await;
 
     let pid = server.pid();
     let (sent, at_term) = fire_creates(&api, REQUESTS / 2, || {
-        let status = Command::new("kill").args(["-TERM", &pid.to_string()]).status().expect("running kill -TERM");
-        assert!(status.success());
+        sigterm(pid);
     })
     .await;
     let status = server.wait_exit(Duration::from_secs(30)).await;
@@ -364,9 +274,7 @@ async fn sigterm_drains_accepted_creates_before_exiting() {
     assert_eq!(pending, 0, "SIGTERM left {pending} of {stored} accepted tasks unfinished");
 
     let restart = Instant::now();
-    let mut restarted = Server::start(dir.path(), "second");
-    restarted.wait_healthy().await;
-    let api = Api::new(restarted.base(), token);
+    let (_restarted, api) = serve(dir.path(), "second", &token).await;
     let (done, drain_time) = drain(&api, &sent).await;
     let figures = verify(&api, &sent, &done).await;
     println!(

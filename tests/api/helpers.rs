@@ -15,6 +15,8 @@ use serde_json::{Value, json};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
+use crate::server_config::server_config;
+
 /// Project and region every test uses unless it says otherwise.
 pub const V1: &str = "/cloud/v1/securitygroups/1/1";
 pub const V2: &str = "/cloud/v2/security_groups/1/1";
@@ -29,7 +31,7 @@ static LOGGING: Once = Once::new();
 fn init_test_logging() {
     LOGGING.call_once(|| {
         if std::env::var("TEST_LOG").is_ok_and(|v| !v.is_empty() && v != "0") {
-            palisade::init_logging("text");
+            palisade::init_logging(palisade::config::LogFormat::Text);
         }
         // Otherwise no subscriber is installed: tracing output goes nowhere.
     });
@@ -349,21 +351,51 @@ pub struct TestApp {
     pub database_url: String,
     stop: Option<oneshot::Sender<()>>,
     handle: Option<JoinHandle<anyhow::Result<()>>>,
-    // Last: removed after the server has been told to stop.
-    dir: Option<TempDir>,
-    /// The PostgreSQL database of this app, dropped with it.
-    pg_database: Option<String>,
+    // Last: dropped after the server has been told to stop.
+    leftovers: Option<Leftovers>,
 }
 
 /// What a stopped app leaves behind until the caller drops it: its data directory and database.
 pub struct Leftovers {
+    _database: TestDatabase,
     _dir: TempDir,
-    pg_database: Option<String>,
 }
 
-impl Drop for Leftovers {
+/// The database of one test: SQLite in the test's directory, or with
+/// `PALISADE_TEST_BACKEND=postgres` a new PostgreSQL database, dropped with this (WITH (FORCE):
+/// the sessions of a server still stopping end too).
+pub struct TestDatabase {
+    pub url: String,
+    pg_name: Option<String>,
+}
+
+impl TestDatabase {
+    /// A fresh database for the test whose directory is `dir`; `prefix` names it.
+    pub fn new(dir: &TempDir, prefix: &str) -> TestDatabase {
+        if backend() == "postgres" {
+            let name = format!("palisade_{prefix}_{}", uuid::Uuid::new_v4().simple());
+            let (admin, db) = (pg_admin_url(), name.clone());
+            let url = blocking(move || palisade_store::postgres::create_database(&admin, &db)).expect("creating the test database");
+            TestDatabase { url, pg_name: Some(name) }
+        } else {
+            TestDatabase { url: format!("sqlite:{}", dir.path().join("palisade.db").display()), pg_name: None }
+        }
+    }
+
+    /// A new key of `spec`'s role in this database (a server on it finds the key on first use).
+    pub fn create_key(&self, spec: KeySpec) -> String {
+        let url = self.url.clone();
+        blocking(move || {
+            let store = palisade_store::Database::open(&url, "normal").expect("opening the test database");
+            create_api_key(&store, &spec)
+        })
+        .expect("creating a key")
+    }
+}
+
+impl Drop for TestDatabase {
     fn drop(&mut self) {
-        if let Some(name) = self.pg_database.take() {
+        if let Some(name) = self.pg_name.take() {
             let admin = pg_admin_url();
             let _ = blocking(move || palisade_store::postgres::drop_database(&admin, &name));
         }
@@ -408,27 +440,8 @@ pub async fn spawn_app_with(api_config: ApiConfig) -> TestApp {
 pub async fn spawn_app_tuned(tune: impl FnOnce(&mut Config)) -> TestApp {
     init_test_logging();
     let dir = TempDir::new("api");
-    let (database_url, pg_database) = if backend() == "postgres" {
-        let name = format!("palisade_api_{}", uuid::Uuid::new_v4().simple());
-        let (admin, db) = (pg_admin_url(), name.clone());
-        let url = blocking(move || palisade_store::postgres::create_database(&admin, &db)).expect("creating the test database");
-        (url, Some(name))
-    } else {
-        (format!("sqlite:{}", dir.path().join("palisade.db").display()), None)
-    };
-    let mut config = Config {
-        listen: "127.0.0.1:0".into(),
-        database_url: database_url.clone(),
-        sqlite_synchronous: "normal".into(),
-        log_format: "text".into(),
-        bootstrap_key: false,
-        api: ApiConfig::default(),
-        metrics_listen: None,
-        audit_retention_days: palisade::config::DEFAULT_AUDIT_RETENTION_DAYS,
-        tls: None,
-        connections: palisade::config::ConnectionLimits::default(),
-        task_retention_days: palisade::config::DEFAULT_TASK_RETENTION_DAYS,
-    };
+    let database = TestDatabase::new(&dir, "api");
+    let mut config = server_config("127.0.0.1:0", database.url.clone());
     tune(&mut config);
     let app = Application::build(config).await.expect("building the application");
     let port = app.port();
@@ -442,11 +455,10 @@ pub async fn spawn_app_tuned(tune: impl FnOnce(&mut Config)) -> TestApp {
     TestApp {
         api: Api::new(format!("http://127.0.0.1:{port}"), token),
         state,
-        database_url,
+        database_url: database.url.clone(),
         stop: Some(stop_tx),
         handle: Some(handle),
-        dir: Some(dir),
-        pg_database,
+        leftovers: Some(Leftovers { _database: database, _dir: dir }),
     }
 }
 
@@ -488,8 +500,7 @@ impl TestApp {
             Some(handle) => handle.await.expect("the server task panicked"),
             None => Ok(()),
         };
-        let leftovers = Leftovers { _dir: self.dir.take().expect("the data directory"), pg_database: self.pg_database.take() };
-        (result, leftovers)
+        (result, self.leftovers.take().expect("the data directory and database"))
     }
 }
 
@@ -497,11 +508,6 @@ impl Drop for TestApp {
     fn drop(&mut self) {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
-        }
-        if let Some(name) = self.pg_database.take() {
-            let admin = pg_admin_url();
-            // WITH (FORCE) ends the stopping server's sessions.
-            let _ = blocking(move || palisade_store::postgres::drop_database(&admin, &name));
         }
     }
 }

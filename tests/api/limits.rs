@@ -182,17 +182,17 @@ async fn a_key_beyond_its_rate_gets_429_with_retry_after_and_other_keys_do_not()
 
 #[tokio::test]
 async fn finished_tasks_are_pruned_by_age_and_acknowledged_ones_sooner() {
-    use palisade_worker::retention::{Retention, prune};
+    use palisade_service::retention::{Retention, prune};
     let app = spawn_app().await;
     let kept = app.create_group(json!({"name": "kept", "rules": []})).await;
     let acknowledged = app.create_group(json!({"name": "seen", "rules": []})).await;
     app.wait_finished(&kept).await;
     app.wait_finished(&acknowledged).await;
     app.post_empty(&format!("{TASKS}/{acknowledged}/acknowledge")).await.expect(200);
-    let retention = Retention { audit_days: 90, task_days: 7 };
+    let retention = Retention { audit_days: 90, task_days: 7, flow_log_hours: 0 };
     let day = 86_400_000;
     let store = app.state.store.clone();
-    let now = palisade_worker::now_ms();
+    let now = palisade_service::now_ms();
     // Two days on: the acknowledged task is gone, the other stays.
     let (_, pruned) = blocking(move || prune(&store, retention, now + 2 * day)).expect("pruning");
     assert_eq!(pruned, 1);

@@ -5,33 +5,23 @@
 //! Each test runs its own `palisade serve` process, so the process-wide metrics see no other
 //! test's requests.
 
-use std::fs::File;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use reqwest::{Method, StatusCode};
 
 use crate::helpers::*;
-
-const BIN: &str = env!("CARGO_BIN_EXE_palisade");
-
-fn free_port() -> u16 {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("binding port 0");
-    listener.local_addr().expect("local address").port()
-}
+use crate::process::{ServeProcess, free_port, serve_command};
 
 /// A `palisade serve` child on a fresh database (SQLite, or PostgreSQL with
 /// `PALISADE_TEST_BACKEND=postgres`) with one API key for client 1, user 1.
 struct Served {
-    child: Option<Child>,
+    process: ServeProcess,
     port: u16,
     metrics_port: Option<u16>,
     token: String,
-    database_url: String,
-    log: PathBuf,
-    pg_database: Option<String>,
     // Last: removed after the process is gone.
+    database: TestDatabase,
     dir: TempDir,
 }
 
@@ -39,82 +29,34 @@ impl Served {
     /// Starts the server with these extra `serve` flags; with `metrics`, also `--metrics-listen`.
     async fn start(metrics: bool, extra: &[&str]) -> Served {
         let dir = TempDir::new("listeners");
-        let (database_url, pg_database) = if backend() == "postgres" {
-            let name = format!("palisade_listeners_{}", uuid::Uuid::new_v4().simple());
-            let admin = std::env::var("PALISADE_TEST_PG_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
-            let db = name.clone();
-            let url = blocking(move || palisade_store::postgres::create_database(&admin, &db)).expect("creating the test database");
-            (url, Some(name))
-        } else {
-            (format!("sqlite:{}", dir.path().join("palisade.db").display()), None)
-        };
-        let url = database_url.clone();
+        let database = TestDatabase::new(&dir, "listeners");
+        let url = database.url.clone();
         let token = blocking(move || {
             let store = palisade_store::Database::open(&url, "normal").expect("opening the test database");
             palisade::startup::create_key(&store, 1, 1, None, "test")
         })
         .expect("creating the test key");
-        let port = free_port();
         let metrics_port = metrics.then(free_port);
-        let log = dir.path().join("serve.log");
-        let out = File::create(&log).expect("creating the server log");
-        let err = out.try_clone().expect("cloning the log handle");
-        let mut command = Command::new(BIN);
-        for (key, _) in std::env::vars() {
-            if key.starts_with("PALISADE_") {
-                command.env_remove(key);
-            }
-        }
-        command.args(["serve", "--database-url", &database_url, "--listen", &format!("127.0.0.1:{port}"), "--no-bootstrap-key"]);
-        if let Some(metrics_port) = metrics_port {
-            command.args(["--metrics-listen", &format!("127.0.0.1:{metrics_port}")]);
-        }
-        let child = command
-            .args(extra)
-            .env("RUST_LOG", "warn")
-            .stdin(Stdio::null())
-            .stdout(Stdio::from(out))
-            .stderr(Stdio::from(err))
-            .spawn()
-            .expect("starting palisade serve");
-        let mut served = Served { child: Some(child), port, metrics_port, token, database_url, log, pg_database, dir };
-        served.wait_listening().await;
-        served
+        let metrics_listen = metrics_port.map(|port| format!("127.0.0.1:{port}"));
+        let mut flags: Vec<&str> = metrics_listen.iter().flat_map(|listen| ["--metrics-listen", listen.as_str()]).collect();
+        flags.extend(extra);
+        let mut process = ServeProcess::spawn(&["--database-url", &database.url], &flags, dir.path().join("serve.log"));
+        process.wait_listening(metrics_port.as_slice()).await;
+        Served { port: process.port, process, metrics_port, token, database, dir }
     }
 
     /// Creates a key of this kind in the server's database (the server finds it on first use).
     fn create_key(&self, spec: palisade::startup::KeySpec) -> String {
-        let url = self.database_url.clone();
-        blocking(move || {
-            let store = palisade_store::Database::open(&url, "normal").expect("opening the test database");
-            palisade::startup::create_api_key(&store, &spec)
-        })
-        .expect("creating a key")
+        self.database.create_key(spec)
     }
 
     fn log_text(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
+        self.process.log_text()
     }
 
-    /// Waits until the API port (and the metrics port) accept connections: both are bound before
-    /// the server serves, so requests from then on are answered.
-    async fn wait_listening(&mut self) {
-        let started = Instant::now();
-        let ports: Vec<u16> = std::iter::once(self.port).chain(self.metrics_port).collect();
-        loop {
-            let mut all = true;
-            for port in &ports {
-                all &= tokio::net::TcpStream::connect(("127.0.0.1", *port)).await.is_ok();
-            }
-            if all {
-                return;
-            }
-            if let Some(status) = self.child.as_mut().unwrap().try_wait().expect("polling the server") {
-                panic!("the server exited with {status} before listening:\n{}", self.log_text());
-            }
-            assert!(started.elapsed() < Duration::from_secs(30), "the server did not start listening:\n{}", self.log_text());
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+    /// A client of the API with the key of client 1.
+    fn api(&self) -> Api {
+        Api::new(self.process.base(), self.token.clone())
     }
 
     fn metrics_url(&self) -> String {
@@ -123,31 +65,7 @@ impl Served {
 
     /// SIGTERM, then waits for the exit (at most 20 s).
     async fn terminate(&mut self) -> std::process::ExitStatus {
-        let pid = self.child.as_ref().expect("running").id();
-        let status = Command::new("kill").args(["-TERM", &pid.to_string()]).status().expect("running kill -TERM");
-        assert!(status.success(), "kill -TERM failed");
-        let started = Instant::now();
-        loop {
-            if let Some(status) = self.child.as_mut().unwrap().try_wait().expect("polling the server") {
-                self.child = None;
-                return status;
-            }
-            assert!(started.elapsed() < Duration::from_secs(20), "the server did not stop on SIGTERM:\n{}", self.log_text());
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    }
-}
-
-impl Drop for Served {
-    fn drop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-        if let Some(name) = self.pg_database.take() {
-            let admin = std::env::var("PALISADE_TEST_PG_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
-            let _ = blocking(move || palisade_store::postgres::drop_database(&admin, &name));
-        }
+        self.process.terminate().await
     }
 }
 
@@ -209,7 +127,7 @@ async fn the_api_port_does_not_serve_metrics() {
 #[tokio::test]
 async fn the_metrics_listener_counts_api_requests() {
     let served = Served::start(true, &[]).await;
-    let api = Api::new(format!("http://127.0.0.1:{}", served.port), served.token.clone());
+    let api = served.api();
     api.get("/metrics").await.expect_error(404, "NotFoundError");
     for _ in 0..3 {
         api.list_groups("").await;
@@ -258,7 +176,7 @@ async fn the_metrics_listener_counts_api_requests() {
 #[tokio::test]
 async fn garbage_methods_and_paths_share_bounded_labels() {
     let served = Served::start(true, &[]).await;
-    let api = Api::new(format!("http://127.0.0.1:{}", served.port), served.token.clone());
+    let api = served.api();
     send_garbage(&api, 0..3).await;
     let text = scrape(&served).await;
     assert!(!text.contains("GARBAGEMETHOD"), "a garbage method reached the metrics:\n{text}");
@@ -277,12 +195,13 @@ async fn garbage_methods_and_paths_share_bounded_labels() {
 #[tokio::test]
 async fn the_metrics_do_not_grow_with_distinct_garbage() {
     let served = Served::start(true, &[]).await;
-    let api = Api::new(format!("http://127.0.0.1:{}", served.port), served.token.clone());
+    let api = served.api();
     send_garbage(&api, 0..5).await;
     let after_5 = scrape(&served).await;
     send_garbage(&api, 5..50).await;
     let after_50 = scrape(&served).await;
-    let series = |text: &str| -> Vec<String> {
+    // As a set: the exposition does not keep the order of series from one scrape to the next.
+    let series = |text: &str| -> std::collections::BTreeSet<String> {
         text.lines().filter(|l| !l.starts_with('#')).map(|l| l.rsplit_once(' ').map(|(s, _)| s.to_string()).unwrap_or_default()).collect()
     };
     assert_eq!(series(&after_5), series(&after_50), "new series appeared:\n{after_5}\n---\n{after_50}");
@@ -434,41 +353,28 @@ async fn the_agent_client_fetches_the_policy_over_https_with_its_ca() {
 #[tokio::test]
 async fn tls_needs_both_the_certificate_and_the_key() {
     let pki = make_pki("f");
+    // `palisade serve` with these flags exits at once; what it said on stderr.
+    let refused = |database: &[&str], flags: &[&str]| -> String {
+        let output = serve_command(database).args(["--listen", "127.0.0.1:0"]).args(flags).output().expect("running palisade serve");
+        assert!(!output.status.success(), "serve started with {database:?} {flags:?}");
+        String::from_utf8_lossy(&output.stderr).into_owned()
+    };
     for args in [["--tls-cert", path_str(&pki.cert)], ["--tls-key", path_str(&pki.key)]] {
         let dir = TempDir::new("tls-args");
-        let output = Command::new(BIN)
-            .args(["serve", "--data-dir", path_str(dir.path()), "--listen", "127.0.0.1:0", "--no-bootstrap-key"])
-            .args(args)
-            .env_remove("PALISADE_TLS_CERT")
-            .env_remove("PALISADE_TLS_KEY")
-            .stdin(Stdio::null())
-            .output()
-            .expect("running palisade serve");
-        assert!(!output.status.success(), "serve started with only {args:?}");
-        let stderr = String::from_utf8_lossy(&output.stderr);
+        let stderr = refused(&["--data-dir", path_str(dir.path())], &["--no-bootstrap-key", args[0], args[1]]);
         assert!(stderr.contains("give both or neither"), "{stderr}");
     }
     // The same from the TOML file.
     let dir = TempDir::new("tls-args");
     let config = dir.path().join("palisade.toml");
     std::fs::write(&config, format!("tls_cert = {:?}\n", path_str(&pki.cert))).unwrap();
-    let output = Command::new(BIN)
-        .args(["serve", "--config", path_str(&config), "--data-dir", path_str(dir.path()), "--listen", "127.0.0.1:0"])
-        .env_remove("PALISADE_TLS_CERT")
-        .env_remove("PALISADE_TLS_KEY")
-        .stdin(Stdio::null())
-        .output()
-        .expect("running palisade serve");
-    assert!(!output.status.success(), "serve started with only tls_cert in the file");
-    assert!(String::from_utf8_lossy(&output.stderr).contains("give both or neither"), "{}", String::from_utf8_lossy(&output.stderr));
+    let stderr = refused(&["--config", path_str(&config), "--data-dir", path_str(dir.path())], &[]);
+    assert!(stderr.contains("give both or neither"), "{stderr}");
     // A key that is not a key is refused at start.
     let dir = TempDir::new("tls-args");
-    let output = Command::new(BIN)
-        .args(["serve", "--data-dir", path_str(dir.path()), "--listen", "127.0.0.1:0", "--no-bootstrap-key"])
-        .args(["--tls-cert", path_str(&pki.cert), "--tls-key", path_str(&pki.ca_cert)])
-        .stdin(Stdio::null())
-        .output()
-        .expect("running palisade serve");
-    assert!(!output.status.success(), "serve started with a certificate as its key");
-    assert!(String::from_utf8_lossy(&output.stderr).contains("--tls-key"), "{}", String::from_utf8_lossy(&output.stderr));
+    let stderr = refused(
+        &["--data-dir", path_str(dir.path())],
+        &["--no-bootstrap-key", "--tls-cert", path_str(&pki.cert), "--tls-key", path_str(&pki.ca_cert)],
+    );
+    assert!(stderr.contains("--tls-key"), "{stderr}");
 }

@@ -11,8 +11,12 @@ mod helpers;
 mod isolation;
 mod limits;
 mod listeners;
+mod observe;
+mod process;
 mod roles;
 mod rules;
 mod semantics;
+#[path = "../common/server_config.rs"]
+mod server_config;
 mod tasks;
 mod verdicts;

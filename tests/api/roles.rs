@@ -59,6 +59,15 @@ const TABLE: &[(&str, &str, &[&str])] = &[
     ("get", "/palisade/v1/agents", &[P]),
     ("get", "/palisade/v1/agents/{host}/policy", &[A]),
     ("put", "/palisade/v1/agents/{host}/status", &[A]),
+    ("post", "/palisade/v1/agents/{host}/rule-stats", &[A]),
+    ("post", "/palisade/v1/agents/{host}/flow-logs", &[A]),
+    ("get", "/palisade/v1/security_groups/{group_id}/rule-stats", &[T]),
+    ("get", "/palisade/v1/ports/{port_id}/flow-log", &[T]),
+    ("put", "/palisade/v1/ports/{port_id}/flow-log", &[T]),
+    ("get", "/palisade/v1/security_groups/{group_id}/flow-log", &[T]),
+    ("put", "/palisade/v1/security_groups/{group_id}/flow-log", &[T]),
+    ("get", "/palisade/v1/flow-logs", &[T, P]),
+    ("post", "/palisade/v1/security_groups/{group_id}/impact", &[T]),
     // Public: health, readiness, the documentation and the web console's files.
     ("get", "/healthz", &[]),
     ("get", "/readyz", &[]),
@@ -100,6 +109,10 @@ fn body_for(method: &str, template: &str) -> Option<Value> {
             json!({"direction": "ingress", "protocol": "tcp", "port_range_min": 1, "port_range_max": 1})
         }
         ("patch", _) => json!({"name": "renamed"}),
+        ("put", t) if t.ends_with("/flow-log") => json!({"enabled": true, "events": "all"}),
+        ("post", t) if t.ends_with("/impact") => json!({"rules": []}),
+        ("post", t) if t.ends_with("/rule-stats") => json!({"stats": []}),
+        ("post", t) if t.ends_with("/flow-logs") => json!({"records": [], "dropped_flows": 0}),
         _ => json!({}),
     };
     Some(body)

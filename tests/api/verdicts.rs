@@ -159,7 +159,7 @@ async fn analysis_reports_known_problems_and_nothing_on_a_clean_group() {
 
 /// Runs `palisade check` against the app. The child runs off the async runtime, which must keep
 /// serving the app while the test waits.
-async fn check(app: &TestApp, args: &[&str]) -> (i32, String) {
+pub(crate) async fn check(app: &TestApp, args: &[&str]) -> (i32, String) {
     let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_palisade"));
     command.args(["check", "--api", &app.api.base, "--api-key", &app.api.token]).args(args);
     let output = tokio::task::spawn_blocking(move || command.output()).await.expect("join").expect("running palisade check");

@@ -174,6 +174,17 @@ async function groupByName(name, project = 1) {
   return list.results[0] || null;
 }
 
+// Deletes the group open on `page`, `name`, through its Delete dialog: the console returns to the
+// list with a flash, and the API no longer has it.
+async function deleteOpenGroup(page, name) {
+  await page.getByRole("button", { name: "Delete", exact: true }).click();
+  const dialog = page.getByRole("dialog", { name: `Delete ${name}` });
+  await dialog.getByRole("button", { name: "Delete security group" }).click();
+  await ready(page, "groups");
+  await page.locator(".flash", { hasText: `Deleted security group ${name}.` }).waitFor();
+  assert.equal(await groupByName(name), null);
+}
+
 // ---- setup --------------------------------------------------------------------------------------
 
 before(async () => {
@@ -380,12 +391,7 @@ test("a person manages groups and rules and asks why a flow is dropped", async (
     await page.getByText("No ingress rules").waitFor();
     assert.equal(await rows(page, "egress").count(), 2);
 
-    await page.getByRole("button", { name: "Delete", exact: true }).click();
-    const del = page.getByRole("dialog", { name: "Delete web-frontend-copy" });
-    await del.getByRole("button", { name: "Delete security group" }).click();
-    await ready(page, "groups");
-    await page.locator(".flash", { hasText: "Deleted security group web-frontend-copy." }).waitFor();
-    assert.equal(await groupByName("web-frontend-copy"), null);
+    await deleteOpenGroup(page, "web-frontend-copy");
   });
 
   // The platform registers the instance's port (and one of another client).
@@ -482,12 +488,7 @@ test("a person manages groups and rules and asks why a flow is dropped", async (
     assert.ok(await groupByName("web-frontend"), "nothing was deleted");
 
     await expectStatus(call(keys.platform, "DELETE", `/palisade/v1/ports/${port.id}`), 204);
-    await page.getByRole("button", { name: "Delete", exact: true }).click();
-    const again = page.getByRole("dialog", { name: "Delete web-frontend" });
-    await again.getByRole("button", { name: "Delete security group" }).click();
-    await ready(page, "groups");
-    await page.locator(".flash", { hasText: "Deleted security group web-frontend." }).waitFor();
-    assert.equal(await groupByName("web-frontend"), null);
+    await deleteOpenGroup(page, "web-frontend");
   });
 
   await t.test("a tenant key on a platform page gets a clear 403, then signs out", async () => {

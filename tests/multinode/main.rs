@@ -15,6 +15,9 @@
 //!   finishes the tasks, and the frozen node, thawed, repeats nothing.
 //! - `database_outage_is_503_then_recovers`: the database refuses connections; the node answers
 //!   503 and is not ready; when the database returns, the node recovers by itself.
+//! - `frozen_node_stalls_nothing` (issue 16): with the shipped session defaults, one node is
+//!   frozen while it holds a project's scope lock inside a task; the other finishes a 50-task
+//!   burst in that project within 10 s, and a write in another project answers at once.
 
 mod support;
 
@@ -78,6 +81,41 @@ async fn seed_groups(api: &Api, base: &str, url: &str, count: usize) -> Vec<Stri
             task.created_resources.as_ref().unwrap()["security_groups"][0].as_str().unwrap().to_string()
         })
         .collect()
+}
+
+/// Two nodes, `a` and `b`, on one fresh PostgreSQL database, migrated first and then given
+/// `prepare`; a key of client 1 and a client with it; the nodes' addresses for sending to either.
+/// The nodes are listed first, so they are gone before their logs and their database.
+struct Cluster {
+    a: Node,
+    b: Node,
+    bases: Arc<[String; 2]>,
+    token: String,
+    api: Api,
+    scratch: Scratch,
+    db: PgDb,
+}
+
+impl Cluster {
+    async fn start(label: &str, prepare: impl FnOnce(&PgDb)) -> Cluster {
+        let db = PgDb::new();
+        let scratch = Scratch::new(label);
+        palisade(&["migrate", "--database-url", &db.url]);
+        prepare(&db);
+        let token = create_key(&db.url);
+        let api = Api::new(&token);
+        // Each node names its sessions, so the test can see which node holds what (pg_locks).
+        let (url_a, url_b) = (session_named(&db.url, "palisade-a"), session_named(&db.url, "palisade-b"));
+        let (a, b) = tokio::join!(Node::start("a", &url_a, &scratch.0), Node::start("b", &url_b, &scratch.0));
+        let bases = Arc::new([a.base.clone(), b.base.clone()]);
+        Cluster { a, b, bases, token, api, scratch, db }
+    }
+}
+
+/// `url` with the sessions it opens named `name` (`application_name`, seen in pg_stat_activity).
+fn session_named(url: &str, name: &str) -> String {
+    let separator = if url.contains('?') { '&' } else { '?' };
+    format!("{url}{separator}application_name={name}")
 }
 
 /// The issue's invariants after a mixed load whose acknowledged operations are `acked`.
@@ -158,15 +196,9 @@ fn check_mixed_outcome(snap: &support::Snapshot, seeds: &[String], acked: &[(Op,
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn two_nodes_share_the_load() {
-    let db = PgDb::new();
-    let scratch = Scratch::new("load");
-    palisade(&["migrate", "--database-url", &db.url]);
-    let api = Api::new(&create_key(&db.url));
-    let (a, b) = tokio::join!(Node::start("a", &db.url, &scratch.0), Node::start("b", &db.url, &scratch.0));
+    let Cluster { db, scratch: _scratch, api, a, b, bases, .. } = Cluster::start("load", |_| {}).await;
     let seeds = seed_groups(&api, &a.base, &db.url, 50).await;
-
     let ops = Arc::new(mixed_ops(1_000, &seeds));
-    let bases = Arc::new([a.base.clone(), b.base.clone()]);
     let started = Instant::now();
     let results = bounded(ops.len(), 32, |i| {
         let (api, ops, bases) = (api.clone(), ops.clone(), bases.clone());
@@ -203,15 +235,9 @@ async fn two_nodes_share_the_load() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn failover_after_kill_9() {
-    let db = PgDb::new();
-    let scratch = Scratch::new("failover");
-    palisade(&["migrate", "--database-url", &db.url]);
-    let api = Api::new(&create_key(&db.url));
-    let (a, b) = tokio::join!(Node::start("a", &db.url, &scratch.0), Node::start("b", &db.url, &scratch.0));
+    let Cluster { db, scratch: _scratch, api, a, b, bases, .. } = Cluster::start("failover", |_| {}).await;
     let seeds = seed_groups(&api, &b.base, &db.url, 20).await;
-
     let ops = Arc::new(mixed_ops(1_000, &seeds));
-    let bases = Arc::new([a.base.clone(), b.base.clone()]);
     let a = Arc::new(std::sync::Mutex::new(a));
     let killed = Arc::new(AtomicBool::new(false));
     let acked_count = Arc::new(AtomicUsize::new(0));
@@ -270,14 +296,9 @@ async fn failover_after_kill_9() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn concurrent_patches_lose_no_update() {
-    let db = PgDb::new();
-    let scratch = Scratch::new("patch");
-    palisade(&["migrate", "--database-url", &db.url]);
-    let api = Api::new(&create_key(&db.url));
-    let (a, b) = tokio::join!(Node::start("a", &db.url, &scratch.0), Node::start("b", &db.url, &scratch.0));
+    let Cluster { db, scratch: _scratch, api, a, b, bases, .. } = Cluster::start("patch", |_| {}).await;
     let group = seed_groups(&api, &a.base, &db.url, 1).await.remove(0);
     let path = format!("{GROUPS_PATH}/{group}");
-    let bases = Arc::new([a.base.clone(), b.base.clone()]);
 
     // Each PATCH renames the group, sets its rules to one rule of its own, and adds a tag of its own.
     let results = bounded(50, 50, |i| {
@@ -390,13 +411,15 @@ async fn sqlite_to_postgres_move() {
     eprintln!("moved 1000 groups from SQLite to PostgreSQL (export + import) in {moved_in:?}");
 }
 
-/// Runs SQL as the admin user through psql (the test's hand on the database server).
-fn admin_sql(sql: &str) {
+/// Runs SQL as the admin user through psql (the test's hand on the database server); returns
+/// what it printed (unaligned, tuples only).
+fn admin_sql(sql: &str) -> String {
     let output = std::process::Command::new("psql")
         .args([support::admin_url().as_str(), "-v", "ON_ERROR_STOP=1", "-qAt", "-c", sql])
         .output()
         .expect("run psql");
     assert!(output.status.success(), "psql {sql}: {}", String::from_utf8_lossy(&output.stderr));
+    String::from_utf8_lossy(&output.stdout).trim().to_string()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -444,19 +467,15 @@ async fn database_outage_is_503_then_recovers() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn hung_node_loses_its_claims() {
-    let db = PgDb::new();
-    let scratch = Scratch::new("hung");
-    palisade(&["migrate", "--database-url", &db.url]);
-    // A short lease for the test (operators get 60 s unless they set their own).
-    admin_sql(&format!("ALTER DATABASE {} SET idle_in_transaction_session_timeout = '2s'", db.name));
-    admin_sql(&format!("ALTER DATABASE {} SET statement_timeout = '5s'", db.name));
-    let token = create_key(&db.url);
+    let Cluster { db, scratch: _scratch, token, a, b, bases, .. } = Cluster::start("hung", |db| {
+        // A shorter lease than the shipped 5 s, to finish sooner.
+        admin_sql(&format!("ALTER DATABASE {} SET idle_in_transaction_session_timeout = '2s'", db.name));
+        admin_sql(&format!("ALTER DATABASE {} SET statement_timeout = '5s'", db.name));
+    })
+    .await;
     let api = Api::with_timeout(&token, Duration::from_secs(5));
-    let (a, b) = tokio::join!(Node::start("a", &db.url, &scratch.0), Node::start("b", &db.url, &scratch.0));
     let seeds = seed_groups(&api, &b.base, &db.url, 20).await;
-
     let ops = Arc::new(mixed_ops(600, &seeds));
-    let bases = Arc::new([a.base.clone(), b.base.clone()]);
     let a = Arc::new(a);
     let frozen = Arc::new(AtomicBool::new(false));
     let acked_count = Arc::new(AtomicUsize::new(0));
@@ -502,5 +521,136 @@ async fn hung_node_loses_its_claims() {
         "hung node: A frozen after 200 acknowledgements; {} acknowledged, {} unanswered; B finished everything {recovered:?} after the freeze",
         acked.len(),
         unanswered.len()
+    );
+}
+
+/// How many advisory (scope) locks the sessions of node `application_name` hold in `database`.
+fn advisory_locks_held(database: &str, application_name: &str) -> u64 {
+    admin_sql(&format!(
+        "SELECT count(*) FROM pg_locks l JOIN pg_stat_activity s ON s.pid = l.pid
+         WHERE s.datname = '{database}' AND s.application_name = '{application_name}' AND l.locktype = 'advisory' AND l.granted"
+    ))
+    .parse()
+    .expect("a count")
+}
+
+/// A v1 create of a group (default rules) in `project` through `base`: its status, its
+/// `Retry-After` header and how long it took.
+async fn v1_create(token: &str, base: &str, project: i64, name: &str) -> (reqwest::StatusCode, Option<String>, Duration) {
+    let started = Instant::now();
+    let response = reqwest::Client::new()
+        .post(format!("{base}/cloud/v1/securitygroups/{project}/{R}"))
+        .header("Authorization", format!("APIKey {token}"))
+        .json(&json!({"security_group": {"name": name}}))
+        .timeout(Duration::from_secs(60))
+        .send()
+        .await
+        .expect("v1 create answered");
+    let retry_after = response.headers().get("retry-after").map(|v| v.to_str().unwrap_or_default().to_string());
+    (response.status(), retry_after, started.elapsed())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn frozen_node_stalls_nothing() {
+    // The shipped session defaults: nothing is set on the database.
+    let Cluster { db, scratch: _scratch, token, api, a, b, .. } = Cluster::start("frozen", |_| {}).await;
+
+    // Freeze B while it is inside a task of project P, holding P's scope lock. B's burst creates
+    // groups without rules: a rule write also locks the global policy_revision row (issue 16
+    // item 1), which would stall rule writers of every project and is not what this tests.
+    let mut attempts = 0;
+    let mut b_names = Vec::new();
+    loop {
+        attempts += 1;
+        assert!(attempts <= 20, "B was never caught holding a scope lock in 20 bursts");
+        let names: Vec<String> = (0..120).map(|i| format!("b{attempts}-{i:03}")).collect();
+        let burst = Arc::new(names.clone());
+        let acked = bounded(names.len(), 32, |i| {
+            let (api, base, burst) = (api.clone(), b.base.clone(), burst.clone());
+            async move { Api::task_of(api.post(&base, GROUPS_PATH, &json!({"name": burst[i], "rules": []})).await) }
+        })
+        .await;
+        b.signal("STOP");
+        b_names.extend(names);
+        for result in acked {
+            result.expect("B acknowledged its burst");
+        }
+        // Whatever B had sent reaches the server and is answered; then B's session sits idle in
+        // its transaction, holding what it holds.
+        tokio::time::sleep(Duration::from_millis(30)).await;
+        if advisory_locks_held(&db.name, "palisade-b") > 0 {
+            break;
+        }
+        b.signal("CONT");
+        until_all_done(&db.url, Duration::from_secs(30)).await;
+    }
+    let frozen_at = Instant::now();
+    let backlog = snapshot(&db.url).await.tasks.iter().filter(|t| !t.state.is_terminal()).count();
+
+    // Meanwhile, through A: a v1 create in another project answers at once, one in P answers
+    // (perhaps 503 with Retry-After, after the lock wait), and a 50-task burst in P finishes.
+    let (elsewhere, _, elsewhere_took) = v1_create(&token, &a.base, P + 1, "elsewhere").await;
+    assert!(elsewhere.is_success(), "v1 create in another project: {elsewhere}");
+    assert!(elsewhere_took < Duration::from_secs(1), "v1 create in another project took {elsewhere_took:?}");
+    let (same, same_retry_after, same_took) = v1_create(&token, &a.base, P, "same-project").await;
+    assert!(same.is_success() || same == 503, "v1 create in P: {same}");
+    if same == 503 {
+        assert_eq!(same_retry_after.as_deref(), Some("1"), "a 503 says when to retry");
+    }
+    assert!(same_took < Duration::from_secs(5), "v1 create in P took {same_took:?}");
+    let burst_started = Instant::now();
+    let a_burst =
+        bounded(50, 50, |i| {
+            let (api, base) = (api.clone(), a.base.clone());
+            async move {
+                Api::task_of(api.post(&base, GROUPS_PATH, &json!({"name": format!("a-{i:02}"), "rules": [tcp(20_000 + i as u64)]})).await)
+            }
+        })
+        .await;
+    let a_tasks: HashSet<String> = a_burst.into_iter().map(|r| r.expect("A acknowledged its burst")).collect();
+    let deadline = burst_started + Duration::from_secs(10);
+    loop {
+        let snap = snapshot(&db.url).await;
+        let open = snap.tasks.iter().filter(|t| a_tasks.contains(&t.id) && !t.state.is_terminal()).count();
+        if open == 0 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{open} of A's 50 tasks still open 10 s after the burst, B frozen");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let (burst_took, since_freeze) = (burst_started.elapsed(), frozen_at.elapsed());
+    let b_still_holds = advisory_locks_held(&db.name, "palisade-b");
+
+    // Thawed, B finds its transaction gone; every task finished once, every group exists once.
+    b.signal("CONT");
+    let snap = until_all_done(&db.url, Duration::from_secs(30)).await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let snap_after = until_all_done(&db.url, Duration::from_secs(30)).await;
+    assert_eq!(snap.tasks.len(), snap_after.tasks.len());
+    let mut ids = HashSet::new();
+    for task in &snap_after.tasks {
+        assert!(ids.insert(task.id.clone()), "task {} twice", task.id);
+        assert_eq!(task.state, TaskState::Finished, "{task:?}");
+    }
+    assert_eq!(snap_after.tasks.len(), b_names.len() + 50);
+    let mut by_name: HashMap<&str, usize> = HashMap::new();
+    for group in &snap_after.groups {
+        *by_name.entry(group.name.as_str()).or_default() += 1;
+    }
+    for name in
+        b_names.iter().map(String::as_str).chain((0..50).map(|i| format!("a-{i:02}")).collect::<Vec<_>>().iter().map(String::as_str))
+    {
+        assert_eq!(by_name.get(name), Some(&1), "group {name} exists exactly once");
+    }
+    let v1_made = 1 + usize::from(same.is_success());
+    assert_eq!(snap_after.groups.len(), b_names.len() + 50 + v1_made, "no other group was made");
+    for node in [&a, &b] {
+        let log = node.log_text();
+        assert!(!log.contains("panicked"), "node {} panicked:\n{log}", node.name);
+    }
+    eprintln!(
+        "frozen node: caught holding a scope lock after {attempts} burst(s); while frozen, a v1 create elsewhere took {elsewhere_took:?}, \
+         one in the same project answered {same} in {same_took:?}; A's 50-task burst in that project finished {burst_took:?} after it \
+         started ({since_freeze:?} after the freeze, behind {backlog} older tasks of B's burst); B held {b_still_holds} scope lock(s) then"
     );
 }

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use palisade_core::group::Group;
-use palisade_store::{Database, Store, TaskRecord};
+use palisade_store::{Database, Store, StoreError, TaskRecord};
 use reqwest::StatusCode;
 use serde_json::Value;
 use tokio::sync::Semaphore;
@@ -235,28 +235,27 @@ pub async fn snapshot(database_url: &str) -> Snapshot {
     tokio::task::spawn_blocking(move || {
         let db = Database::open(&url, "normal").expect("open for verification");
         db.read(|tx| {
-            let mut groups = Vec::new();
-            let mut after = 0;
-            loop {
-                let page = tx.export_groups(after, 500)?;
-                let Some((last, _)) = page.last() else { break };
-                after = *last;
-                groups.extend(page.into_iter().map(|(_, g)| g));
-            }
-            let mut tasks = Vec::new();
-            let mut after = 0;
-            loop {
-                let page = tx.export_tasks(after, 500)?;
-                let Some((last, _)) = page.last() else { break };
-                after = *last;
-                tasks.extend(page.into_iter().map(|(_, t)| t));
-            }
-            Ok::<_, palisade_store::StoreError>(Snapshot { groups, tasks })
+            let groups = every_page(|after| tx.export_groups(after, 500))?;
+            let tasks = every_page(|after| tx.export_tasks(after, 500))?;
+            Ok::<_, StoreError>(Snapshot { groups, tasks })
         })
         .expect("read the database")
     })
     .await
     .expect("snapshot")
+}
+
+/// Every row of an export read page by page: `page(after)` returns the rows after the cursor
+/// `after`, each with its own cursor.
+fn every_page<C: Copy + Default, T>(mut page: impl FnMut(C) -> Result<Vec<(C, T)>, StoreError>) -> Result<Vec<T>, StoreError> {
+    let mut rows = Vec::new();
+    let mut after = C::default();
+    loop {
+        let page = page(after)?;
+        let Some((last, _)) = page.last() else { return Ok(rows) };
+        after = *last;
+        rows.extend(page.into_iter().map(|(_, row)| row));
+    }
 }
 
 /// Waits until every task in the database is FINISHED or ERROR; returns the final snapshot.

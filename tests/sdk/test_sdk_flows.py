@@ -23,33 +23,23 @@ SG_TIME_RE = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\+0000|Z)$")
 TASK_TIME_RE = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?$")
 UUID_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$")
 
-SSH = {
-    "direction": "ingress",
-    "ethertype": "IPv4",
-    "protocol": "tcp",
-    "port_range_min": 22,
-    "port_range_max": 22,
-    "remote_ip_prefix": "10.0.0.0/8",
-    "description": "ssh",
-}
-HTTP = {
-    "direction": "ingress",
-    "ethertype": "IPv4",
-    "protocol": "tcp",
-    "port_range_min": 80,
-    "port_range_max": 80,
-    "remote_ip_prefix": "0.0.0.0/0",
-    "description": "http",
-}
-DNS6 = {
-    "direction": "ingress",
-    "ethertype": "IPv6",
-    "protocol": "udp",
-    "port_range_min": 53,
-    "port_range_max": 53,
-    "remote_ip_prefix": "2001:db8::/32",
-    "description": "dns over v6",
-}
+
+def ingress(protocol: str, port: int, prefix: str, description: str, ethertype: str = "IPv4") -> dict:
+    """A rule input letting `protocol` in on one port from `prefix`."""
+    return {
+        "direction": "ingress",
+        "ethertype": ethertype,
+        "protocol": protocol,
+        "port_range_min": port,
+        "port_range_max": port,
+        "remote_ip_prefix": prefix,
+        "description": description,
+    }
+
+
+SSH = ingress("tcp", 22, "10.0.0.0/8", "ssh")
+HTTP = ingress("tcp", 80, "0.0.0.0/0", "http")
+DNS6 = ingress("udp", 53, "2001:db8::/32", "dns over v6", ethertype="IPv6")
 # Only the required field: ethertype IPv4, protocol null (all), description "" by default (§4.5).
 EGRESS_ALL = {"direction": "egress"}
 
@@ -388,18 +378,10 @@ def test_update_without_changes_returns_no_task(client):
 def test_rule_create_and_delete_and_poll(client):
     sg = make_group(client, "rules-host", rules=[])
 
-    rule = client.cloud.security_groups.rules.create_and_poll(
-        sg.id,
-        direction="ingress",
-        ethertype="IPv4",
-        protocol="tcp",
-        port_range_min=443,
-        port_range_max=443,
-        remote_ip_prefix="0.0.0.0/0",
-        description="https",
-    )
+    https = ingress("tcp", 443, "0.0.0.0/0", "https")
+    rule = client.cloud.security_groups.rules.create_and_poll(sg.id, **https)
     assert_rule_shape(rule, sg.id)
-    assert actual(rule) == ("ingress", "IPv4", "tcp", 443, 443, "0.0.0.0/0", None, "https")
+    assert actual(rule) == expected(https)
     group = client.cloud.security_groups.get(sg.id)
     assert [r.id for r in group.security_group_rules] == [rule.id]
 
@@ -437,20 +419,12 @@ def test_rule_replace_gives_new_id(client):
     old = next(r for r in sg.security_group_rules if r.description == "ssh")
     http_id = next(r.id for r in sg.security_group_rules if r.description == "http")
 
+    ssh_alt = ingress("tcp", 2222, "192.168.0.0/16", "ssh alt")
     with pytest.warns(DeprecationWarning):
-        new = client.cloud.security_groups.rules.replace(
-            old.id,
-            direction="ingress",
-            ethertype="IPv4",
-            protocol="tcp",
-            port_range_min=2222,
-            port_range_max=2222,
-            remote_ip_prefix="192.168.0.0/16",
-            description="ssh alt",
-        )
+        new = client.cloud.security_groups.rules.replace(old.id, **ssh_alt)
     assert new.id != old.id
     assert_rule_shape(new, sg.id)
-    assert actual(new) == ("ingress", "IPv4", "tcp", 2222, 2222, "192.168.0.0/16", None, "ssh alt")
+    assert actual(new) == expected(ssh_alt)
 
     group = client.cloud.security_groups.get(sg.id)
     assert {r.id for r in group.security_group_rules} == {new.id, http_id}

@@ -3,13 +3,11 @@
 //! Every change that can change enforcement (rules, ports, addresses, bindings) grows one global
 //! policy revision in its own transaction (store triggers). Agents long-poll
 //! `GET /palisade/v1/agents/{host}/policy?after=REV&wait=SECONDS`: the answer comes at once when
-//! the revision is past `after`, otherwise when it moves or `wait` runs out (304). One watcher
-//! task per node follows the revision in the database while anyone waits, so a change made by
-//! any node, through the API or a task, reaches the waiting agents within [`POLL`].
+//! the revision is past `after`, otherwise when it moves or `wait` runs out (304). The revision
+//! feed, the policy's content and the waits are the service's (`palisade_service::policy`);
+//! this module parses, checks the agent's host and renders.
 
-use std::collections::{BTreeMap, BTreeSet};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Weak};
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Json;
@@ -18,16 +16,16 @@ use axum::extract::{FromRequestParts, Path, Request, State};
 use axum::http::{HeaderValue, Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use palisade_core::UnixMs;
 use palisade_core::error::FieldErrors;
 use palisade_core::input;
-use palisade_core::policy::HostPolicy;
 use palisade_core::port::valid_host;
-use palisade_store::{AgentRecord, Database, PortFilter, Store};
-use palisade_worker::now_ms;
+use palisade_service::now_ms;
+use palisade_service::policy;
+use palisade_service::queue::wait_for_tasks;
+use palisade_store::AgentRecord;
 use serde::Serialize;
 use serde_json::Value;
-use tokio::sync::{Notify, watch};
-use uuid::Uuid;
 
 use crate::access::Role;
 use crate::error::{ApiError, Result};
@@ -35,106 +33,24 @@ use crate::extract::{Caller, JsonBody, Query};
 use crate::state::AppState;
 use crate::time;
 
-/// How often the watcher reads the revision while an agent waits.
-const POLL: Duration = Duration::from_millis(10);
 /// The longest long-poll a request may ask for.
 const MAX_WAIT_SECONDS: i64 = 300;
 
-/// The node's view of the policy revision, fed by one watcher task while anyone waits.
-pub struct PolicyFeed {
-    revision: watch::Sender<i64>,
-    started: AtomicBool,
-    poke: Arc<Notify>,
-    /// Notified when an agent of this node reports a revision.
-    reported: Notify,
-}
-
-impl Default for PolicyFeed {
-    fn default() -> Self {
-        PolicyFeed {
-            revision: watch::Sender::new(0),
-            started: AtomicBool::new(false),
-            poke: Arc::new(Notify::new()),
-            reported: Notify::new(),
-        }
-    }
-}
-
-impl PolicyFeed {
-    /// Tells the watcher to read the revision now (after a local write).
-    pub fn poke(&self) {
-        self.poke.notify_one();
-    }
-
-    /// A receiver of revision changes; starts the watcher on first use.
-    pub fn subscribe(&self, store: &Arc<Database>) -> watch::Receiver<i64> {
-        let rx = self.revision.subscribe();
-        if !self.started.swap(true, Ordering::SeqCst) {
-            tokio::spawn(watch_revision(Arc::downgrade(store), self.revision.clone(), self.poke.clone()));
-        } else {
-            // The watcher may be in its idle pause: have it poll at the waiting pace now.
-            self.poke();
-        }
-        rx
-    }
-}
-
-async fn watch_revision(store: Weak<Database>, revision: watch::Sender<i64>, poke: Arc<Notify>) {
-    loop {
-        if revision.receiver_count() > 0 {
-            let Some(db) = store.upgrade() else { return };
-            match tokio::task::spawn_blocking(move || db.read(|tx| tx.policy_revision())).await {
-                Ok(Ok(current)) => {
-                    revision.send_if_modified(|seen| {
-                        let changed = *seen != current;
-                        *seen = current;
-                        changed
-                    });
-                }
-                Ok(Err(e)) => tracing::warn!(error = %e, "reading the policy revision"),
-                Err(e) => tracing::warn!(error = %e, "policy revision task failed"),
-            }
-        } else if store.strong_count() == 0 {
-            return;
-        }
-        let pause = if revision.receiver_count() > 0 { POLL } else { Duration::from_secs(1) };
-        tokio::select! {
-            _ = poke.notified() => {}
-            _ = tokio::time::sleep(pause) => {}
-        }
-    }
-}
-
-fn host_of(text: &str) -> Result<String> {
+pub(crate) fn host_of(text: &str) -> Result<String> {
     if valid_host(text) { Ok(text.to_string()) } else { Err(ApiError::not_found(format!("Host {text} could not be found"))) }
 }
 
-/// The host's policy at the current revision, read in one transaction: every client's ports on
-/// the host (one agent enforces them all). Returns its revision, its content tag, and its JSON
-/// unless the agent already holds that tag (`held`). A host's policy can be large (thousands of
-/// rules, remote groups of many members): it is read, built and serialised on the bounded pool,
-/// within the request deadline (`crate::pool`).
+/// The host's policy at the current revision (`policy::host_policy`): its revision, its content
+/// tag, and its JSON unless the agent already holds that tag (`held`). It can be large, so it is
+/// read, built and serialised on the bounded pool, within the request deadline (`crate::pool`).
 async fn read_policy(state: &AppState, host: String, held: Option<String>) -> Result<(i64, String, Option<Vec<u8>>)> {
     state
         .read_heavy(move |tx, deadline| {
-            let revision = tx.policy_revision()?;
-            let ports = tx.list_ports(None, &PortFilter { host: Some(host.clone()), ..PortFilter::default() })?;
-            let mut seen = std::collections::HashSet::new();
-            let group_ids: Vec<Uuid> =
-                ports.iter().flat_map(|p| p.security_group_ids.iter().copied()).filter(|id| seen.insert(*id)).collect();
-            deadline.check()?;
-            let groups = tx.groups_by_ids(&group_ids)?;
-            let mut remote: Vec<Uuid> = groups.iter().flat_map(|g| g.rules.iter().filter_map(|r| r.spec.remote_group_id)).collect();
-            remote.sort();
-            remote.dedup();
-            deadline.check()?;
-            let members = tx.ports_in_groups(&remote)?;
-            deadline.check()?;
-            let policy = HostPolicy::build(&host, revision, &ports, &groups, &members);
+            let policy = policy::host_policy(tx, &host, deadline)?;
             let tag = policy.content_tag();
             deadline.check()?;
             let body = if held.as_deref() == Some(tag.as_str()) { None } else { Some(crate::pool::to_json(&policy)?) };
-            Ok((revision, tag, body))
+            Ok((policy.revision, tag, body))
         })
         .await
 }
@@ -143,6 +59,16 @@ async fn read_policy(state: &AppState, host: String, held: Option<String>) -> Re
 /// policy of every port on `host` (200, headers `x-policy-revision` and `ETag`), or 304 when the revision did not
 /// pass `after` within `wait` seconds, or when it did but the policy's content still has the
 /// request's `If-None-Match` tag (then `x-policy-revision` is the new revision: nothing to apply).
+#[utoipa::path(
+    get,
+    path = "/palisade/v1/agents/{host}/policy",
+    operation_id = "getHostPolicy",
+    tag = "Agents",
+    summary = "Get the policy of a host",
+    description = "The host's own agent key only (another host's is a 403). What the host's agent enforces: every client's ports on the host (device, MAC, addresses, bound groups), the rules of every bound group (protocols by number), and the member addresses of every group those rules name as `remote_group_id`, listed once per group. Without `after` it answers at once. With `after`, it answers as soon as the policy revision is past `after`, or with 304 (no body, `x-policy-revision` header) when `wait` seconds pass first. The `ETag` header tags the policy's content (the revision aside): with `If-None-Match` set to it, a newer revision that changes nothing for the host answers 304 with the new `x-policy-revision`, so the agent reports it without fetching the policy again.",
+    params(crate::schema::HostPath, crate::schema::PolicyQuery),
+    responses((status = 200, description = "The policy of the host's ports at the current revision (also in the `x-policy-revision` header)", body = crate::schema::HostPolicy), crate::openapi::ValidationError, crate::openapi::NotFound, crate::openapi::GatewayTimeout)
+)]
 pub async fn policy(
     State(state): State<Arc<AppState>>,
     caller: Caller,
@@ -159,26 +85,16 @@ pub async fn policy(
         return Err(errors.into());
     }
     if let Some(after) = after {
-        let mut rx = state.policy.subscribe(&state.store);
         let deadline = tokio::time::Instant::now() + Duration::from_secs(wait as u64);
-        let store = state.store.clone();
-        let mut current = tokio::task::spawn_blocking(move || store.read(|tx| tx.policy_revision()))
-            .await
-            .map_err(|e| ApiError::Internal(e.to_string()))??;
-        while current <= after {
-            // A stopping server answers its long-polls at once; the agent asks again elsewhere.
-            let changed = tokio::select! {
-                changed = tokio::time::timeout_at(deadline, rx.changed()) => changed.ok(),
-                () = state.stopping() => None,
-            };
-            match changed {
-                Some(Ok(())) => current = *rx.borrow_and_update(),
-                Some(Err(_)) | None => {
-                    let mut response = StatusCode::NOT_MODIFIED.into_response();
-                    response.headers_mut().insert("x-policy-revision", HeaderValue::from(current.max(after)));
-                    return Ok(response);
-                }
-            }
+        // A stopping server answers its long-polls at once; the agent asks again elsewhere.
+        let passed = tokio::select! {
+            passed = state.policy.wait_past(&state.store, after, deadline) => passed?,
+            () = state.stopping() => None,
+        };
+        if passed.is_none() {
+            let mut response = StatusCode::NOT_MODIFIED.into_response();
+            response.headers_mut().insert("x-policy-revision", HeaderValue::from(after));
+            return Ok(response);
         }
     }
     let held = headers.get(axum::http::header::IF_NONE_MATCH).and_then(|v| v.to_str().ok()).map(str::to_owned);
@@ -194,10 +110,12 @@ pub async fn policy(
     Ok(response)
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(as = Agent)]
 pub struct AgentOut {
     pub host: String,
     pub applied_revision: i64,
+    /// Time of the agent's last report, UTC, `YYYY-MM-DDTHH:MM:SS+0000`.
     pub reported_at: String,
     /// Whether the agent has applied the current policy revision.
     pub in_sync: bool,
@@ -210,13 +128,24 @@ fn agent_out(agent: &AgentRecord, revision: i64) -> AgentOut {
     AgentOut {
         host: agent.host.clone(),
         applied_revision: agent.applied_revision,
-        reported_at: time::with_zone(agent.reported_at),
+        reported_at: time::with_zone(UnixMs(agent.reported_at)),
         in_sync: agent.applied_revision >= revision,
         applied: None,
     }
 }
 
 /// `PUT /palisade/v1/agents/{host}/status` with `{"applied_revision": N}` (the host's agent key).
+#[utoipa::path(
+    put,
+    path = "/palisade/v1/agents/{host}/status",
+    operation_id = "reportAgentStatus",
+    tag = "Agents",
+    summary = "Report the applied revision",
+    description = "The host's agent (its own agent key only; another host's is a 403) reports the policy revision it has applied to the kernel.",
+    params(crate::schema::HostPath),
+    request_body = crate::schema::AgentStatus,
+    responses((status = 200, description = "The agent as recorded", body = crate::agents::AgentOut), crate::openapi::ValidationError, crate::openapi::NotFound)
+)]
 pub async fn report(
     State(state): State<Arc<AppState>>,
     caller: Caller,
@@ -238,12 +167,13 @@ pub async fn report(
             Ok((agent, tx.policy_revision()?))
         })
         .await?;
-    state.policy.reported.notify_waiters();
+    state.policy.agent_reported();
     Ok(Json(agent_out(&agent, revision)))
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct AgentList {
+    /// The current global policy revision.
     pub policy_revision: i64,
     pub count: u64,
     pub results: Vec<AgentOut>,
@@ -251,6 +181,15 @@ pub struct AgentList {
 
 /// `GET /palisade/v1/agents[?revision=N]` (platform): every host's agent, the revision it
 /// applied, whether that is the current one, and (with `revision`) whether it has applied N.
+#[utoipa::path(
+    get,
+    path = "/palisade/v1/agents",
+    operation_id = "listAgents",
+    tag = "Agents",
+    summary = "List agents",
+    params(crate::schema::AgentsQuery),
+    responses((status = 200, description = "Every host's agent (one per host) and the current policy revision", body = crate::agents::AgentList), crate::openapi::ValidationError)
+)]
 pub async fn list(State(state): State<Arc<AppState>>, query: Query) -> Result<Json<AgentList>> {
     let mut errors = FieldErrors::new();
     let asked = query.int("revision", 0, i64::MAX, &mut errors);
@@ -323,75 +262,21 @@ pub async fn wait_for_agents(State(state): State<Arc<AppState>>, request: Reques
 }
 
 /// Waits for `tasks` to finish, then for the agents of the caller's hosts to apply the revision
-/// after them. Returns (revision, hosts that applied it, hosts that have not by the deadline; a
-/// host whose agent never reported is among the latter).
+/// after them (`PolicyFeed::wait_for_agents`). Returns (revision, hosts that applied it, hosts
+/// that have not by the deadline).
 async fn settle(
     state: &Arc<AppState>,
     caller: &Caller,
     tasks: Vec<String>,
     deadline: tokio::time::Instant,
 ) -> Result<(i64, Vec<String>, Vec<String>)> {
-    // Wake-ups come from revision changes and agent reports on this node; the step bounds the
-    // wait for those that happen on other nodes.
-    const STEP: Duration = Duration::from_millis(10);
-    let client_id = caller.client_id;
-    let mut revisions = state.policy.subscribe(&state.store);
-    loop {
-        let ids = tasks.clone();
-        let open = state
-            .read(move |tx| {
-                let mut open = 0;
-                for id in &ids {
-                    if tx.get_task(client_id, id)?.is_some_and(|t| !t.state.is_terminal()) {
-                        open += 1;
-                    }
-                }
-                Ok(open)
-            })
-            .await?;
-        if open == 0 || tokio::time::Instant::now() >= deadline {
-            break;
-        }
-        tokio::select! {
-            _ = revisions.changed() => {}
-            _ = tokio::time::sleep(STEP) => {}
-            () = state.stopping() => break,
-        }
+    // Another node may run the tasks (PostgreSQL): the database is read again at this step.
+    const RECHECK: Duration = Duration::from_millis(10);
+    let finished = state.tasks_done.subscribe();
+    tokio::select! {
+        waited = wait_for_tasks(&state.store, finished, caller.client_id, &tasks, deadline, Some(RECHECK)) => { waited?; }
+        () = state.stopping() => {}
     }
-    let tenant = (caller.role != Role::Platform).then(|| caller.clone());
-    let (revision, hosts) = state
-        .read(move |tx| {
-            let revision = tx.policy_revision()?;
-            let hosts: Option<BTreeSet<String>> = match &tenant {
-                Some(tenant) => Some(
-                    tx.list_ports(Some(tenant.client_id), &PortFilter::default())?
-                        .into_iter()
-                        .filter(|p| tenant.may_use_project(p.scope.project_id))
-                        .map(|p| p.host)
-                        .collect(),
-                ),
-                None => None,
-            };
-            Ok((revision, hosts))
-        })
-        .await?;
-    loop {
-        let reported = state.policy.reported.notified();
-        let agents = state.read(move |tx| Ok(tx.list_agents()?)).await?;
-        let applied_at: BTreeMap<String, i64> = agents.into_iter().map(|a| (a.host, a.applied_revision)).collect();
-        let concerned: Vec<String> = match &hosts {
-            Some(hosts) => hosts.iter().cloned().collect(),
-            None => applied_at.keys().cloned().collect(),
-        };
-        let (applied, pending): (Vec<String>, Vec<String>) =
-            concerned.into_iter().partition(|host| applied_at.get(host).is_some_and(|&applied| applied >= revision));
-        if pending.is_empty() || tokio::time::Instant::now() >= deadline {
-            return Ok((revision, applied, pending));
-        }
-        tokio::select! {
-            _ = reported => {}
-            _ = tokio::time::sleep(STEP) => {}
-            () = state.stopping() => return Ok((revision, applied, pending)),
-        }
-    }
+    let viewer = (caller.role != Role::Platform).then(|| caller.viewer());
+    Ok(state.policy.wait_for_agents(&state.store, viewer, deadline, state.stopping()).await?)
 }

@@ -4,8 +4,8 @@
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use palisade_core::{FieldErrors, RuleError};
+use palisade_service::ops::OpError;
 use palisade_store::StoreError;
-use palisade_worker::ops::OpError;
 use serde_json::{Map, Value, json};
 
 use crate::request_id;
@@ -97,6 +97,8 @@ impl From<OpError> for ApiError {
                 info: Some(json!({"quota": exceeded.quota, "limit": exceeded.limit, "requested": exceeded.requested})),
             },
             OpError::Conflict { class, message, info } => ApiError::Conflict { class, message, field: None, info },
+            e @ OpError::TooManyTasks { .. } => ApiError::TooManyRequests { message: e.to_string(), retry_after: 1 },
+            OpError::DeadlineExceeded => ApiError::DeadlineExceeded,
             OpError::Store(store) => store.into(),
         }
     }
@@ -158,6 +160,11 @@ impl IntoResponse for ApiError {
         }
         if let ApiError::TooManyRequests { retry_after, .. } = &self {
             response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(*retry_after));
+        }
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            // Transient by definition (an outage, or a lock that a hung node holds until
+            // PostgreSQL ends its session): worth retrying soon.
+            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
         }
         response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
         response

@@ -4,17 +4,18 @@
 use std::sync::Arc;
 
 use axum::body::Bytes;
-use axum::extract::{FromRequest, FromRequestParts, Request, State};
+use axum::extract::{FromRequest, FromRequestParts, RawPathParams, Request, State};
 use axum::http::StatusCode;
 use axum::http::header::{AUTHORIZATION, CONTENT_LENGTH};
 use axum::http::request::Parts;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use palisade_core::group::Scope;
+use palisade_service::policy::Viewer;
+use palisade_store::KeyRole as Role;
 use serde_json::Value;
 use uuid::Uuid;
 
-use crate::access::Role;
 use crate::error::{ApiError, Result};
 use crate::state::AppState;
 
@@ -36,6 +37,11 @@ impl Caller {
     /// Whether this key may see project `project_id` (of its client, for a tenant key).
     pub fn may_use_project(&self, project_id: i64) -> bool {
         self.projects.as_ref().is_none_or(|projects| projects.contains(&project_id))
+    }
+
+    /// What this key sees, as the service's reads take it.
+    pub fn viewer(&self) -> Viewer {
+        Viewer { client_id: self.client_id, projects: self.projects.clone() }
     }
 
     /// An agent key may speak only for its own host (403 for any other).
@@ -240,8 +246,63 @@ pub fn path_uuid(text: &str, what: &str) -> Result<Uuid> {
     Uuid::try_parse(text).map_err(|_| ApiError::not_found(format!("{what} {text} could not be found")))
 }
 
-/// A group's path (`…/{project_id}/{region_id}/{group_id}`) checked for the caller: the scope the
-/// key may use and the group's id. Authentication comes first (401 before 404).
+/// The scope of a project/region path, if the caller's key may use the project and the region
+/// exists: 404 for ids that are not ids, 403 for a project the key may not use.
+pub fn scope_of(state: &AppState, caller: &Caller, project: &str, region: &str) -> Result<Scope> {
+    caller.scope(state, path_int(project, "Project")?, path_int(region, "Region")?)
+}
+
+pub fn group_id(text: &str) -> Result<Uuid> {
+    path_uuid(text, "Security group")
+}
+
+/// The path parameters of the request's route, by name, percent-decoded.
+struct PathParams(Vec<(String, String)>);
+
+impl PathParams {
+    async fn of(parts: &mut Parts, state: &Arc<AppState>) -> Result<PathParams> {
+        let raw = RawPathParams::from_request_parts(parts, state)
+            .await
+            .map_err(|_| ApiError::not_found(format!("The requested URL {} was not found on this server", parts.uri.path())))?;
+        Ok(PathParams(raw.iter().map(|(name, value)| (name.to_owned(), value.to_owned())).collect()))
+    }
+
+    /// The parameter `name`; a route without it is a programming error, answered as a 500.
+    fn get(&self, name: &str) -> Result<&str> {
+        self.0
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, value)| value.as_str())
+            .ok_or_else(|| ApiError::Internal(format!("the route has no {{{name}}} parameter")))
+    }
+}
+
+/// A project/region path (`…/{project_id}/{region_id}…`) checked for the caller: the scope the
+/// key may use. Authentication comes first (401 before 404).
+pub struct ScopePath {
+    pub caller: Caller,
+    pub scope: Scope,
+}
+
+impl ScopePath {
+    async fn with_params(parts: &mut Parts, state: &Arc<AppState>) -> Result<(ScopePath, PathParams)> {
+        let caller = Caller::from_request_parts(parts, state).await?;
+        let params = PathParams::of(parts, state).await?;
+        let scope = scope_of(state, &caller, params.get("project_id")?, params.get("region_id")?)?;
+        Ok((ScopePath { caller, scope }, params))
+    }
+}
+
+impl FromRequestParts<Arc<AppState>> for ScopePath {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &Arc<AppState>) -> Result<ScopePath> {
+        Ok(ScopePath::with_params(parts, state).await?.0)
+    }
+}
+
+/// A group's path (`…/{project_id}/{region_id}/{group_id}…`) checked for the caller: the scope
+/// the key may use and the group's id. Authentication comes first (401 before 404).
 pub struct GroupPath {
     pub caller: Caller,
     pub scope: Scope,
@@ -252,12 +313,8 @@ impl FromRequestParts<Arc<AppState>> for GroupPath {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &Arc<AppState>) -> Result<GroupPath> {
-        let caller = Caller::from_request_parts(parts, state).await?;
-        let axum::extract::Path((project, region, id)) = axum::extract::Path::<(String, String, String)>::from_request_parts(parts, state)
-            .await
-            .map_err(|_| ApiError::not_found(format!("The requested URL {} was not found on this server", parts.uri.path())))?;
-        let scope = crate::security_groups::scope_of(state, &caller, &project, &region)?;
-        let id = crate::security_groups::group_id(&id)?;
+        let (ScopePath { caller, scope }, params) = ScopePath::with_params(parts, state).await?;
+        let id = group_id(params.get("group_id")?)?;
         Ok(GroupPath { caller, scope, id })
     }
 }

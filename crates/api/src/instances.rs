@@ -8,82 +8,54 @@ use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use palisade_core::error::FieldErrors;
-use palisade_core::input;
-use palisade_worker::audit::{self, Action, Change};
-use palisade_worker::ports::{self as ops, PortGroupNames};
+use palisade_core::input::{self, Fields};
+use palisade_service::audit::{self, Action, Change};
+use palisade_service::ports::{self as ops, PortGroupNames};
 use serde::Serialize;
 use serde_json::Value;
 use uuid::Uuid;
 
 use crate::dto::Page;
 use crate::error::Result;
-use crate::extract::{Caller, JsonBody, path_uuid};
-use crate::security_groups::scope_of;
+use crate::extract::{JsonBody, ScopePath, path_uuid};
 use crate::state::AppState;
 
 /// `InstancePortsSecurityGroupsSerializer`: `name` (all ports) and/or `ports_security_group_names`
 /// (neither may be null; a `port_id` may).
 fn parse_body(body: &Value) -> Result<Vec<PortGroupNames>> {
-    let obj = input::object(body, "")?;
-    let mut errors = FieldErrors::new();
-    let mut requests = Vec::new();
-    if let Some(value) = obj.get("name") {
-        if let Some(name) = input::parse_name(value, "name", &mut errors) {
+    let requests = input::read_object(body, "", |fields| {
+        let mut requests = Vec::new();
+        if let Some(name) = fields.optional("name").with(input::parse_name) {
             requests.push(PortGroupNames { port_id: None, names: vec![name] });
         }
-    }
-    match obj.get("ports_security_group_names") {
-        None => {}
-        Some(Value::Array(items)) => {
-            for (i, item) in items.iter().enumerate() {
-                let field = format!("ports_security_group_names.{i}");
-                let Some(entry) = item.as_object() else {
-                    errors.add(field, "Input should be a valid dictionary or object");
-                    continue;
-                };
-                let port_id = match entry.get("port_id") {
-                    None | Some(Value::Null) => None,
-                    Some(Value::String(text)) => match Uuid::try_parse(text) {
-                        Ok(id) => Some(id),
-                        Err(_) => {
-                            errors.add(format!("{field}.port_id"), "Input should be a valid UUID or null");
-                            continue;
-                        }
-                    },
-                    Some(_) => {
-                        errors.add(format!("{field}.port_id"), "Input should be a valid UUID or null");
-                        continue;
-                    }
-                };
-                let names = match entry.get("security_group_names") {
-                    Some(Value::Array(names)) => names
-                        .iter()
-                        .enumerate()
-                        .filter_map(|(j, n)| input::parse_name(n, &format!("{field}.security_group_names.{j}"), &mut errors))
-                        .collect(),
-                    None => {
-                        errors.add(format!("{field}.security_group_names"), "Field required");
-                        continue;
-                    }
-                    Some(_) => {
-                        errors.add(format!("{field}.security_group_names"), "Input should be a valid list");
-                        continue;
-                    }
-                };
-                requests.push(PortGroupNames { port_id, names });
-            }
+        if let Some(list) = fields.optional("ports_security_group_names").list("Input should be a valid list") {
+            requests.extend(list.each_with(parse_port_names));
         }
-        Some(_) => errors.add("ports_security_group_names", "Input should be a valid list"),
-    }
-    if errors.is_empty() && requests.is_empty() {
-        errors.add("name", "Either name or ports_security_group_names is required");
-    }
-    errors.into_result(requests).map_err(Into::into)
+        if fields.errors().is_empty() && requests.is_empty() {
+            fields.add("name", "Either name or ports_security_group_names is required");
+        }
+        Some(requests)
+    })?;
+    Ok(requests)
 }
 
-async fn bind(state: Arc<AppState>, caller: Caller, path: (String, String, String), body: Value, add: bool) -> Result<StatusCode> {
-    let (project, region, instance) = path;
-    let scope = scope_of(&state, &caller, &project, &region)?;
+/// An item of `ports_security_group_names`: `{"port_id": id | null, "security_group_names": [...]}`.
+fn parse_port_names(item: &Value, field: &str, errors: &mut FieldErrors) -> Option<PortGroupNames> {
+    let Some(entry) = item.as_object() else {
+        errors.add(field, "Input should be a valid dictionary or object");
+        return None;
+    };
+    let mut entry = Fields::new(entry, field, errors);
+    let port_id = entry.optional("port_id").nullable().parse(|v| input::uuid_of(v).ok_or("Input should be a valid UUID or null"));
+    // The names of an entry with a bad port are not read.
+    if entry.failed("port_id") {
+        return None;
+    }
+    let names = entry.required("security_group_names").list("Input should be a valid list")?.each_with(input::parse_name);
+    Some(PortGroupNames { port_id, names })
+}
+
+async fn bind(state: Arc<AppState>, ScopePath { caller, scope }: ScopePath, instance: &str, body: Value, add: bool) -> Result<StatusCode> {
     let instance_id = path_uuid(&instance, "Instance")?;
     let requests = parse_body(&body)?;
     let actor = crate::audit::actor(&caller);
@@ -115,46 +87,79 @@ fn binding_changes(before: &[palisade_core::port::Port], after: &[palisade_core:
 }
 
 /// #24 `POST /cloud/v1/instances/{p}/{r}/{instance_id}/addsecuritygroup` (204).
+#[utoipa::path(
+    post,
+    path = "/cloud/v1/instances/{project_id}/{region_id}/{instance_id}/addsecuritygroup",
+    operation_id = "addInstanceSecurityGroup",
+    tag = "Instances",
+    summary = "Assign security group",
+    description = "Synchronous. Binds groups, named as in their `name`, to the instance's ports: `name` to every port, each `ports_security_group_names` item to its `port_id` (null: every port). A group already bound stays bound once. Every name and port is resolved first: an unknown instance, port or group name is a 404 and nothing changes; a name shared by several groups of the project is a 409 `NoUniqueMatch`; neither field given is a 400.",
+    params(crate::schema::ScopePath, crate::schema::InstanceIdPath),
+    request_body = crate::schema::InstancePortsSecurityGroups,
+    responses((status = 204, description = "The groups are bound"), crate::openapi::ValidationError, crate::openapi::NotFound, crate::openapi::Conflict)
+)]
 pub async fn add_security_group(
     State(state): State<Arc<AppState>>,
-    caller: Caller,
-    Path(path): Path<(String, String, String)>,
+    path: ScopePath,
+    Path((_, _, instance)): Path<(String, String, String)>,
     JsonBody(body): JsonBody,
 ) -> Result<StatusCode> {
-    bind(state, caller, path, body, true).await
+    bind(state, path, &instance, body, true).await
 }
 
 /// #25 `POST /cloud/v1/instances/{p}/{r}/{instance_id}/delsecuritygroup` (204).
+#[utoipa::path(
+    post,
+    path = "/cloud/v1/instances/{project_id}/{region_id}/{instance_id}/delsecuritygroup",
+    operation_id = "delInstanceSecurityGroup",
+    tag = "Instances",
+    summary = "Un-assign security group",
+    description = "Synchronous. The reverse of `addsecuritygroup`, with the same body and errors; unbinding a group that is not bound changes nothing.",
+    params(crate::schema::ScopePath, crate::schema::InstanceIdPath),
+    request_body = crate::schema::InstancePortsSecurityGroups,
+    responses((status = 204, description = "The groups are unbound"), crate::openapi::ValidationError, crate::openapi::NotFound, crate::openapi::Conflict)
+)]
 pub async fn del_security_group(
     State(state): State<Arc<AppState>>,
-    caller: Caller,
-    Path(path): Path<(String, String, String)>,
+    path: ScopePath,
+    Path((_, _, instance)): Path<(String, String, String)>,
     JsonBody(body): JsonBody,
 ) -> Result<StatusCode> {
-    bind(state, caller, path, body, false).await
+    bind(state, path, &instance, body, false).await
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct GroupRef {
+    #[schema(format = Uuid)]
     pub id: String,
     pub name: String,
 }
 
 /// #26 `GET /cloud/v1/instances/{p}/{r}/{instance_id}/securitygroups`.
+#[utoipa::path(
+    get,
+    path = "/cloud/v1/instances/{project_id}/{region_id}/{instance_id}/securitygroups",
+    operation_id = "listInstanceSecurityGroups",
+    tag = "Instances",
+    summary = "Get instance security groups",
+    description = "The groups bound to any port of the instance, each once, in binding order; 404 for an instance without ports.",
+    params(crate::schema::ScopePath, crate::schema::InstanceIdPath),
+    responses((status = 200, description = "The groups bound to any port of the instance", body = crate::schema::InstanceSecurityGroupList), crate::openapi::NotFound)
+)]
 pub async fn security_groups(
     State(state): State<Arc<AppState>>,
-    caller: Caller,
-    Path((project, region, instance)): Path<(String, String, String)>,
+    ScopePath { scope, .. }: ScopePath,
+    Path((_, _, instance)): Path<(String, String, String)>,
 ) -> Result<Json<Page<GroupRef>>> {
-    let scope = scope_of(&state, &caller, &project, &region)?;
     let instance_id = path_uuid(&instance, "Instance")?;
     let groups = state.read(move |tx| Ok(ops::instance_groups(tx, &scope, instance_id)?)).await?;
     let results: Vec<GroupRef> = groups.into_iter().map(|(id, name)| GroupRef { id: id.to_string(), name }).collect();
     Ok(Json(Page { count: results.len() as u64, results }))
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct InstancePortOut {
+    #[schema(format = Uuid)]
     pub id: String,
     pub mac_address: String,
     pub fixed_ips: Vec<String>,
@@ -162,18 +167,22 @@ pub struct InstancePortOut {
 
 /// An instance in #21's collection: the `Instance` fields Palisade knows, and the instance's
 /// ports that use the group.
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(as = Instance)]
 pub struct InstanceOut {
+    #[schema(format = Uuid)]
     pub id: String,
+    /// The port's `instance_name` (the instance id when none was registered).
     pub name: String,
     pub project_id: i64,
     pub region_id: i64,
     pub region: String,
+    /// Every group bound to any port of the instance.
     pub security_groups: Vec<GroupName>,
     pub ports: Vec<InstancePortOut>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct GroupName {
     pub name: String,
 }
@@ -184,7 +193,7 @@ pub async fn using_group(state: &Arc<AppState>, scope: palisade_core::group::Sco
     use axum::response::IntoResponse;
     let (users, groups) = state
         .read(move |tx| {
-            palisade_worker::ops::load_group(tx, &scope, group_id)?;
+            palisade_service::ops::load_group(tx, &scope, group_id)?;
             let users = ops::group_instances(tx, group_id)?;
             let mut ids: Vec<Uuid> = users.iter().flat_map(|u| u.ports.iter().flat_map(|p| p.security_group_ids.iter().copied())).collect();
             ids.sort();

@@ -3,8 +3,14 @@
 //! the web console's static files (`palisade_console`, public, with their own strict CSP). The
 //! Prometheus metrics are served apart, on their own listener ([`metrics::router`]).
 //!
-//! Handlers are thin: extract and validate (with `core`), run a store transaction (with the
-//! `worker` crate's operations), render the contract's JSON. No business rule lives here.
+//! Handlers are thin: extract and validate (with `core`), call the application layer
+//! (`palisade_service`: its operations inside a store transaction, the task queue, policies and
+//! verdicts), render the contract's JSON. No business rule lives here.
+//!
+//! Modules are layered, each importing only those before it: `error` (with `request_id`), then
+//! `pool` and `limits`, then `state`, then `extract` (the caller, bodies, queries, `ScopePath`
+//! and `GroupPath`), then `access` (the role middleware), then the handler modules. Neither
+//! `state` nor `extract` imports a handler module.
 
 pub mod access;
 pub mod agents;
@@ -15,13 +21,15 @@ pub mod extract;
 pub mod instances;
 pub mod limits;
 pub mod metrics;
+pub mod observe;
 pub mod openapi;
 pub mod pool;
 pub mod ports;
-pub mod queue;
 pub mod quotas;
+pub mod reference;
 pub mod request_id;
 pub mod rules;
+pub mod schema;
 pub mod security_groups;
 pub mod state;
 pub mod system;
@@ -32,56 +40,70 @@ pub mod verdicts;
 use std::sync::Arc;
 
 use axum::Router;
-use axum::routing::{get, post, put};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 pub use crate::error::ApiError;
 pub use crate::state::{ApiConfig, AppState};
 
-/// Every route of the service.
-pub fn router(state: Arc<AppState>) -> Router {
+/// Every route of the service, each handler with its `#[utoipa::path]`: the route table of both
+/// the router and the OpenAPI document (`openapi::document`). One `routes!` per path.
+#[allow(deprecated)] // The v1 handlers are `#[deprecated]` so that the document says so.
+pub fn api_routes() -> OpenApiRouter<Arc<AppState>> {
     use crate::{rules as r, security_groups as sg, tasks as t};
-    const V1_SG: &str = "/cloud/v1/securitygroups/{project_id}/{region_id}";
-    const V2_SG: &str = "/cloud/v2/security_groups/{project_id}/{region_id}";
-    Router::new()
-        .route(V2_SG, post(sg::create_v2))
-        .route(&format!("{V2_SG}/{{group_id}}"), axum::routing::patch(sg::update_v2))
-        .route(&format!("{V2_SG}/{{group_id}}/rules"), post(r::create_v2))
-        .route(&format!("{V2_SG}/{{group_id}}/rules/{{rule_id}}"), axum::routing::delete(r::delete_v2))
-        .route(V1_SG, get(sg::list).post(sg::create_v1))
-        .route(&format!("{V1_SG}/{{group_id}}"), get(sg::get).delete(sg::delete).patch(sg::update_v1))
-        .route(&format!("{V1_SG}/{{group_id}}/copy"), post(sg::copy))
-        .route(&format!("{V1_SG}/{{group_id}}/revert"), post(sg::revert))
-        .route(&format!("{V1_SG}/{{group_id}}/rules"), post(r::create_v1))
-        .route(&format!("{V1_SG}/{{group_id}}/instances"), get(sg::instances))
-        .route(&format!("{V1_SG}/{{group_id}}/metadata"), get(sg::metadata_list).post(sg::metadata_create).put(sg::metadata_replace))
-        .route(&format!("{V1_SG}/{{group_id}}/metadata_item"), get(sg::metadata_item_get).delete(sg::metadata_item_delete))
-        .route("/cloud/v1/securitygrouprules/{project_id}/{region_id}/{rule_id}", put(r::replace_v1).delete(r::delete_v1))
-        .route("/cloud/v1/tasks", get(t::list))
-        .route("/cloud/v1/tasks/acknowledge_all", post(t::acknowledge_all))
-        .route("/cloud/v1/tasks/acknowledge", post(t::acknowledge_many))
-        .route("/cloud/v1/tasks/{id}", get(t::get))
-        .route("/cloud/v1/tasks/{id}/acknowledge", post(t::acknowledge_one))
-        .route("/cloud/v1/tasks/{id}/{region_id}/active", get(t::list_active))
-        .route("/palisade/v1/quotas/{project_id}/{region_id}", get(quotas::get).put(quotas::set))
-        .route("/cloud/v1/instances/{project_id}/{region_id}/{instance_id}/addsecuritygroup", post(instances::add_security_group))
-        .route("/cloud/v1/instances/{project_id}/{region_id}/{instance_id}/delsecuritygroup", post(instances::del_security_group))
-        .route("/cloud/v1/instances/{project_id}/{region_id}/{instance_id}/securitygroups", get(instances::security_groups))
-        .route("/palisade/v1/ports", get(ports::list).post(ports::create))
-        .route("/palisade/v1/ports/{port_id}", get(ports::get).patch(ports::update).delete(ports::delete))
-        .route("/palisade/v1/ports/{port_id}/effective-rules", get(verdicts::effective_rules))
-        .route("/palisade/v1/verdicts", post(verdicts::verdicts))
-        .route(&format!("{V1_SG}/{{group_id}}/analysis"), get(verdicts::analysis))
-        .route("/palisade/v1/audit", get(audit::list))
-        .route("/palisade/v1/agents", get(agents::list))
-        .route("/palisade/v1/agents/{host}/policy", get(agents::policy))
-        .route("/palisade/v1/agents/{host}/status", put(agents::report))
-        .route("/healthz", get(system::healthz))
-        .route("/readyz", get(system::readyz))
-        .route("/openapi.json", get(system::openapi_json))
-        .route("/docs", get(system::docs))
+    openapi::router()
+        .routes(routes!(sg::create_v2))
+        .routes(routes!(sg::update_v2))
+        .routes(routes!(r::create_v2))
+        .routes(routes!(r::delete_v2))
+        .routes(routes!(sg::list, sg::create_v1))
+        .routes(routes!(sg::get, sg::delete, sg::update_v1))
+        .routes(routes!(sg::copy))
+        .routes(routes!(sg::revert))
+        .routes(routes!(r::create_v1))
+        .routes(routes!(sg::instances))
+        .routes(routes!(sg::metadata_list, sg::metadata_create, sg::metadata_replace))
+        .routes(routes!(sg::metadata_item_get, sg::metadata_item_delete))
+        .routes(routes!(r::replace_v1, r::delete_v1))
+        .routes(routes!(t::list))
+        .routes(routes!(t::acknowledge_all))
+        .routes(routes!(t::acknowledge_many))
+        .routes(routes!(t::get))
+        .routes(routes!(t::acknowledge_one))
+        .routes(routes!(t::list_active))
+        .routes(routes!(quotas::get, quotas::set))
+        .routes(routes!(instances::add_security_group))
+        .routes(routes!(instances::del_security_group))
+        .routes(routes!(instances::security_groups))
+        .routes(routes!(ports::list, ports::create))
+        .routes(routes!(ports::get, ports::update, ports::delete))
+        .routes(routes!(verdicts::effective_rules))
+        .routes(routes!(verdicts::verdicts))
+        .routes(routes!(verdicts::analysis))
+        .routes(routes!(audit::list))
+        .routes(routes!(agents::list))
+        .routes(routes!(agents::policy))
+        .routes(routes!(agents::report))
+        .routes(routes!(observe::rule_stats_report))
+        .routes(routes!(observe::flow_logs_report))
+        .routes(routes!(observe::rule_stats))
+        .routes(routes!(observe::port_flow_log, observe::set_port_flow_log))
+        .routes(routes!(observe::group_flow_log, observe::set_group_flow_log))
+        .routes(routes!(observe::list_flow_logs))
+        .routes(routes!(observe::impact))
+        .routes(routes!(system::healthz))
+        .routes(routes!(system::readyz))
+        .routes(routes!(system::openapi_json))
+        .routes(routes!(system::docs))
         // The web console (crates/console): static assets with their own strict CSP, public.
-        .route("/console", get(palisade_console::index))
-        .route("/console/{*path}", get(palisade_console::asset))
+        .routes(routes!(system::console_page))
+        .routes(routes!(system::console_asset))
+}
+
+/// Every route of the service, with the middleware.
+pub fn router(state: Arc<AppState>) -> Router {
+    let (routes, _) = api_routes().split_for_parts();
+    routes
         // Every matched route answers only the roles `access::ROUTES` names for it.
         .route_layer(axum::middleware::from_fn_with_state(state.clone(), access::authorize))
         .fallback(system::not_found)
@@ -90,6 +112,6 @@ pub fn router(state: Arc<AppState>) -> Router {
         // Bodies over `max_body_bytes`: 413, unread when their length is announced.
         .layer(axum::extract::DefaultBodyLimit::max(state.config.max_body_bytes))
         .layer(axum::middleware::from_fn_with_state(state.clone(), extract::limit_body))
-        .layer(axum::middleware::from_fn(request_id::middleware))
+        .layer(request_id::layer())
         .with_state(state)
 }

@@ -2,7 +2,8 @@
 //! the agents' policy builds — runs on a small pool of threads of its own (as many as there are
 //! cores), never on the async runtime's threads, and within a per-request deadline
 //! (`--request-deadline-ms`). The runtime's threads stay free for the cheap requests (GET one
-//! group, `/healthz`), which keep their inline SQLite fast path (`AppState::read`).
+//! group, `/healthz`), which keep their inline SQLite fast path (`AppState::read`). Requests
+//! reach the pool through `AppState::heavy` and `AppState::read_heavy`.
 //!
 //! Why threads of its own rather than tokio's blocking pool behind a semaphore: the pool's
 //! threads run at a lower CPU priority (`nice` +10), so when heavy work and cheap requests want
@@ -17,15 +18,12 @@
 //! work checks the [`Deadline`] in its loops (between questions, ports or groups; a single SQL
 //! statement is not interrupted) and stops soon after, so timed-out work never piles up.
 
+pub use palisade_service::deadline::Deadline;
 use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, mpsc};
-use std::time::Duration;
-
-use tokio::time::Instant;
 
 use crate::error::{ApiError, Result};
-use crate::state::AppState;
 
 /// How much lower than the rest of the process the pool's threads run (`nice` steps; +10 is a
 /// tenth of the CPU share of a normal thread when both want the core).
@@ -98,31 +96,6 @@ pub fn default_pool_size() -> usize {
     std::thread::available_parallelism().map_or(2, std::num::NonZeroUsize::get)
 }
 
-/// When a request must have its answer. Cheap to copy and to check.
-#[derive(Debug, Clone, Copy)]
-pub struct Deadline(Instant);
-
-impl Deadline {
-    pub fn after(duration: Duration) -> Deadline {
-        Deadline(Instant::now() + duration)
-    }
-
-    pub fn expired(&self) -> bool {
-        Instant::now() >= self.0
-    }
-
-    /// `Err(504)` once the deadline has passed: for the loops of heavy work.
-    pub fn check(&self) -> Result<()> {
-        if self.expired() { Err(ApiError::DeadlineExceeded) } else { Ok(()) }
-    }
-
-    /// Checks every `every`-th step of a loop only (an `Instant::now()` costs tens of
-    /// nanoseconds: cheap, but not free in the innermost loops).
-    pub fn check_every(&self, step: usize, every: usize) -> Result<()> {
-        if step.is_multiple_of(every.max(1)) { self.check() } else { Ok(()) }
-    }
-}
-
 /// Counts a running job while alive.
 struct Running(Arc<AtomicUsize>);
 
@@ -132,19 +105,18 @@ impl Drop for Running {
     }
 }
 
-impl AppState {
-    /// Runs `f` on the heavy pool within the request deadline: 504 when the deadline passes
-    /// first (time in the queue included).
-    pub async fn heavy<R, F>(&self, f: F) -> Result<R>
+impl HeavyPool {
+    /// Runs `f` on the pool within `deadline`: 504 when the deadline passes first (time in the
+    /// queue included).
+    pub async fn run<R, F>(&self, deadline: Deadline, f: F) -> Result<R>
     where
         R: Send + 'static,
         F: FnOnce(Deadline) -> Result<R> + Send + 'static,
     {
-        let deadline = Deadline::after(self.config.request_deadline);
         let (answer, answered) = tokio::sync::oneshot::channel();
-        let busy = self.heavy_pool.busy.clone();
+        let busy = self.busy.clone();
         let span = tracing::Span::current();
-        self.heavy_pool.submit(Box::new(move || {
+        self.submit(Box::new(move || {
             // Nobody waits for it any more (the client left, or the deadline passed in the queue).
             if answer.is_closed() || deadline.expired() {
                 return;
@@ -154,26 +126,12 @@ impl AppState {
             let _entered = span.enter();
             let _ = answer.send(f(deadline));
         }))?;
-        match tokio::time::timeout_at(deadline.0, answered).await {
+        match tokio::time::timeout_at(deadline.instant(), answered).await {
             Ok(Ok(result)) => result,
             Ok(Err(_)) if deadline.expired() => Err(ApiError::DeadlineExceeded),
             Ok(Err(_)) => Err(ApiError::Internal("heavy work failed".into())),
             Err(_) => Err(ApiError::DeadlineExceeded),
         }
-    }
-
-    /// [`AppState::heavy`] with a read transaction: the store's read runs on the pool's thread.
-    pub async fn read_heavy<R, F>(&self, f: F) -> Result<R>
-    where
-        R: Send + 'static,
-        F: FnOnce(&mut dyn palisade_store::Tx, Deadline) -> Result<R> + Send + 'static,
-    {
-        let store = self.store.clone();
-        self.heavy(move |deadline| {
-            use palisade_store::Store;
-            store.read(|tx| f(tx, deadline))
-        })
-        .await
     }
 }
 

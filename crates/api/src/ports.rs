@@ -8,16 +8,16 @@ use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
+use palisade_core::UnixMs;
 use palisade_core::error::FieldErrors;
 use palisade_core::group::Scope;
-use palisade_core::input;
+use palisade_core::input::{self, Field, List};
 use palisade_core::port::{MAX_FIXED_IPS, MacAddr, Port, assignable_ip, valid_device, valid_host};
+use palisade_service::audit::{self, Action, Change};
+use palisade_service::now_ms;
+use palisade_service::ports::{self as ops, NewPort, PortChange};
 use palisade_store::PortFilter;
-use palisade_worker::audit::{self, Action, Change};
-use palisade_worker::now_ms;
-use palisade_worker::ports::{self as ops, NewPort, PortChange};
 use serde::Serialize;
-use serde_json::{Map, Value};
 use uuid::Uuid;
 
 use crate::access::Role;
@@ -27,19 +27,24 @@ use crate::extract::{Caller, JsonBody, Query, path_uuid};
 use crate::state::AppState;
 use crate::time;
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(as = Port)]
 pub struct PortOut {
+    #[schema(format = Uuid)]
     pub id: String,
     pub client_id: i64,
     pub project_id: i64,
     pub region_id: i64,
+    #[schema(format = Uuid)]
     pub instance_id: String,
     pub instance_name: String,
     pub host: String,
     pub device: String,
     pub mac_address: String,
     pub fixed_ips: Vec<String>,
+    /// The bound groups, in order.
     pub security_group_ids: Vec<String>,
+    /// Registration time, UTC, `YYYY-MM-DDTHH:MM:SS+0000`.
     pub created_at: String,
     pub updated_at: String,
 }
@@ -58,140 +63,94 @@ impl From<&Port> for PortOut {
             mac_address: port.mac.to_string(),
             fixed_ips: port.fixed_ips.iter().map(IpAddr::to_string).collect(),
             security_group_ids: port.security_group_ids.iter().map(Uuid::to_string).collect(),
-            created_at: time::with_zone(port.created_at),
-            updated_at: time::with_zone(port.updated_at),
+            created_at: time::with_zone(UnixMs(port.created_at)),
+            updated_at: time::with_zone(UnixMs(port.updated_at)),
         }
     }
 }
 
-fn uuid_field(obj: &Map<String, Value>, field: &str, errors: &mut FieldErrors) -> Option<Uuid> {
-    match obj.get(field)? {
-        Value::String(text) => Uuid::try_parse(text).map_err(|_| errors.add(field, "Input should be a valid UUID")).ok(),
-        _ => {
-            errors.add(field, "Input should be a valid UUID");
-            None
-        }
-    }
+fn instance_name(field: Field<'_, '_>) -> Option<String> {
+    field.text(|s| !s.is_empty() && s.len() <= 255, "Input should be 1 to 255 characters")
 }
 
-fn int_field(obj: &Map<String, Value>, field: &str, errors: &mut FieldErrors) -> Option<i64> {
-    match obj.get(field)? {
-        Value::Number(n) if n.as_i64().is_some_and(|n| n >= 0) => n.as_i64(),
-        _ => {
-            errors.add(field, "Input should be a non-negative integer");
-            None
-        }
-    }
+fn host(field: Field<'_, '_>) -> Option<String> {
+    field.text(valid_host, HOST_MESSAGE)
 }
 
-fn string_field(obj: &Map<String, Value>, field: &str, check: fn(&str) -> bool, what: &str, errors: &mut FieldErrors) -> Option<String> {
-    match obj.get(field)? {
-        Value::String(text) if check(text) => Some(text.clone()),
-        _ => {
-            errors.add(field, what);
-            None
-        }
-    }
+fn device(field: Field<'_, '_>) -> Option<String> {
+    field.text(valid_device, DEVICE_MESSAGE)
 }
 
-fn mac_field(obj: &Map<String, Value>, errors: &mut FieldErrors) -> Option<MacAddr> {
-    let field = "mac_address";
-    match obj.get(field)? {
-        Value::String(text) => match text.parse::<MacAddr>() {
-            Ok(mac) if mac.is_assignable() => Some(mac),
-            _ => {
-                errors.add(field, "Input should be a unicast, non-zero MAC address such as fa:16:3e:00:00:01");
-                None
-            }
-        },
-        _ => {
-            errors.add(field, "Input should be a unicast, non-zero MAC address such as fa:16:3e:00:00:01");
-            None
-        }
-    }
+fn mac(field: Field<'_, '_>) -> Option<MacAddr> {
+    field.parse(|value| {
+        value
+            .as_str()
+            .and_then(|text| text.parse::<MacAddr>().ok())
+            .filter(MacAddr::is_assignable)
+            .ok_or("Input should be a unicast, non-zero MAC address such as fa:16:3e:00:00:01")
+    })
 }
 
-fn ips_field(obj: &Map<String, Value>, errors: &mut FieldErrors) -> Option<Vec<IpAddr>> {
-    let field = "fixed_ips";
-    let Some(Value::Array(items)) = obj.get(field) else {
-        if obj.contains_key(field) {
-            errors.add(field, "Input should be a valid list of IP addresses");
-        }
-        return None;
-    };
-    if items.len() > MAX_FIXED_IPS {
-        errors.add(field, format!("A port has at most {MAX_FIXED_IPS} fixed IPs"));
-        return None;
-    }
-    let mut ips = Vec::new();
-    for (i, item) in items.iter().enumerate() {
-        match item.as_str().and_then(|s| s.parse::<IpAddr>().ok()) {
-            Some(ip) if assignable_ip(ip) => ips.push(ip),
-            Some(_) => errors.add(
-                format!("{field}.{i}"),
-                "Input should be a unicast host address (not unspecified, loopback, multicast, link-local or broadcast)",
-            ),
-            None => errors.add(format!("{field}.{i}"), "Input should be a valid IPv4 or IPv6 address"),
-        }
-    }
-    Some(ips)
+fn fixed_ips(field: Field<'_, '_>) -> Option<Vec<IpAddr>> {
+    let ips = field
+        .list("Input should be a valid list of IP addresses")?
+        .at_most(MAX_FIXED_IPS, |_| format!("A port has at most {MAX_FIXED_IPS} fixed IPs"))?;
+    Some(ips.each(|item| match item.as_str().and_then(|s| s.parse::<IpAddr>().ok()) {
+        Some(ip) if assignable_ip(ip) => Ok(ip),
+        Some(_) => Err("Input should be a unicast host address (not unspecified, loopback, multicast, link-local or broadcast)"),
+        None => Err("Input should be a valid IPv4 or IPv6 address"),
+    }))
 }
 
-fn group_ids_field(obj: &Map<String, Value>, errors: &mut FieldErrors) -> Option<Vec<Uuid>> {
-    let field = "security_group_ids";
-    let Some(Value::Array(items)) = obj.get(field) else {
-        if obj.get(field).is_some_and(|v| !v.is_null()) {
-            errors.add(field, "Input should be a valid list of security group ids");
-        }
-        return None;
-    };
-    let mut ids = Vec::new();
-    for (i, item) in items.iter().enumerate() {
-        match item.as_str().and_then(|s| Uuid::try_parse(s).ok()) {
-            Some(id) => ids.push(id),
-            None => errors.add(format!("{field}.{i}"), "Input should be a valid UUID"),
-        }
-    }
-    Some(ids)
+/// `null` binds no group, as absent does.
+fn group_ids(field: Field<'_, '_>) -> Option<Vec<Uuid>> {
+    field.nullable().list("Input should be a valid list of security group ids").map(List::uuids)
 }
 
 const HOST_MESSAGE: &str = "Input should be a host name of letters, digits, '.', '-' and '_' (1 to 253 characters)";
 const DEVICE_MESSAGE: &str = "Input should be an interface name of letters, digits, '.', '-' and '_' (1 to 15 characters)";
 
 /// `POST /palisade/v1/ports` (platform): registers a port of client `client_id` (201).
+#[utoipa::path(
+    post,
+    path = "/palisade/v1/ports",
+    operation_id = "createPort",
+    tag = "Ports",
+    summary = "Register a port",
+    description = "Registers client `client_id`'s instance port on a host. Every bound group must be a group of the port's client, project and region (404 otherwise). A port id is unique overall and a device and a MAC address per host, whatever the client: 409 `PortExists`, `PortDeviceInUse` or `PortMacInUse` naming the existing port in `info.port_id`, and nothing is stored. Fixed IPs must be unicast host addresses (not unspecified, loopback, multicast, link-local such as 169.254.169.254, or the limited broadcast), at most 32; the MAC unicast and non-zero.",
+    request_body = crate::schema::CreatePort,
+    responses((status = 201, description = "The registered port", body = crate::ports::PortOut), crate::openapi::ValidationError, crate::openapi::NotFound, crate::openapi::Conflict)
+)]
 pub async fn create(State(state): State<Arc<AppState>>, caller: Caller, JsonBody(body): JsonBody) -> Result<Response> {
-    let obj = input::object(&body, "")?;
-    let mut errors = FieldErrors::new();
-    for required in ["client_id", "project_id", "region_id", "instance_id", "host", "mac_address", "fixed_ips"] {
-        if !obj.contains_key(required) {
-            errors.add(required, "Field required");
-        }
-    }
-    let id = uuid_field(obj, "id", &mut errors);
-    let client = int_field(obj, "client_id", &mut errors);
-    let project = int_field(obj, "project_id", &mut errors);
-    let region = int_field(obj, "region_id", &mut errors);
-    let instance_id = uuid_field(obj, "instance_id", &mut errors);
-    let instance_name =
-        string_field(obj, "instance_name", |s| !s.is_empty() && s.len() <= 255, "Input should be 1 to 255 characters", &mut errors);
-    let host = string_field(obj, "host", valid_host, HOST_MESSAGE, &mut errors);
-    let device = string_field(obj, "device", valid_device, DEVICE_MESSAGE, &mut errors);
-    let mac = mac_field(obj, &mut errors);
-    let fixed_ips = ips_field(obj, &mut errors);
-    let groups = group_ids_field(obj, &mut errors).unwrap_or_default();
-    if !errors.is_empty() {
-        return Err(errors.into());
-    }
-    let (Some(client_id), Some(project_id), Some(region_id), Some(instance_id), Some(host), Some(mac), Some(fixed_ips)) =
-        (client, project, region, instance_id, host, mac, fixed_ips)
-    else {
-        unreachable!("required fields were checked");
-    };
+    let non_negative = "Input should be a non-negative integer";
+    let (client_id, project_id, region_id, new) = input::read_object(&body, "", |port| {
+        let id = port.optional("id").uuid();
+        let client_id = port.required("client_id").int(0..=i64::MAX, non_negative);
+        let project_id = port.required("project_id").int(0..=i64::MAX, non_negative);
+        let region_id = port.required("region_id").int(0..=i64::MAX, non_negative);
+        let instance_id = port.required("instance_id").uuid();
+        let instance_name = instance_name(port.optional("instance_name"));
+        let host = host(port.required("host"));
+        let device = device(port.optional("device"));
+        let mac = mac(port.required("mac_address"));
+        let fixed_ips = fixed_ips(port.required("fixed_ips"));
+        let security_group_ids = group_ids(port.optional("security_group_ids")).unwrap_or_default();
+        let new = NewPort {
+            id,
+            instance_id: instance_id?,
+            instance_name,
+            host: host?,
+            device,
+            mac: mac?,
+            fixed_ips: fixed_ips?,
+            security_group_ids,
+        };
+        Some((client_id?, project_id?, region_id?, new))
+    })?;
     if state.region_name(region_id).is_none() {
         return Err(crate::error::ApiError::not_found(format!("Region {region_id} could not be found")));
     }
     let scope = Scope { client_id, project_id, region_id };
-    let new = NewPort { id, instance_id, instance_name, host, device, mac, fixed_ips, security_group_ids: groups };
     let actor = crate::audit::actor(&caller);
     let port = state
         .write(move |tx| {
@@ -205,6 +164,15 @@ pub async fn create(State(state): State<Arc<AppState>>, caller: Caller, JsonBody
 
 /// `GET /palisade/v1/ports?host=&instance_id=&project_id=&region_id=`: a tenant's own ports (of
 /// the projects its key may use); for the platform every client's, or one's with `client_id=`.
+#[utoipa::path(
+    get,
+    path = "/palisade/v1/ports",
+    operation_id = "listPorts",
+    tag = "Ports",
+    summary = "List ports",
+    params(crate::schema::ListPortsQuery),
+    responses((status = 200, description = "The matching ports, in registration order: a tenant's own (of the projects its key may use), or for the platform every client's", body = crate::schema::PortCollection), crate::openapi::ValidationError)
+)]
 pub async fn list(State(state): State<Arc<AppState>>, caller: Caller, query: Query) -> Result<Json<Page<PortOut>>> {
     let mut errors = FieldErrors::new();
     let client = match caller.role {
@@ -217,7 +185,7 @@ pub async fn list(State(state): State<Arc<AppState>>, caller: Caller, query: Que
     let instance_id = query.last("instance_id").and_then(|text| match Uuid::try_parse(text) {
         Ok(id) => Some(id),
         Err(_) => {
-            errors.add("instance_id", "Input should be a valid UUID");
+            errors.add("instance_id", input::INVALID_UUID);
             None
         }
     });
@@ -247,6 +215,15 @@ async fn load(state: &Arc<AppState>, caller: &Caller, id: Uuid) -> Result<Port> 
 }
 
 /// `GET /palisade/v1/ports/{port_id}`.
+#[utoipa::path(
+    get,
+    path = "/palisade/v1/ports/{port_id}",
+    operation_id = "getPort",
+    tag = "Ports",
+    summary = "Get port",
+    params(crate::schema::PortIdPath),
+    responses((status = 200, description = "The port", body = crate::ports::PortOut), crate::openapi::NotFound)
+)]
 pub async fn get(State(state): State<Arc<AppState>>, caller: Caller, Path(id): Path<String>) -> Result<Json<PortOut>> {
     let id = path_uuid(&id, "Port")?;
     let port = load(&state, &caller, id).await?;
@@ -255,6 +232,17 @@ pub async fn get(State(state): State<Arc<AppState>>, caller: Caller, Path(id): P
 
 /// `PATCH /palisade/v1/ports/{port_id}`: moves, re-addresses or re-binds a port; absent fields
 /// keep their value, `security_group_ids` replaces the bound groups.
+#[utoipa::path(
+    patch,
+    path = "/palisade/v1/ports/{port_id}",
+    operation_id = "updatePort",
+    tag = "Ports",
+    summary = "Update port",
+    description = "Moves, re-addresses or re-binds a port: each given field replaces its value (`security_group_ids` replaces the bound groups, in order); absent fields are kept. Nothing changes, and the policy revision stays, when the values are the same. The same checks as registration apply (409 for a device or MAC taken on the host).",
+    params(crate::schema::PortIdPath),
+    request_body = crate::schema::UpdatePort,
+    responses((status = 200, description = "The port as updated", body = crate::ports::PortOut), crate::openapi::ValidationError, crate::openapi::NotFound, crate::openapi::Conflict)
+)]
 pub async fn update(
     State(state): State<Arc<AppState>>,
     caller: Caller,
@@ -262,25 +250,16 @@ pub async fn update(
     JsonBody(body): JsonBody,
 ) -> Result<Json<PortOut>> {
     let id = path_uuid(&id, "Port")?;
-    let obj = input::object(&body, "")?;
-    let mut errors = FieldErrors::new();
-    let change = PortChange {
-        instance_name: string_field(
-            obj,
-            "instance_name",
-            |s| !s.is_empty() && s.len() <= 255,
-            "Input should be 1 to 255 characters",
-            &mut errors,
-        ),
-        host: string_field(obj, "host", valid_host, HOST_MESSAGE, &mut errors),
-        device: string_field(obj, "device", valid_device, DEVICE_MESSAGE, &mut errors),
-        mac: mac_field(obj, &mut errors),
-        fixed_ips: ips_field(obj, &mut errors),
-        security_group_ids: group_ids_field(obj, &mut errors),
-    };
-    if !errors.is_empty() {
-        return Err(errors.into());
-    }
+    let change = input::read_object(&body, "", |port| {
+        Some(PortChange {
+            instance_name: instance_name(port.optional("instance_name")),
+            host: host(port.optional("host")),
+            device: device(port.optional("device")),
+            mac: mac(port.optional("mac_address")),
+            fixed_ips: fixed_ips(port.optional("fixed_ips")),
+            security_group_ids: group_ids(port.optional("security_group_ids")),
+        })
+    })?;
     let client = port_client(&caller);
     let actor = crate::audit::actor(&caller);
     let port = state
@@ -295,6 +274,15 @@ pub async fn update(
 }
 
 /// `DELETE /palisade/v1/ports/{port_id}` (204).
+#[utoipa::path(
+    delete,
+    path = "/palisade/v1/ports/{port_id}",
+    operation_id = "deletePort",
+    tag = "Ports",
+    summary = "Delete port",
+    params(crate::schema::PortIdPath),
+    responses((status = 204, description = "The port is gone"), crate::openapi::NotFound)
+)]
 pub async fn delete(State(state): State<Arc<AppState>>, caller: Caller, Path(id): Path<String>) -> Result<StatusCode> {
     let id = path_uuid(&id, "Port")?;
     let client = port_client(&caller);

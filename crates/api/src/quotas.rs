@@ -6,27 +6,29 @@ use std::sync::Arc;
 
 use axum::Json;
 use axum::extract::{Path, State};
-use palisade_core::error::FieldErrors;
+use palisade_core::input;
 use palisade_core::quota::{GROUPS, Limits, MAX_LIMIT, RULES, Usage};
-use palisade_worker::audit::{self, Action, Change};
-use palisade_worker::ops;
+use palisade_service::audit::{self, Action, Change};
+use palisade_service::ops;
 use serde::Serialize;
-use serde_json::Value;
 
 use palisade_core::group::Scope;
 
 use crate::access::Role;
 use crate::error::{ApiError, Result};
-use crate::extract::{Caller, JsonBody, Query, path_int};
-use crate::security_groups::scope_of;
+use crate::extract::{Caller, JsonBody, Query, path_int, scope_of};
 use crate::state::AppState;
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(as = Quota)]
+/// Limits (-1: unlimited) and usage of a project in a region.
 pub struct QuotaOut {
     pub project_id: i64,
     pub region_id: i64,
+    #[schema(schema_with = crate::schema::quota_limit_field)]
     pub security_group_count_limit: i64,
     pub security_group_count_usage: u64,
+    #[schema(schema_with = crate::schema::quota_limit_field)]
     pub security_group_rule_count_limit: i64,
     pub security_group_rule_count_usage: u64,
 }
@@ -62,6 +64,16 @@ fn quota_scope(state: &AppState, caller: &Caller, project: &str, region: &str, q
     Ok(scope)
 }
 
+#[utoipa::path(
+    get,
+    path = "/palisade/v1/quotas/{project_id}/{region_id}",
+    operation_id = "getQuota",
+    tag = "Quotas",
+    summary = "Get quota",
+    description = "The limits of the project and region (its own, else the configured defaults) and their current usage: a tenant's own, or (platform) those of the client named by `client_id`.",
+    params(crate::schema::ScopePath, crate::schema::QuotaQuery),
+    responses((status = 200, description = "Limits and usage", body = crate::quotas::QuotaOut), crate::openapi::ValidationError, crate::openapi::NotFound)
+)]
 pub async fn get(
     State(state): State<Arc<AppState>>,
     caller: Caller,
@@ -74,25 +86,19 @@ pub async fn get(
     Ok(render(scope.project_id, scope.region_id, limits, usage))
 }
 
-/// A limit: an integer from -1 (unlimited) to 2147483647.
-fn limit(body: &Value, field: &str, errors: &mut FieldErrors) -> Option<i64> {
-    match body.get(field)? {
-        Value::Number(n) => match n.as_i64() {
-            Some(v) if (-1..=MAX_LIMIT).contains(&v) => Some(v),
-            _ => {
-                errors.add(field, format!("Must be an integer from -1 (unlimited) to {MAX_LIMIT}"));
-                None
-            }
-        },
-        _ => {
-            errors.add(field, format!("Must be an integer from -1 (unlimited) to {MAX_LIMIT}"));
-            None
-        }
-    }
-}
-
 /// `PUT ?client_id=N` (platform) with `{"security_group_count": N, "security_group_rule_count": M}`
 /// (either may be omitted).
+#[utoipa::path(
+    put,
+    path = "/palisade/v1/quotas/{project_id}/{region_id}",
+    operation_id = "setQuota",
+    tag = "Quotas",
+    summary = "Set quota",
+    description = "Sets the limits of client `client_id`'s project and region; an omitted limit keeps its current value. A limit below the current usage is accepted: it only blocks growth. Only the platform sets quotas: a tenant can never lift its own.",
+    params(crate::schema::ScopePath, crate::schema::QuotaQuery),
+    request_body = crate::schema::SetQuota,
+    responses((status = 200, description = "The new limits and usage", body = crate::quotas::QuotaOut), crate::openapi::ValidationError, crate::openapi::NotFound)
+)]
 pub async fn set(
     State(state): State<Arc<AppState>>,
     caller: Caller,
@@ -101,13 +107,11 @@ pub async fn set(
     JsonBody(body): JsonBody,
 ) -> Result<Json<QuotaOut>> {
     let scope = quota_scope(&state, &caller, &project, &region, &query)?;
-    let mut errors = FieldErrors::new();
-    if !body.is_object() {
-        errors.add("body", "Input should be a valid dictionary or object");
-    }
-    let groups = limit(&body, GROUPS, &mut errors);
-    let rules = limit(&body, RULES, &mut errors);
-    errors.into_result(())?;
+    // A limit: an integer from -1 (unlimited) to 2147483647.
+    let limit = format!("Must be an integer from -1 (unlimited) to {MAX_LIMIT}");
+    let (groups, rules) = input::read_object(&body, "", |quota| {
+        Some((quota.optional(GROUPS).int(-1..=MAX_LIMIT, &limit), quota.optional(RULES).int(-1..=MAX_LIMIT, &limit)))
+    })?;
     let settings = state.settings.clone();
     let actor = crate::audit::actor(&caller);
     let (limits, usage) = state

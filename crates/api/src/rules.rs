@@ -7,26 +7,37 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use palisade_core::error::FieldErrors;
-use palisade_core::input::{known_rule_fields, parse_rule};
-use palisade_worker::audit::{self, Action, Change};
-use palisade_worker::now_ms;
-use palisade_worker::ops;
-use palisade_worker::payload::TaskPayload;
+use palisade_core::input::{Fields, known_rule_fields, parse_rule};
+use palisade_service::audit::{self, Action, Change};
+use palisade_service::now_ms;
+use palisade_service::ops;
+use palisade_service::payload::TaskPayload;
+use palisade_service::queue::new_task;
 use serde_json::{Value, json};
 use uuid::Uuid;
 
 use crate::dto::{RuleOut, TaskIds};
 use crate::error::Result;
-use crate::extract::{Caller, GroupPath, JsonBody, path_uuid};
-use crate::queue::{enqueue, new_task};
-use crate::security_groups::{group_id, scope_of};
+use crate::extract::{GroupPath, JsonBody, ScopePath, path_uuid};
 use crate::state::AppState;
+use crate::tasks::queue_one;
 
 fn rule_id(text: &str) -> Result<Uuid> {
     path_uuid(text, "Security group rule")
 }
 
 /// #13 `POST /cloud/v2/security_groups/{p}/{r}/{id}/rules`.
+#[utoipa::path(
+    post,
+    path = "/cloud/v2/security_groups/{project_id}/{region_id}/{group_id}/rules",
+    operation_id = "createSecurityGroupRule",
+    tag = "Security group rules",
+    summary = "Create security group rule",
+    description = "Validates the rule (400) and queues one `create_security_group_rule` task; when it is `FINISHED`, `created_resources.security_group_rules` holds exactly the new rule's id. A rule identical to an existing one, or with semantic errors, ends the task in `ERROR`. 404 when the group does not exist.",
+    params(crate::schema::ScopePath, crate::schema::GroupIdPath),
+    request_body = crate::schema::SecurityGroupRuleInputV2,
+    responses((status = 200, description = "One `create_security_group_rule` task", body = crate::dto::TaskIds), crate::openapi::ValidationError, crate::openapi::NotFound)
+)]
 pub async fn create_v2(
     State(state): State<Arc<AppState>>,
     GroupPath { caller, scope, id }: GroupPath,
@@ -38,44 +49,56 @@ pub async fn create_v2(
     let mut data = rule.as_object().cloned().unwrap_or_default();
     data.insert("security_group_id".into(), json!(id));
     let payload = TaskPayload::CreateRule { group_id: id, rule };
-    let task = new_task(&caller, &scope, &payload, Value::Object(data));
-    let open_limit = state.config.max_tasks_per_client;
-    let task_id = state
-        .write(move |tx| {
-            ops::load_group(tx, &scope, id)?;
-            Ok(enqueue(tx, &task, open_limit)?)
-        })
-        .await?;
-    state.hand_over(scope.client_id, std::slice::from_ref(&task_id)).await;
-    Ok(Json(TaskIds { tasks: vec![task_id] }))
+    let task = new_task(&crate::audit::actor(&caller), &scope, &payload, Value::Object(data));
+    queue_one(&state, task, move |tx| {
+        ops::load_group(tx, &scope, id)?;
+        Ok(())
+    })
+    .await
 }
 
 /// #14 `DELETE /cloud/v2/security_groups/{p}/{r}/{id}/rules/{rule_id}`.
+#[utoipa::path(
+    delete,
+    path = "/cloud/v2/security_groups/{project_id}/{region_id}/{group_id}/rules/{rule_id}",
+    operation_id = "deleteSecurityGroupRule",
+    tag = "Security group rules",
+    summary = "Delete security group rule",
+    description = "Queues one `delete_security_group_rule` task. 404 when the group does not exist or the rule is not one of its rules.",
+    params(crate::schema::ScopePath, crate::schema::GroupIdPath, crate::schema::RuleIdPath),
+    responses((status = 200, description = "One `delete_security_group_rule` task", body = crate::dto::TaskIds), crate::openapi::NotFound)
+)]
 pub async fn delete_v2(
     State(state): State<Arc<AppState>>,
-    caller: Caller,
-    Path((project, region, id, rule)): Path<(String, String, String, String)>,
+    GroupPath { caller, scope, id }: GroupPath,
+    Path((_, _, _, rule)): Path<(String, String, String, String)>,
 ) -> Result<Json<TaskIds>> {
-    let scope = scope_of(&state, &caller, &project, &region)?;
-    let id = group_id(&id)?;
     let rule = rule_id(&rule)?;
     let payload = TaskPayload::DeleteRule { group_id: id, rule_id: rule };
-    let task = new_task(&caller, &scope, &payload, json!({"security_group_id": id, "rule_id": rule}));
-    let open_limit = state.config.max_tasks_per_client;
-    let task_id = state
-        .write(move |tx| {
-            ops::load_group(tx, &scope, id)?;
-            if tx.group_of_rule(&scope, rule)? != Some(id) {
-                return Err(ops::rule_not_found(rule).into());
-            }
-            Ok(enqueue(tx, &task, open_limit)?)
-        })
-        .await?;
-    state.hand_over(scope.client_id, std::slice::from_ref(&task_id)).await;
-    Ok(Json(TaskIds { tasks: vec![task_id] }))
+    let task = new_task(&crate::audit::actor(&caller), &scope, &payload, json!({"security_group_id": id, "rule_id": rule}));
+    queue_one(&state, task, move |tx| {
+        ops::load_group(tx, &scope, id)?;
+        if tx.group_of_rule(&scope, rule)? != Some(id) {
+            return Err(ops::rule_not_found(rule).into());
+        }
+        Ok(())
+    })
+    .await
 }
 
 /// #10 `POST /cloud/v1/securitygroups/{p}/{r}/{id}/rules` (deprecated, synchronous).
+#[utoipa::path(
+    post,
+    path = "/cloud/v1/securitygroups/{project_id}/{region_id}/{group_id}/rules",
+    operation_id = "addSecurityGroupRuleLegacy",
+    tag = "Security group rules",
+    summary = "Add security group rule (v1)",
+    description = "Synchronous. Semantic rule errors answer 400, an unknown `remote_group_id` 404, a rule identical to an existing one 409 (`SecurityGroupRuleExists`, with `info.existing_rule_id`), as does exceeding the rule quota (`QuotaLimitExceed`). A `security_group_id` in the body is ignored.",
+    params(crate::schema::ScopePath, crate::schema::GroupIdPath),
+    request_body = crate::schema::SecurityGroupRuleInputV1,
+    responses((status = 200, description = "The created rule", body = crate::dto::RuleOut), crate::openapi::ValidationError, crate::openapi::NotFound, crate::openapi::Conflict)
+)]
+#[deprecated = "a legacy (v1) endpoint, kept for old clients"]
 pub async fn create_v1(
     State(state): State<Arc<AppState>>,
     GroupPath { caller, scope, id }: GroupPath,
@@ -95,26 +118,29 @@ pub async fn create_v1(
 }
 
 /// #11 `PUT /cloud/v1/securitygrouprules/{p}/{r}/{rule_id}`: delete and create, new id.
+#[utoipa::path(
+    put,
+    path = "/cloud/v1/securitygrouprules/{project_id}/{region_id}/{rule_id}",
+    operation_id = "replaceSecurityGroupRuleLegacy",
+    tag = "Security group rules",
+    summary = "Replace security group rule (v1)",
+    description = "Synchronous delete and create: the rule is replaced by a rule with a NEW id and the given attributes (omitted fields take their defaults) in the same group; use the returned id afterwards. `security_group_id`, when given, must be the rule's group (400 otherwise). Use the v2 rule delete and create instead.",
+    params(crate::schema::ScopePath, crate::schema::RuleIdPath),
+    request_body = crate::schema::ReplaceSecurityGroupRule,
+    responses((status = 200, description = "The new rule, with a new id", body = crate::dto::RuleOut), crate::openapi::ValidationError, crate::openapi::NotFound, crate::openapi::Conflict)
+)]
+#[deprecated = "a legacy (v1) endpoint, kept for old clients"]
 pub async fn replace_v1(
     State(state): State<Arc<AppState>>,
-    caller: Caller,
-    Path((project, region, rule)): Path<(String, String, String)>,
+    ScopePath { caller, scope }: ScopePath,
+    Path((_, _, rule)): Path<(String, String, String)>,
     JsonBody(body): JsonBody,
 ) -> Result<Response> {
-    let scope = scope_of(&state, &caller, &project, &region)?;
     let rule = rule_id(&rule)?;
     let mut errors = FieldErrors::new();
     let draft = parse_rule(&body, "").map_err(|e| errors.merge(e)).ok();
-    let expected_group = match body.get("security_group_id") {
-        None | Some(Value::Null) => None,
-        Some(value) => match value.as_str().map(Uuid::try_parse) {
-            Some(Ok(id)) => Some(id),
-            _ => {
-                errors.add("security_group_id", "Input should be a valid UUID");
-                None
-            }
-        },
-    };
+    // A body that is not an object was reported by `parse_rule` already.
+    let expected_group = body.as_object().and_then(|obj| Fields::new(obj, "", &mut errors).optional("security_group_id").nullable().uuid());
     let draft = errors.into_result(draft)?.expect("no errors means the rule parsed");
     let actor = crate::audit::actor(&caller);
     let rule = state
@@ -129,12 +155,22 @@ pub async fn replace_v1(
 }
 
 /// #12 `DELETE /cloud/v1/securitygrouprules/{p}/{r}/{rule_id}`.
+#[utoipa::path(
+    delete,
+    path = "/cloud/v1/securitygrouprules/{project_id}/{region_id}/{rule_id}",
+    operation_id = "deleteSecurityGroupRuleLegacy",
+    tag = "Security group rules",
+    summary = "Delete security group rule (v1)",
+    description = "Synchronous. 404 when the rule does not exist.",
+    params(crate::schema::ScopePath, crate::schema::RuleIdPath),
+    responses((status = 204, description = "Deleted"), crate::openapi::NotFound)
+)]
+#[deprecated = "a legacy (v1) endpoint, kept for old clients"]
 pub async fn delete_v1(
     State(state): State<Arc<AppState>>,
-    caller: Caller,
-    Path((project, region, rule)): Path<(String, String, String)>,
+    ScopePath { caller, scope }: ScopePath,
+    Path((_, _, rule)): Path<(String, String, String)>,
 ) -> Result<StatusCode> {
-    let scope = scope_of(&state, &caller, &project, &region)?;
     let rule = rule_id(&rule)?;
     let actor = crate::audit::actor(&caller);
     state

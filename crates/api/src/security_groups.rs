@@ -4,36 +4,29 @@
 use std::sync::Arc;
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use palisade_core::error::FieldErrors;
-use palisade_core::group::{Group, Scope};
+use palisade_core::group::Group;
 use palisade_core::input::{self, CreateGroup, LegacyCreateGroup, LegacyUpdateGroup, UpdateGroup};
 use palisade_core::{Tag, TagPatch};
+use palisade_service::audit::{self, Action, Change};
+use palisade_service::now_ms;
+use palisade_service::ops::{self, NewGroup, OpError};
+use palisade_service::payload::TaskPayload;
+use palisade_service::queue::{enqueue, new_task};
 use palisade_store::GroupFilter;
-use palisade_worker::audit::{self, Action, Change};
-use palisade_worker::now_ms;
-use palisade_worker::ops::{self, NewGroup, OpError};
-use palisade_worker::payload::TaskPayload;
 use serde_json::{Map, Value, json};
 use uuid::Uuid;
 
 use crate::dto::{GroupOut, Page, TagOut, TaskIds};
 use crate::error::{ApiError, Result};
-use crate::extract::{Caller, GroupPath, JsonBody, Query, path_int, path_uuid};
-use crate::queue::{enqueue, new_task};
+use crate::extract::{GroupPath, JsonBody, Query, ScopePath};
 use crate::state::AppState;
+use crate::tasks::queue_one;
 
 type SharedState = State<Arc<AppState>>;
-
-pub fn scope_of(state: &AppState, caller: &Caller, project: &str, region: &str) -> Result<Scope> {
-    caller.scope(state, path_int(project, "Project")?, path_int(region, "Region")?)
-}
-
-pub fn group_id(text: &str) -> Result<Uuid> {
-    path_uuid(text, "Security group")
-}
 
 pub fn group_json(state: &AppState, group: &Group) -> Response {
     let region = state.region_name(group.scope.region_id).unwrap_or_default();
@@ -56,13 +49,22 @@ fn known_rules(body: &Value) -> Option<Vec<Value>> {
 }
 
 /// #1 `POST /cloud/v2/security_groups/{p}/{r}`: validate, store a task, answer with its id.
+#[utoipa::path(
+    post,
+    path = "/cloud/v2/security_groups/{project_id}/{region_id}",
+    operation_id = "createSecurityGroup",
+    tag = "Security groups",
+    summary = "Create security group",
+    description = "Validates the body (400 on any schema error) and queues one `create_security_group` task. The group becomes visible when the task is `FINISHED`; the task's `created_resources.security_groups` then holds its id and `created_resources.security_group_rules` the ids of its rules.\n\nRules depend on `rules`:\n- omitted: the default template is applied (allow all egress, IPv4 and IPv6);\n- `[]`: no rules are created;\n- otherwise exactly the given rules are created (identical rules once).\n\nSemantic rule errors (port range without a port protocol, `port_range_min` > `port_range_max`, a `remote_ip_prefix` of the other ethertype, an unknown `remote_group_id`) and exceeded quotas end the task in `ERROR` with the reason in `error`.",
+    params(crate::schema::ScopePath),
+    request_body = crate::schema::CreateSecurityGroupV2,
+    responses((status = 200, description = "One `create_security_group` task", body = crate::dto::TaskIds), crate::openapi::ValidationError, crate::openapi::NotFound)
+)]
 pub async fn create_v2(
     State(state): SharedState,
-    caller: Caller,
-    Path((project, region)): Path<(String, String)>,
+    ScopePath { caller, scope }: ScopePath,
     JsonBody(body): JsonBody,
 ) -> Result<Json<TaskIds>> {
-    let scope = scope_of(&state, &caller, &project, &region)?;
     let input = CreateGroup::parse(&body)?;
     let group_id = Uuid::new_v4();
     let payload = TaskPayload::CreateGroup {
@@ -72,15 +74,23 @@ pub async fn create_v2(
         rules: known_rules(&body),
         tags: input.tags,
     };
-    let task = new_task(&caller, &scope, &payload, task_data(&body, &[("security_group_id", json!(group_id))]));
-    let open_limit = state.config.max_tasks_per_client;
-    let id = state.write(move |tx| Ok(enqueue(tx, &task, open_limit)?)).await?;
-    state.hand_over(scope.client_id, std::slice::from_ref(&id)).await;
-    Ok(Json(TaskIds { tasks: vec![id] }))
+    let task = new_task(&crate::audit::actor(&caller), &scope, &payload, task_data(&body, &[("security_group_id", json!(group_id))]));
+    queue_one(&state, task, |_| Ok(())).await
 }
 
 /// #2 `PATCH /cloud/v2/security_groups/{p}/{r}/{id}`: tags now, everything else in a task, and
 /// no task at all when nothing but tags would change.
+#[utoipa::path(
+    patch,
+    path = "/cloud/v2/security_groups/{project_id}/{region_id}/{group_id}",
+    operation_id = "updateSecurityGroup",
+    tag = "Security groups",
+    summary = "Update security group",
+    description = "`tags` is a JSON merge patch applied immediately. `name`, `description` and `rules` are applied by one `update_security_group` task; `rules` is the desired final rule set: rules of the group that are not in it are deleted, new ones are created, matching ones keep their ids.\n\nWhen nothing but tags would change, no task is created and the answer is `{\"tasks\": []}`. An empty body is an empty update.",
+    params(crate::schema::ScopePath, crate::schema::GroupIdPath),
+    request_body(content = Option<crate::schema::UpdateSecurityGroupV2>, description = "Optional: an empty body (no bytes) is accepted; the JSON `null` is not."),
+    responses((status = 200, description = "One `update_security_group` task, or none when only tags (or nothing) changed", body = crate::dto::TaskIds), crate::openapi::ValidationError, crate::openapi::NotFound)
+)]
 pub async fn update_v2(
     State(state): SharedState,
     GroupPath { caller, scope, id }: GroupPath,
@@ -106,7 +116,7 @@ pub async fn update_v2(
                 return Ok(Vec::new());
             }
             let payload = TaskPayload::UpdateGroup { group_id: id, name: input.name, description: input.description, rules: raw_rules };
-            let task = new_task(&caller, &scope, &payload, data);
+            let task = new_task(&actor, &scope, &payload, data);
             Ok(vec![enqueue(tx, &task, open_limit)?])
         })
         .await?;
@@ -135,13 +145,17 @@ fn tag_pairs(text: &str, field: &str, errors: &mut FieldErrors) -> Vec<(String, 
 }
 
 /// #3 `GET /cloud/v1/securitygroups/{p}/{r}`.
-pub async fn list(
-    State(state): SharedState,
-    caller: Caller,
-    Path((project, region)): Path<(String, String)>,
-    query: Query,
-) -> Result<Response> {
-    let scope = scope_of(&state, &caller, &project, &region)?;
+#[utoipa::path(
+    get,
+    path = "/cloud/v1/securitygroups/{project_id}/{region_id}",
+    operation_id = "listSecurityGroups",
+    tag = "Security groups",
+    summary = "List security groups",
+    description = "The groups of the project and region in creation order. Page with `offset` until `offset + len(results) >= count`. Every filter narrows the result: a group must have the exact `name`, every `tag_key` and every pair of `tag_key_value`.",
+    params(crate::schema::ScopePath, crate::schema::PageQuery, crate::schema::ListGroupsQuery),
+    responses((status = 200, description = "A page of groups, each with all of its rules", body = crate::schema::SecurityGroupCollection), crate::openapi::ValidationError, crate::openapi::NotFound, crate::openapi::GatewayTimeout)
+)]
+pub async fn list(State(state): SharedState, ScopePath { scope, .. }: ScopePath, query: Query) -> Result<Response> {
     let mut errors = FieldErrors::new();
     let (limit, offset) = query.page(&mut errors);
     let mut filter = GroupFilter { name: query.last("name").map(str::to_owned), limit, offset, ..GroupFilter::default() };
@@ -183,12 +197,32 @@ pub async fn list(
 const INLINE_PAGE: u32 = 10;
 
 /// #4 `GET /cloud/v1/securitygroups/{p}/{r}/{id}`.
+#[utoipa::path(
+    get,
+    path = "/cloud/v1/securitygroups/{project_id}/{region_id}/{group_id}",
+    operation_id = "getSecurityGroup",
+    tag = "Security groups",
+    summary = "Get security group",
+    description = "404 when the group does not exist (clients treat this as \"deleted\").",
+    params(crate::schema::ScopePath, crate::schema::GroupIdPath),
+    responses((status = 200, description = "The group with all of its rules", body = crate::dto::GroupOut), crate::openapi::NotFound)
+)]
 pub async fn get(State(state): SharedState, GroupPath { scope, id, .. }: GroupPath) -> Result<Response> {
     let group = state.read(move |tx| Ok(ops::load_group(tx, &scope, id)?)).await?;
     Ok(group_json(&state, &group))
 }
 
 /// #5 `DELETE /cloud/v1/securitygroups/{p}/{r}/{id}`.
+#[utoipa::path(
+    delete,
+    path = "/cloud/v1/securitygroups/{project_id}/{region_id}/{group_id}",
+    operation_id = "deleteSecurityGroup",
+    tag = "Security groups",
+    summary = "Delete security group",
+    description = "Synchronous. Deletes the group and its rules; rules of other groups whose `remote_group_id` is this group are deleted too (as Neutron does).",
+    params(crate::schema::ScopePath, crate::schema::GroupIdPath),
+    responses((status = 204, description = "Deleted"), crate::openapi::NotFound)
+)]
 pub async fn delete(State(state): SharedState, GroupPath { caller, scope, id }: GroupPath) -> Result<StatusCode> {
     let actor = crate::audit::actor(&caller);
     state
@@ -203,6 +237,17 @@ pub async fn delete(State(state): SharedState, GroupPath { caller, scope, id }: 
 }
 
 /// #6 `POST .../{id}/copy` with `{"name": ...}`.
+#[utoipa::path(
+    post,
+    path = "/cloud/v1/securitygroups/{project_id}/{region_id}/{group_id}/copy",
+    operation_id = "copySecurityGroup",
+    tag = "Security groups",
+    summary = "Copy security group",
+    description = "Synchronous. A new group with the given name, the same description, a copy of every rule (new ids; a rule that refers to the group itself refers to the copy) and the user tags (read-only tags are not copied). 409 when the copy would exceed a quota.",
+    params(crate::schema::ScopePath, crate::schema::GroupIdPath),
+    request_body = crate::schema::CopySecurityGroup,
+    responses((status = 200, description = "The new group", body = crate::dto::GroupOut), crate::openapi::ValidationError, crate::openapi::NotFound, crate::openapi::Conflict)
+)]
 pub async fn copy(State(state): SharedState, GroupPath { caller, scope, id }: GroupPath, JsonBody(body): JsonBody) -> Result<Response> {
     let obj = input::object(&body, "")?;
     let mut errors = FieldErrors::new();
@@ -229,6 +274,16 @@ pub async fn copy(State(state): SharedState, GroupPath { caller, scope, id }: Gr
 }
 
 /// #7 `POST .../{id}/revert`: the default template replaces every rule.
+#[utoipa::path(
+    post,
+    path = "/cloud/v1/securitygroups/{project_id}/{region_id}/{group_id}/revert",
+    operation_id = "revertSecurityGroup",
+    tag = "Security groups",
+    summary = "Revert security group",
+    description = "Synchronous. Replaces every rule of the group with the default template (allow all egress, IPv4 and IPv6, new rule ids); name, description and tags are kept. No body. 409 when the template would exceed the rule quota.",
+    params(crate::schema::ScopePath, crate::schema::GroupIdPath),
+    responses((status = 200, description = "The reverted group", body = crate::dto::GroupOut), crate::openapi::NotFound, crate::openapi::Conflict)
+)]
 pub async fn revert(State(state): SharedState, GroupPath { caller, scope, id }: GroupPath) -> Result<Response> {
     let settings = state.settings.clone();
     let actor = crate::audit::actor(&caller);
@@ -244,13 +299,19 @@ pub async fn revert(State(state): SharedState, GroupPath { caller, scope, id }: 
 }
 
 /// #8 `POST /cloud/v1/securitygroups/{p}/{r}` (deprecated, synchronous).
-pub async fn create_v1(
-    State(state): SharedState,
-    caller: Caller,
-    Path((project, region)): Path<(String, String)>,
-    JsonBody(body): JsonBody,
-) -> Result<Response> {
-    let scope = scope_of(&state, &caller, &project, &region)?;
+#[utoipa::path(
+    post,
+    path = "/cloud/v1/securitygroups/{project_id}/{region_id}",
+    operation_id = "createSecurityGroupLegacy",
+    tag = "Security groups",
+    summary = "Create security group (v1)",
+    description = "Synchronous legacy create (gcorelabscloud-go, the old Terraform provider). Exactly the rules of `security_group.security_group_rules` are created (an absent list means no rules), identical rules once. Rule errors answer 400, an unknown `remote_group_id` 404, a quota that would be exceeded 409. Use `POST /cloud/v2/security_groups/{project_id}/{region_id}` instead.",
+    params(crate::schema::ScopePath),
+    request_body = crate::schema::LegacyCreateSecurityGroup,
+    responses((status = 200, description = "The created group", body = crate::dto::GroupOut), crate::openapi::ValidationError, crate::openapi::NotFound, crate::openapi::Conflict)
+)]
+#[deprecated = "a legacy (v1) endpoint, kept for old clients"]
+pub async fn create_v1(State(state): SharedState, ScopePath { caller, scope }: ScopePath, JsonBody(body): JsonBody) -> Result<Response> {
     let input = LegacyCreateGroup::parse(&body)?;
     let settings = state.settings.clone();
     let actor = crate::audit::actor(&caller);
@@ -267,7 +328,7 @@ pub async fn create_v1(
             let created = ops::create_group(tx, &scope, new, &settings, now_ms())
                 .map_err(|e| legacy_fields(e, "security_group.security_group_rules"))?;
             // `instances`: the new group is bound to every port of each (404 for one without ports).
-            palisade_worker::ports::bind_to_instances(tx, &scope, created.id, &input.instances)?;
+            palisade_service::ports::bind_to_instances(tx, &scope, created.id, &input.instances)?;
             let mut summary = audit::group_created(&created);
             if !input.instances.is_empty() {
                 summary["instances"] = json!(input.instances);
@@ -303,6 +364,18 @@ fn rename_field(rule: palisade_core::RuleError, field: String) -> palisade_core:
 }
 
 /// #9 `PATCH /cloud/v1/securitygroups/{p}/{r}/{id}` (deprecated, synchronous).
+#[utoipa::path(
+    patch,
+    path = "/cloud/v1/securitygroups/{project_id}/{region_id}/{group_id}",
+    operation_id = "updateSecurityGroupLegacy",
+    tag = "Security groups",
+    summary = "Update security group (v1)",
+    description = "Synchronous legacy update: `tags` (merge patch) and `name` first, then every item of `changed_rules` in order. Creating a rule that already exists, or growing past a quota, answers 409; deleting a rule that is not in this group answers 404. Use `PATCH /cloud/v2/security_groups/{project_id}/{region_id}/{group_id}` instead.",
+    params(crate::schema::ScopePath, crate::schema::GroupIdPath),
+    request_body(content = Option<crate::schema::LegacyUpdateSecurityGroup>, description = "Optional: an empty body (no bytes) is accepted; the JSON `null` is not."),
+    responses((status = 200, description = "The updated group", body = crate::dto::GroupOut), crate::openapi::ValidationError, crate::openapi::NotFound, crate::openapi::Conflict)
+)]
+#[deprecated = "a legacy (v1) endpoint, kept for old clients"]
 pub async fn update_v1(
     State(state): SharedState,
     GroupPath { caller, scope, id }: GroupPath,
@@ -313,9 +386,8 @@ pub async fn update_v1(
     let actor = crate::audit::actor(&caller);
     let group = state
         .write(move |tx| {
-            let (name, tags) = (input.name.as_deref(), input.tags.as_ref());
             let before = ops::load_group_for_change(tx, &scope, id)?;
-            let after = ops::legacy_update(tx, &scope, id, name, tags, &input.changed_rules, &settings, now_ms())?;
+            let after = ops::legacy_update(tx, &scope, id, &input, &settings, now_ms())?;
             audit::record(tx, &actor, Change::new(Action::GroupUpdate, &scope, id).summary(audit::group_changes(&before, &after)))?;
             Ok(after)
         })
@@ -324,11 +396,32 @@ pub async fn update_v1(
 }
 
 /// #21 `GET .../{id}/instances`: instances whose ports use the group.
+#[utoipa::path(
+    get,
+    path = "/cloud/v1/securitygroups/{project_id}/{region_id}/{group_id}/instances",
+    operation_id = "listSecurityGroupInstances",
+    tag = "Security groups",
+    summary = "List instances of security group",
+    description = "The instances with at least one port bound to the group (ports are registered with `/palisade/v1/ports`), in the order their first port was registered; 404 when the group does not exist.",
+    params(crate::schema::ScopePath, crate::schema::GroupIdPath),
+    responses((status = 200, description = "Instances whose ports use the group", body = crate::schema::InstanceCollection), crate::openapi::NotFound)
+)]
 pub async fn instances(State(state): SharedState, GroupPath { scope, id, .. }: GroupPath) -> Result<Response> {
     crate::instances::using_group(&state, scope, id).await
 }
 
 /// #22 `GET .../{id}/metadata`: the group's tags as a collection.
+#[utoipa::path(
+    get,
+    path = "/cloud/v1/securitygroups/{project_id}/{region_id}/{group_id}/metadata",
+    operation_id = "listSecurityGroupMetadata",
+    tag = "Security group metadata",
+    summary = "List security group tags",
+    description = "The group's tags (the same as its `tags_v2`), sorted by key.",
+    params(crate::schema::ScopePath, crate::schema::GroupIdPath),
+    responses((status = 200, description = "Every tag of the group", body = crate::schema::TagCollection), crate::openapi::NotFound)
+)]
+#[deprecated = "a legacy (v1) endpoint, kept for old clients"]
 pub async fn metadata_list(State(state): SharedState, GroupPath { scope, id, .. }: GroupPath) -> Result<Response> {
     let group = state.read(move |tx| Ok(ops::load_group(tx, &scope, id)?)).await?;
     let results: Vec<TagOut> = group.tags.iter().map(TagOut::from).collect();
@@ -342,6 +435,18 @@ fn metadata_body(body: &Value) -> Result<Vec<(String, String)>> {
 }
 
 /// #22 `POST .../{id}/metadata`: adds or overwrites the given tags.
+#[utoipa::path(
+    post,
+    path = "/cloud/v1/securitygroups/{project_id}/{region_id}/{group_id}/metadata",
+    operation_id = "createSecurityGroupMetadata",
+    tag = "Security group metadata",
+    summary = "Create or update security group tags",
+    description = "Adds the given tags and overwrites the values of existing keys; other tags are kept. Read-only tags never change.",
+    params(crate::schema::ScopePath, crate::schema::GroupIdPath),
+    request_body = crate::schema::CreateTags,
+    responses((status = 204, description = "Tags set"), crate::openapi::ValidationError, crate::openapi::NotFound)
+)]
+#[deprecated = "a legacy (v1) endpoint, kept for old clients"]
 pub async fn metadata_create(
     State(state): SharedState,
     GroupPath { caller, scope, id }: GroupPath,
@@ -361,6 +466,18 @@ pub async fn metadata_create(
 }
 
 /// #22 `PUT .../{id}/metadata`: replaces every user tag with the given ones.
+#[utoipa::path(
+    put,
+    path = "/cloud/v1/securitygroups/{project_id}/{region_id}/{group_id}/metadata",
+    operation_id = "replaceSecurityGroupMetadata",
+    tag = "Security group metadata",
+    summary = "Replace security group tags",
+    description = "The user tags become exactly the given ones. Read-only tags are kept.",
+    params(crate::schema::ScopePath, crate::schema::GroupIdPath),
+    request_body = crate::schema::CreateTags,
+    responses((status = 204, description = "Tags replaced"), crate::openapi::ValidationError, crate::openapi::NotFound)
+)]
+#[deprecated = "a legacy (v1) endpoint, kept for old clients"]
 pub async fn metadata_replace(
     State(state): SharedState,
     GroupPath { caller, scope, id }: GroupPath,
@@ -396,6 +513,17 @@ fn metadata_key(query: &Query) -> Result<String> {
 }
 
 /// #23 `GET .../{id}/metadata_item?key=K`.
+#[utoipa::path(
+    get,
+    path = "/cloud/v1/securitygroups/{project_id}/{region_id}/{group_id}/metadata_item",
+    operation_id = "getSecurityGroupMetadataItem",
+    tag = "Security group metadata",
+    summary = "Get security group tag",
+    description = "404 when the group has no tag with this key; 400 when `key` is missing.",
+    params(crate::schema::ScopePath, crate::schema::GroupIdPath, crate::schema::MetadataKeyQuery),
+    responses((status = 200, description = "The tag", body = crate::dto::TagOut), crate::openapi::ValidationError, crate::openapi::NotFound)
+)]
+#[deprecated = "a legacy (v1) endpoint, kept for old clients"]
 pub async fn metadata_item_get(State(state): SharedState, GroupPath { scope, id, .. }: GroupPath, query: Query) -> Result<Response> {
     let key = metadata_key(&query)?;
     let group = state.read(move |tx| Ok(ops::load_group(tx, &scope, id)?)).await?;
@@ -404,6 +532,17 @@ pub async fn metadata_item_get(State(state): SharedState, GroupPath { scope, id,
 }
 
 /// #23 `DELETE .../{id}/metadata_item?key=K`.
+#[utoipa::path(
+    delete,
+    path = "/cloud/v1/securitygroups/{project_id}/{region_id}/{group_id}/metadata_item",
+    operation_id = "deleteSecurityGroupMetadataItem",
+    tag = "Security group metadata",
+    summary = "Delete security group tag",
+    description = "404 when the group has no tag with this key, 403 when the tag is read-only, 400 when `key` is missing.",
+    params(crate::schema::ScopePath, crate::schema::GroupIdPath, crate::schema::MetadataKeyQuery),
+    responses((status = 204, description = "Deleted"), crate::openapi::ValidationError, crate::openapi::NotFound)
+)]
+#[deprecated = "a legacy (v1) endpoint, kept for old clients"]
 pub async fn metadata_item_delete(
     State(state): SharedState,
     GroupPath { caller, scope, id }: GroupPath,

@@ -1,17 +1,24 @@
-//! Shared state of the API: the store, the worker's wake-up, configuration, and the API-key cache.
+//! Shared state of the API: the store, the worker's wake-up, configuration, and the API-key cache;
+//! and the ways handlers reach the store: transactions off the runtime's threads, heavy work on
+//! the bounded pool ([`crate::pool`]), and handing v2 tasks over to the worker.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use palisade_core::RuleSpec;
+use palisade_service::blocking;
+use palisade_service::deadline::Deadline;
+use palisade_service::ops::Settings;
+use palisade_service::policy::PolicyFeed;
+use palisade_service::queue::wait_for_tasks;
 use palisade_store::keys::hash_token;
 use palisade_store::{ApiKey, Database, Store, Tx};
-use palisade_worker::ops::Settings;
 use tokio::sync::Notify;
 
-use crate::error::{ApiError, Result};
+use crate::error::Result;
 use crate::limits::RateLimits;
+use crate::pool::HeavyPool;
 
 /// What the API needs from the service configuration.
 #[derive(Debug, Clone)]
@@ -42,6 +49,10 @@ pub struct ApiConfig {
     pub rate_limit_writes: u32,
     /// Unfinished tasks one client may have at once (429 beyond); 0: unlimited.
     pub max_tasks_per_client: u32,
+    /// Flow-log records one client keeps; beyond it the oldest go first.
+    pub flow_log_max_records_per_client: u64,
+    /// Hours flow-log records are kept (the serve process's retention loop); 0: until the cap.
+    pub flow_log_retention_hours: u32,
 }
 
 impl Default for ApiConfig {
@@ -61,6 +72,8 @@ impl Default for ApiConfig {
             rate_limit_reads: 1_000,
             rate_limit_writes: 200,
             max_tasks_per_client: 1_000,
+            flow_log_max_records_per_client: palisade_service::observe::DEFAULT_MAX_FLOW_RECORDS_PER_CLIENT,
+            flow_log_retention_hours: palisade_service::observe::DEFAULT_FLOW_LOG_RETENTION_HOURS,
         }
     }
 }
@@ -87,14 +100,14 @@ pub struct AppState {
     pub config: ApiConfig,
     pub settings: Arc<Settings>,
     /// The policy revision agents long-poll on (`/palisade/v1/agents`).
-    pub policy: crate::agents::PolicyFeed,
+    pub policy: PolicyFeed,
     /// The ids of every batch of tasks the worker has committed.
-    pub tasks_done: palisade_worker::FinishedTasks,
+    pub tasks_done: palisade_service::FinishedTasks,
     /// Requests waiting in [`AppState::hand_over`] now.
     hand_over_waiters: std::sync::atomic::AtomicUsize,
     key_cache: Mutex<HashMap<String, (Option<ApiKey>, Instant)>>,
     /// Where work that can be large runs (`crate::pool`).
-    pub heavy_pool: crate::pool::HeavyPool,
+    pub heavy_pool: HeavyPool,
     /// Per-key token buckets for reads and writes.
     pub rate_limits: RateLimits,
     /// Turns true when the server stops: long-polls answer at once.
@@ -103,7 +116,11 @@ pub struct AppState {
 
 impl AppState {
     pub fn new(store: Arc<Database>, wake: Arc<Notify>, config: ApiConfig) -> AppState {
-        let settings = Arc::new(Settings { template: config.default_rules.clone(), default_quotas: config.default_quotas });
+        let settings = Arc::new(Settings {
+            template: config.default_rules.clone(),
+            default_quotas: config.default_quotas,
+            flow_log_max_records_per_client: config.flow_log_max_records_per_client,
+        });
         AppState {
             store,
             wake,
@@ -112,7 +129,7 @@ impl AppState {
             tasks_done: tokio::sync::broadcast::channel(256).0,
             hand_over_waiters: Default::default(),
             key_cache: Mutex::new(HashMap::new()),
-            heavy_pool: crate::pool::HeavyPool::new(config.heavy_workers),
+            heavy_pool: HeavyPool::new(config.heavy_workers),
             rate_limits: RateLimits::new(config.rate_limit_reads, config.rate_limit_writes),
             shutdown: tokio::sync::watch::Sender::new(false),
             config,
@@ -138,19 +155,13 @@ impl AppState {
         }
     }
 
-    /// Runs `f` in a read transaction on the blocking pool.
+    /// Runs `f` in a read transaction (on the blocking pool, except the embedded store's reads).
     pub async fn read<R, F>(&self, f: F) -> Result<R>
     where
         R: Send + 'static,
         F: FnOnce(&mut dyn Tx) -> Result<R> + Send + 'static,
     {
-        if self.store.reads_inline() {
-            // An embedded read is tens of microseconds and never waits for a writer (WAL):
-            // cheaper on the calling thread than a hand-off to the blocking pool and back.
-            return self.store.read(f);
-        }
-        let store = self.store.clone();
-        tokio::task::spawn_blocking(move || store.read(f)).await.map_err(|e| ApiError::Internal(format!("read task failed: {e}")))?
+        blocking::read(&self.store, f).await
     }
 
     /// Runs `f` in a write transaction on the blocking pool; commits when it returns `Ok`.
@@ -159,9 +170,7 @@ impl AppState {
         R: Send + 'static,
         F: FnOnce(&mut dyn Tx) -> Result<R> + Send + 'static,
     {
-        let store = self.store.clone();
-        let result =
-            tokio::task::spawn_blocking(move || store.write(f)).await.map_err(|e| ApiError::Internal(format!("write task failed: {e}")))?;
+        let result = blocking::write(&self.store, f).await;
         if result.is_ok() {
             // A committed write may have grown the policy revision: let waiting agents know now.
             self.policy.poke();
@@ -169,7 +178,26 @@ impl AppState {
         result
     }
 
-    /// Tells the worker that a task is waiting.
+    /// Runs `f` on the heavy pool within the request deadline: 504 when the deadline passes
+    /// first (time in the queue included).
+    pub async fn heavy<R, F>(&self, f: F) -> Result<R>
+    where
+        R: Send + 'static,
+        F: FnOnce(Deadline) -> Result<R> + Send + 'static,
+    {
+        self.heavy_pool.run(Deadline::after(self.config.request_deadline), f).await
+    }
+
+    /// [`AppState::heavy`] with a read transaction: the store's read runs on the pool's thread.
+    pub async fn read_heavy<R, F>(&self, f: F) -> Result<R>
+    where
+        R: Send + 'static,
+        F: FnOnce(&mut dyn Tx, Deadline) -> Result<R> + Send + 'static,
+    {
+        let store = self.store.clone();
+        self.heavy(move |deadline| store.read(|tx| f(tx, deadline))).await
+    }
+
     /// Wakes the worker for the client's new tasks and, on the embedded store, waits (at most
     /// `task_wait`) until they are finished: the answer still carries only task ids, but the
     /// client's first poll finds them done. Other nodes may run a task on PostgreSQL, so there the
@@ -185,46 +213,12 @@ impl AppState {
             return;
         }
         let deadline = tokio::time::Instant::now() + wait;
-        // Subscribed before the check below, so no batch can end unseen in between.
-        let mut finished_batches = self.tasks_done.subscribe();
+        // Subscribed before the worker wakes, so no batch can end unseen.
+        let finished = self.tasks_done.subscribe();
         self.wake_worker();
-        let mut pending: Vec<String> = task_ids.to_vec();
-        // The worker may have run the tasks before we subscribed: one look at the database.
-        if self.all_finished(client_id, &pending).await {
-            return;
-        }
-        loop {
-            match tokio::time::timeout_at(deadline, finished_batches.recv()).await {
-                Ok(Ok(ids)) => {
-                    pending.retain(|id| !ids.contains(id));
-                    if pending.is_empty() {
-                        return;
-                    }
-                }
-                Ok(Err(tokio::sync::broadcast::error::RecvError::Lagged(_))) => {
-                    if self.all_finished(client_id, &pending).await {
-                        return;
-                    }
-                }
-                Ok(Err(tokio::sync::broadcast::error::RecvError::Closed)) | Err(_) => return,
-            }
-        }
-    }
-
-    async fn all_finished(&self, client_id: i64, task_ids: &[String]) -> bool {
-        let ids = task_ids.to_vec();
-        let finished = self
-            .read(move |tx| {
-                for id in &ids {
-                    if !tx.get_task(client_id, id)?.is_some_and(|t| t.state.is_terminal()) {
-                        return Ok(false);
-                    }
-                }
-                Ok(true)
-            })
-            .await;
-        // A failed read ends the wait: the client polls anyway.
-        !matches!(finished, Ok(false))
+        // This process's worker runs every task here: its announcements are enough. A failed
+        // read ends the wait: the client polls anyway.
+        let _ = wait_for_tasks(&self.store, finished, client_id, task_ids, deadline, None).await;
     }
 
     pub fn wake_worker(&self) {

@@ -7,12 +7,14 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use palisade_core::error::FieldErrors;
-use palisade_store::{AckFilter, TaskFilter, TaskRecord, TaskState};
-use palisade_worker::audit::{self, Action, Change};
-use palisade_worker::now_ms;
-use serde_json::{Value, json};
+use palisade_core::input::Fields;
+use palisade_service::audit::{self, Action, Change};
+use palisade_service::now_ms;
+use palisade_service::queue::enqueue;
+use palisade_store::{AckFilter, TaskFilter, TaskRecord, TaskState, Tx};
+use serde_json::json;
 
-use crate::dto::{Page, TaskOut};
+use crate::dto::{Page, TaskIds, TaskOut};
 use crate::error::{ApiError, Result};
 use crate::extract::{Caller, JsonBody, Query, path_int};
 use crate::state::AppState;
@@ -20,6 +22,25 @@ use crate::time::parse_iso8601;
 
 fn task_not_found(id: &str) -> ApiError {
     ApiError::not_found(format!("Task {id} could not be found"))
+}
+
+/// A v2 write that queues one task: `check` (that the resource exists, say) and [`enqueue`] (the
+/// client's unfinished-task limit) in one transaction, then [`AppState::hand_over`]. Answers with
+/// the task's id.
+pub(crate) async fn queue_one(
+    state: &AppState,
+    task: TaskRecord,
+    check: impl FnOnce(&mut dyn Tx) -> Result<()> + Send + 'static,
+) -> Result<Json<TaskIds>> {
+    let (client_id, open_limit) = (task.client_id, state.config.max_tasks_per_client);
+    let task_id = state
+        .write(move |tx| {
+            check(tx)?;
+            Ok(enqueue(tx, &task, open_limit)?)
+        })
+        .await?;
+    state.hand_over(client_id, std::slice::from_ref(&task_id)).await;
+    Ok(Json(TaskIds { tasks: vec![task_id] }))
 }
 
 fn ints(query: &Query, key: &str, errors: &mut FieldErrors) -> Vec<i64> {
@@ -37,7 +58,7 @@ fn ints(query: &Query, key: &str, errors: &mut FieldErrors) -> Vec<i64> {
 
 fn timestamp(query: &Query, key: &str, errors: &mut FieldErrors) -> Option<i64> {
     let text = query.last(key)?;
-    let ms = parse_iso8601(text);
+    let ms = parse_iso8601(text).map(i64::from);
     if ms.is_none() {
         errors.add(key, format!("Input should be a valid ISO 8601 datetime, got '{text}'"));
     }
@@ -97,6 +118,16 @@ async fn list_page(state: &AppState, client_id: i64, filter: TaskFilter) -> Resu
 }
 
 /// #16 `GET /cloud/v1/tasks`.
+#[utoipa::path(
+    get,
+    path = "/cloud/v1/tasks",
+    operation_id = "listTasks",
+    tag = "Tasks",
+    summary = "List tasks",
+    description = "Tasks of the caller's client, newest first unless `order_by=asc`. Repeated filters (`project_id`, `region_id`, `state`) match any of their values; different filters must all match.",
+    params(crate::schema::PageQuery, crate::schema::ListTasksQuery, crate::schema::TaskTypeQuery),
+    responses((status = 200, description = "A page of tasks", body = crate::schema::TaskCollection), crate::openapi::ValidationError)
+)]
 pub async fn list(State(state): State<Arc<AppState>>, caller: Caller, query: Query) -> Result<Response> {
     let mut filter = filter_of(&query)?;
     if let Some(allowed) = &caller.projects {
@@ -122,6 +153,16 @@ fn visible(caller: &Caller, task: &TaskRecord) -> bool {
 }
 
 /// #20 `GET /cloud/v1/tasks/{p}/{r}/active`: NEW and RUNNING tasks of one project and region.
+#[utoipa::path(
+    get,
+    path = "/cloud/v1/tasks/{id}/{region_id}/active",
+    operation_id = "listActiveTasks",
+    tag = "Tasks",
+    summary = "List active tasks",
+    description = "The `NEW` and `RUNNING` tasks of the caller's client in one project and region, newest first.",
+    params(crate::schema::ScopePath, crate::schema::PageQuery, crate::schema::TaskTypeQuery),
+    responses((status = 200, description = "A page of NEW and RUNNING tasks", body = crate::schema::TaskCollection), crate::openapi::ValidationError, crate::openapi::NotFound)
+)]
 pub async fn list_active(
     State(state): State<Arc<AppState>>,
     caller: Caller,
@@ -145,6 +186,16 @@ pub async fn list_active(
 }
 
 /// #15 `GET /cloud/v1/tasks/{task_id}`.
+#[utoipa::path(
+    get,
+    path = "/cloud/v1/tasks/{id}",
+    operation_id = "getTask",
+    tag = "Tasks",
+    summary = "Get task",
+    description = "404 when the caller's client has no task with this id.",
+    params(crate::schema::TaskIdPath),
+    responses((status = 200, description = "The task", body = crate::dto::TaskOut), crate::openapi::NotFound)
+)]
 pub async fn get(State(state): State<Arc<AppState>>, caller: Caller, Path(id): Path<String>) -> Result<Response> {
     let client_id = caller.client_id;
     let lookup = id.clone();
@@ -157,6 +208,16 @@ pub async fn get(State(state): State<Arc<AppState>>, caller: Caller, Path(id): P
 }
 
 /// #17 `POST /cloud/v1/tasks/{task_id}/acknowledge`.
+#[utoipa::path(
+    post,
+    path = "/cloud/v1/tasks/{id}/acknowledge",
+    operation_id = "acknowledgeTask",
+    tag = "Tasks",
+    summary = "Acknowledge one task",
+    description = "Sets `acknowledged_at` and `acknowledged_by` (the caller's user) unless the task is already acknowledged. No body.",
+    params(crate::schema::TaskIdPath),
+    responses((status = 200, description = "The task, with `acknowledged_at` and `acknowledged_by` set", body = crate::dto::TaskOut), crate::openapi::NotFound)
+)]
 pub async fn acknowledge_one(State(state): State<Arc<AppState>>, caller: Caller, Path(id): Path<String>) -> Result<Response> {
     let lookup = id.clone();
     let actor = crate::audit::actor(&caller);
@@ -184,6 +245,16 @@ fn optional_int(query: &Query, key: &str, errors: &mut FieldErrors) -> Option<i6
 }
 
 /// #18 `POST /cloud/v1/tasks/acknowledge_all?project_id=&region_id=`.
+#[utoipa::path(
+    post,
+    path = "/cloud/v1/tasks/acknowledge_all",
+    operation_id = "acknowledgeAllTasks",
+    tag = "Tasks",
+    summary = "Acknowledge all tasks",
+    description = "Acknowledges every unacknowledged task of the caller's client, narrowed by `project_id` and `region_id` when given. No body.",
+    params(crate::schema::AcknowledgeQuery),
+    responses((status = 204, description = "Acknowledged"), crate::openapi::ValidationError)
+)]
 pub async fn acknowledge_all(State(state): State<Arc<AppState>>, caller: Caller, query: Query) -> Result<StatusCode> {
     let mut errors = FieldErrors::new();
     let filter = AckFilter {
@@ -227,6 +298,18 @@ async fn acknowledge(state: &AppState, caller: Caller, filter: AckFilter) -> Res
 }
 
 /// #19 `POST /cloud/v1/tasks/acknowledge` (deprecated): `{"task_ids": [...] | null}`.
+#[utoipa::path(
+    post,
+    path = "/cloud/v1/tasks/acknowledge",
+    operation_id = "acknowledgeTasks",
+    tag = "Tasks",
+    summary = "Acknowledge tasks",
+    description = "Acknowledges the listed tasks (or, with `task_ids` null or absent, every unacknowledged task) of the caller's client, narrowed by `project_id` and `region_id`. Use `acknowledge_all` or `{task_id}/acknowledge` instead.",
+    params(crate::schema::AcknowledgeQuery),
+    request_body(content = Option<crate::schema::AcknowledgeTasks>, description = "Optional: an empty body (no bytes) is accepted; the JSON `null` is not."),
+    responses((status = 204, description = "Acknowledged"), crate::openapi::ValidationError)
+)]
+#[deprecated = "a legacy (v1) endpoint, kept for old clients"]
 pub async fn acknowledge_many(
     State(state): State<Arc<AppState>>,
     caller: Caller,
@@ -234,25 +317,11 @@ pub async fn acknowledge_many(
     JsonBody(body): JsonBody,
 ) -> Result<StatusCode> {
     let mut errors = FieldErrors::new();
-    let task_ids = match body.get("task_ids") {
-        None | Some(Value::Null) => None,
-        Some(Value::Array(items)) => Some(
-            items
-                .iter()
-                .filter_map(|v| {
-                    let id = v.as_str().map(str::to_owned);
-                    if id.is_none() {
-                        errors.add("task_ids", "Input should be a list of task ids");
-                    }
-                    id
-                })
-                .collect(),
-        ),
-        Some(_) => {
-            errors.add("task_ids", "Input should be a valid list");
-            None
-        }
-    };
+    let task_ids = body.as_object().and_then(|obj| {
+        let mut fields = Fields::new(obj, "", &mut errors);
+        let list = fields.optional("task_ids").nullable().list("Input should be a valid list")?;
+        Some(list.each_or("Input should be a list of task ids", |v| v.as_str().map(str::to_owned)))
+    });
     if !body.is_null() && !body.is_object() {
         errors.add("body", "Input should be a valid dictionary or object");
     }

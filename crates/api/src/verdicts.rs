@@ -1,27 +1,27 @@
 //! Palisade's answers beyond Gcore: flow verdicts (`POST /palisade/v1/verdicts`), the effective
 //! rules of a port, and the analysis of a group. All of them compile the stored rules with
-//! `core::verdict::compile_rule` — the same IR the nftables renderer consumes — and decide with
+//! `core::policy::compile_groups` — as an agent compiles the policy it renders — and decide with
 //! `core::verdict::VerdictIndex`.
 //!
 //! Each of these can be large (a port's groups may name remote groups of many thousands of
 //! members), so they run on the bounded pool within the request deadline (`crate::pool`): the
 //! store read, the index, the answers and their serialisation, never on the runtime's threads.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::collections::HashMap;
+use std::net::IpAddr;
 use std::sync::Arc;
 
 use axum::extract::{Path, State};
 use axum::response::Response;
 use palisade_core::analysis::{Finding, analyze};
 use palisade_core::error::FieldErrors;
-use palisade_core::group::Group;
-use palisade_core::input::parse_protocol;
-use palisade_core::policy::{Flow, Match, Members};
+use palisade_core::input::{self, Fields, parse_protocol};
+use palisade_core::policy::Flow;
 use palisade_core::rule::Direction;
-use palisade_core::verdict::{VerdictIndex, compile_rule};
-use palisade_store::{Store, Tx};
-use palisade_worker::ops;
+use palisade_core::verdict::VerdictIndex;
+use palisade_service::ops;
+use palisade_service::verdicts::{Policy, load_policy, visible_port};
+use palisade_store::Store;
 use serde::Serialize;
 use serde_json::{Value, json};
 use uuid::Uuid;
@@ -29,7 +29,7 @@ use uuid::Uuid;
 use crate::dto::RuleOut;
 use crate::error::{ApiError, Result};
 use crate::extract::{Caller, GroupPath, JsonBody, path_uuid};
-use crate::pool::{Deadline, json_bytes, to_json};
+use crate::pool::{json_bytes, to_json};
 use crate::state::AppState;
 
 /// The most flows one request may ask about.
@@ -40,63 +40,6 @@ pub const MAX_FLOWS: usize = 10_000;
 /// every rule of a big port).
 pub const MAX_MATCHING_RULES: usize = 100_000;
 
-/// The compiled rules of some groups (in order), and the members of the remote groups they name.
-struct Policy {
-    groups: Vec<Group>,
-    rules: Vec<Match>,
-    members: BTreeMap<Uuid, Members>,
-}
-
-/// Loads `group_ids` (which must all be the caller's) and the members of their remote groups.
-fn load_policy(tx: &mut dyn Tx, caller: &Caller, group_ids: &[Uuid], deadline: Deadline) -> Result<Policy> {
-    let mut groups = tx.groups_by_ids(group_ids)?;
-    // Another client's group, or one of a project the key may not use, does not exist for it.
-    groups.retain(|g| g.scope.client_id == caller.client_id && caller.may_use_project(g.scope.project_id));
-    let mut ordered = Vec::with_capacity(group_ids.len());
-    for id in group_ids {
-        let group = groups.iter().find(|g| g.id == *id).cloned().ok_or_else(|| ops::group_not_found(*id))?;
-        ordered.push(group);
-    }
-    let rules: Vec<Match> = ordered.iter().flat_map(|g| g.rules.iter().map(compile_rule)).collect();
-    // Each remote group once, however many rules name it.
-    let remote_ids: HashSet<Uuid> =
-        rules.iter().filter_map(|m| if let palisade_core::policy::Remote::Group(id) = m.remote { Some(id) } else { None }).collect();
-    // Addresses are gathered first and each set built at once from them (sorting a vector and
-    // building the tree in bulk is several times cheaper than as many inserts).
-    let mut gathered: HashMap<Uuid, (Vec<Ipv4Addr>, Vec<Ipv6Addr>)> = remote_ids.iter().map(|id| (*id, Default::default())).collect();
-    if !remote_ids.is_empty() {
-        deadline.check()?;
-        let ids: Vec<Uuid> = remote_ids.iter().copied().collect();
-        for (n, port) in tx.ports_in_groups(&ids)?.into_iter().enumerate() {
-            deadline.check_every(n, 1024)?;
-            for group in &port.security_group_ids {
-                if let Some((v4, v6)) = gathered.get_mut(group) {
-                    for ip in &port.fixed_ips {
-                        match ip {
-                            IpAddr::V4(a) => v4.push(*a),
-                            IpAddr::V6(a) => v6.push(*a),
-                        }
-                    }
-                }
-            }
-        }
-    }
-    deadline.check()?;
-    let members: BTreeMap<Uuid, Members> = gathered
-        .into_iter()
-        .map(|(id, (v4, v6))| (id, Members { ipv4: v4.into_iter().collect(), ipv6: v6.into_iter().collect() }))
-        .collect();
-    Ok(Policy { groups: ordered, rules, members })
-}
-
-/// A port of the caller's client in a project its key may use; any other is a 404, as if it did
-/// not exist.
-fn visible_port(tx: &mut dyn Tx, caller: &Caller, port_id: Uuid) -> Result<palisade_core::port::Port> {
-    tx.get_port(Some(caller.client_id), port_id)?
-        .filter(|port| caller.may_use_project(port.scope.project_id))
-        .ok_or_else(|| ApiError::not_found(format!("Port {port_id} could not be found")))
-}
-
 /// One flow question, parsed.
 struct Question {
     port_id: Option<Uuid>,
@@ -106,82 +49,39 @@ struct Question {
 }
 
 fn parse_question(value: &Value, prefix: &str, errors: &mut FieldErrors) -> Option<Question> {
-    let field = |name: &str| if prefix.is_empty() { name.to_string() } else { format!("{prefix}.{name}") };
     let Some(obj) = value.as_object() else {
-        errors.add(if prefix.is_empty() { "body".to_string() } else { prefix.to_string() }, "Input should be an object");
+        errors.add(input::field_or_body(prefix), "Input should be an object");
         return None;
     };
     let before = errors.0.len();
-    let port_id = match obj.get("port_id") {
-        None | Some(Value::Null) => None,
-        Some(v) => match v.as_str().map(Uuid::try_parse) {
-            Some(Ok(id)) => Some(id),
-            _ => {
-                errors.add(field("port_id"), "Input should be a valid UUID");
-                None
-            }
-        },
+    let mut question = Fields::new(obj, prefix, errors);
+    let port_id = question.optional("port_id").nullable().uuid();
+    let group_ids = match question.optional("security_group_ids").nullable().list("Input should be a list of UUIDs") {
+        Some(list) => list.each_or("Input should be a list of UUIDs", input::uuid_of),
+        None => Vec::new(),
     };
-    let mut group_ids = Vec::new();
-    match obj.get("security_group_ids") {
-        None | Some(Value::Null) => {}
-        Some(Value::Array(items)) => {
-            for item in items {
-                match item.as_str().map(Uuid::try_parse) {
-                    Some(Ok(id)) => group_ids.push(id),
-                    _ => errors.add(field("security_group_ids"), "Input should be a list of UUIDs"),
-                }
-            }
-        }
-        Some(_) => errors.add(field("security_group_ids"), "Input should be a list of UUIDs"),
+    if port_id.is_none() && group_ids.is_empty() && question.errors().0.len() == before {
+        question.add("port_id", "Give a port_id or a non-empty security_group_ids");
     }
-    if port_id.is_none() && group_ids.is_empty() && errors.0.len() == before {
-        errors.add(field("port_id"), "Give a port_id or a non-empty security_group_ids");
-    }
-    let direction = match obj.get("direction").and_then(Value::as_str).and_then(Direction::parse) {
-        Some(d) => Some(d),
-        None => {
-            errors.add(field("direction"), "Input should be 'ingress' or 'egress'");
-            None
-        }
-    };
-    let remote = match obj.get("remote_ip").and_then(Value::as_str).map(str::parse::<IpAddr>) {
-        Some(Ok(ip)) => Some(ip),
-        _ => {
-            errors.add(field("remote_ip"), "Input should be an IPv4 or IPv6 address (the source of ingress, the destination of egress)");
-            None
-        }
-    };
-    let protocol = match obj.get("protocol").map(parse_protocol) {
-        Some(Ok(Some(p))) => Some(p.number()),
-        _ => {
-            errors.add(field("protocol"), "Input should be a protocol name or number (not 'any': a packet has one protocol)");
-            None
-        }
-    };
-    let mut number = |name: &str, max: u64| -> u16 {
-        match obj.get(name) {
-            None | Some(Value::Null) => 0,
-            Some(v) => match v.as_u64() {
-                Some(n) if n <= max => n as u16,
-                _ => {
-                    errors.add(field(name), format!("Input should be an integer from 0 to {max}"));
-                    0
-                }
-            },
-        }
+    let direction =
+        question.expected("direction").parse(|v| v.as_str().and_then(Direction::parse).ok_or("Input should be 'ingress' or 'egress'"));
+    let remote = question.expected("remote_ip").parse(|v| {
+        v.as_str()
+            .and_then(|text| text.parse::<IpAddr>().ok())
+            .ok_or("Input should be an IPv4 or IPv6 address (the source of ingress, the destination of egress)")
+    });
+    let protocol = question.expected("protocol").parse(|v| match parse_protocol(v) {
+        Ok(Some(p)) => Ok(p.number()),
+        _ => Err("Input should be a protocol name or number (not 'any': a packet has one protocol)"),
+    });
+    let mut number = |name: &str, max: u16| -> u16 {
+        let number = question.optional(name).nullable().int(0..=i64::from(max), format!("Input should be an integer from 0 to {max}"));
+        number.map_or(0, |n| n as u16)
     };
     let port = number("port", 65535);
     let icmp_type = number("icmp_type", 255);
     let icmp_code = number("icmp_code", 255);
-    let established = match obj.get("established") {
-        None | Some(Value::Null) => false,
-        Some(Value::Bool(b)) => *b,
-        Some(_) => {
-            errors.add(field("established"), "Input should be a boolean");
-            false
-        }
-    };
+    let established = question.optional("established").nullable().bool().unwrap_or(false);
     let (direction, remote, protocol) = (direction?, remote?, protocol?);
     if errors.0.len() != before {
         return None;
@@ -197,25 +97,29 @@ fn parse_question(value: &Value, prefix: &str, errors: &mut FieldErrors) -> Opti
     Some(Question { port_id, group_ids, flow, established })
 }
 
-#[derive(Serialize)]
-struct RuleRefOut {
+#[derive(Serialize, utoipa::ToSchema)]
+pub(crate) struct RuleRefOut {
     rule_id: Uuid,
     security_group_id: Uuid,
 }
 
 /// One answer; fields in the order the earlier `json!` answers had (sorted).
-#[derive(Serialize)]
-struct AnswerOut {
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(as = VerdictAnswerOne)]
+pub(crate) struct AnswerOut {
     allowed: bool,
+    /// `new` or `established`.
     connection: &'static str,
     decided_by: Option<RuleRefOut>,
     matching_rules: Vec<RuleRefOut>,
     reason: String,
+    /// `allow` or `deny`.
     verdict: &'static str,
 }
 
-#[derive(Serialize)]
-struct BatchOut {
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(as = VerdictAnswerBatch)]
+pub(crate) struct BatchOut {
     results: Vec<AnswerOut>,
 }
 
@@ -274,6 +178,16 @@ fn parse_questions(body: &Value) -> Result<(Vec<Question>, bool)> {
 
 /// `POST /palisade/v1/verdicts`: one flow (`{port_id | security_group_ids, direction, remote_ip,
 /// protocol, port | icmp_type, icmp_code, established}`) or a batch (`{"flows": [...]}`).
+#[utoipa::path(
+    post,
+    path = "/palisade/v1/verdicts",
+    operation_id = "decideFlows",
+    tag = "Verdicts and analysis",
+    summary = "Decide flows",
+    description = "For one flow (or a batch in `flows`, at most 10,000): the groups of `port_id`, or `security_group_ids` in order, decide whether a new connection is allowed (the first matching rule decides) or dropped by the default policy; with `established: true` the answer is the connection-tracking one (accepted). Every matching rule is listed too.",
+    request_body = crate::schema::VerdictRequest,
+    responses((status = 200, description = "One answer, or `{\"results\": [...]}` for a batch, in order", body = crate::schema::VerdictAnswer), crate::openapi::ValidationError, crate::openapi::NotFound, crate::openapi::GatewayTimeout)
+)]
 pub async fn verdicts(State(state): State<Arc<AppState>>, caller: Caller, JsonBody(body): JsonBody) -> Result<Response> {
     let store = state.store.clone();
     let bytes = state
@@ -294,13 +208,13 @@ pub async fn verdicts(State(state): State<Arc<AppState>>, caller: Caller, JsonBo
                         Some(&i) => i,
                         None => {
                             let group_ids = match question.port_id {
-                                Some(port_id) => visible_port(tx, &caller, port_id)?.security_group_ids,
+                                Some(port_id) => visible_port(tx, &caller.viewer(), port_id)?.security_group_ids,
                                 None => question.group_ids.clone(),
                             };
                             let i = match by_groups.get(&group_ids) {
                                 Some(&i) => i,
                                 None => {
-                                    let policy = load_policy(tx, &caller, &group_ids, deadline)?;
+                                    let policy = load_policy(tx, &caller.viewer(), &group_ids, deadline)?;
                                     deadline.check()?;
                                     let index = VerdictIndex::build(policy.rules.clone(), &policy.members);
                                     built.push((policy, index));
@@ -332,14 +246,26 @@ pub async fn verdicts(State(state): State<Arc<AppState>>, caller: Caller, JsonBo
 }
 
 /// `GET /palisade/v1/ports/{port_id}/effective-rules`: the merged rules of every group on the port.
+#[utoipa::path(
+    get,
+    path = "/palisade/v1/ports/{port_id}/effective-rules",
+    operation_id = "getEffectiveRules",
+    tag = "Verdicts and analysis",
+    summary = "Effective rules of a port",
+    description = "The rules of every group on the port, merged by direction in binding order (each rule with its group's name), the members of the remote groups they name, and the default action.",
+    params(crate::schema::PortIdPath),
+    responses((status = 200, description = "The merged rules of every group bound to the port", body = crate::schema::EffectiveRules), crate::openapi::NotFound, crate::openapi::GatewayTimeout)
+)]
 pub async fn effective_rules(State(state): State<Arc<AppState>>, caller: Caller, Path(port): Path<String>) -> Result<Response> {
     let port_id = path_uuid(&port, "Port")?;
     let bytes = state
         .read_heavy(move |tx, deadline| {
-            let port = visible_port(tx, &caller, port_id)?;
-            let policy = load_policy(tx, &caller, &port.security_group_ids, deadline)?;
+            let port = visible_port(tx, &caller.viewer(), port_id)?;
+            let policy = load_policy(tx, &caller.viewer(), &port.security_group_ids, deadline)?;
             deadline.check()?;
-            to_json(&effective_rules_json(&port, &policy))
+            let mut rules = effective_rules_json(&port, &policy);
+            crate::observe::add_port_hits(tx, &port, &policy, &mut rules)?;
+            to_json(&rules)
         })
         .await?;
     Ok(json_bytes(bytes))
@@ -376,13 +302,29 @@ fn effective_rules_json(port: &palisade_core::port::Port, policy: &Policy) -> Va
 }
 
 /// `GET /palisade/v1/securitygroups/{p}/{r}/{group_id}/analysis`.
-pub async fn analysis(State(state): State<Arc<AppState>>, GroupPath { caller, scope, id }: GroupPath) -> Result<Response> {
+#[utoipa::path(
+    get,
+    path = "/cloud/v1/securitygroups/{project_id}/{region_id}/{group_id}/analysis",
+    operation_id = "analyzeSecurityGroup",
+    tag = "Verdicts and analysis",
+    summary = "Analyze a security group",
+    description = "Duplicates, rules covered by a broader rule of the group (shadowed), overly broad rules (every protocol from anywhere, sensitive ports such as SSH, RDP or databases open to anywhere, large port ranges from anywhere), remote groups without members, rules the kernel can never match (IPv6 rules on extension-header protocols), and unused rules (no hit on any port for `unused_after_days`, default 30; 0: no hit ever recorded).",
+    params(crate::schema::ScopePath, crate::schema::GroupIdPath, ("unused_after_days" = Option<u32>, Query, description = "Days without a hit that make a rule unused (default 30; 0: no hit ever)")),
+    responses((status = 200, description = "The findings, empty for a clean group", body = crate::schema::Analysis), crate::openapi::NotFound, crate::openapi::GatewayTimeout)
+)]
+pub async fn analysis(
+    State(state): State<Arc<AppState>>,
+    GroupPath { caller, scope, id }: GroupPath,
+    query: crate::extract::Query,
+) -> Result<Response> {
+    let unused_after_days = crate::observe::unused_after_days(&query)?;
     let bytes = state
         .read_heavy(move |tx, deadline| {
-            ops::load_group(tx, &scope, id)?;
-            let policy = load_policy(tx, &caller, &[id], deadline)?;
+            let group = ops::load_group(tx, &scope, id)?;
+            let policy = load_policy(tx, &caller.viewer(), &[id], deadline)?;
             deadline.check()?;
-            let findings: Vec<Finding> = analyze(&policy.rules, &policy.members);
+            let mut findings: Vec<Value> = analyze(&policy.rules, &policy.members).iter().map(|f: &Finding| json!(f)).collect();
+            findings.extend(crate::observe::unused_findings(tx, &group, unused_after_days)?);
             to_json(&json!({
                 "security_group_id": id.to_string(),
                 "rule_count": policy.rules.len(),

@@ -5,7 +5,7 @@ use std::hint::black_box;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use palisade_core::input::parse_rule;
-use palisade_core::rule::dedupe;
+use palisade_core::rule::{RuleSpec, dedupe};
 use serde_json::{Value, json};
 
 /// 250 distinct rules in the shapes clients send: TCP/UDP ports and ranges, ICMP type/code,
@@ -28,30 +28,17 @@ pub fn rule_list(n: usize) -> Vec<Value> {
         .collect()
 }
 
+/// Each rule input parsed and normalised, as a create does.
+fn parse_normalize(rules: &[Value]) -> Vec<RuleSpec> {
+    rules.iter().enumerate().map(|(i, v)| parse_rule(v, &format!("rules.{i}")).expect("valid").normalize().expect("valid")).collect()
+}
+
 fn bench(c: &mut Criterion) {
     let rules = rule_list(250);
     let mut group = c.benchmark_group("rules_250");
     group.throughput(Throughput::Elements(rules.len() as u64));
-    group.bench_function("parse_normalize", |b| {
-        b.iter(|| {
-            let specs: Vec<_> = black_box(&rules)
-                .iter()
-                .enumerate()
-                .map(|(i, v)| parse_rule(v, &format!("rules.{i}")).expect("valid").normalize().expect("valid"))
-                .collect();
-            specs
-        })
-    });
-    group.bench_function("parse_normalize_dedupe", |b| {
-        b.iter(|| {
-            let specs: Vec<_> = black_box(&rules)
-                .iter()
-                .enumerate()
-                .map(|(i, v)| parse_rule(v, &format!("rules.{i}")).expect("valid").normalize().expect("valid"))
-                .collect();
-            dedupe(specs)
-        })
-    });
+    group.bench_function("parse_normalize", |b| b.iter(|| parse_normalize(black_box(&rules))));
+    group.bench_function("parse_normalize_dedupe", |b| b.iter(|| dedupe(parse_normalize(black_box(&rules)))));
     // The JSON text of the request body, for scale: parsing it is part of every create.
     let body = serde_json::to_vec(&json!({"name": "bench", "rules": rules})).expect("serialises");
     group.bench_function("json_body_from_slice", |b| b.iter(|| serde_json::from_slice::<Value>(black_box(&body)).expect("json")));

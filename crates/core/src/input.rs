@@ -3,6 +3,12 @@
 //! exact case, `null` only where the schema allows it, every string and list within its limits.
 //! Unknown fields are ignored, as the contract requires, and [`known_fields`] drops them from
 //! what a task stores. Only schema checks live here; rule semantics are [`RuleDraft::normalize`].
+//!
+//! Every JSON body of the API, Gcore's and Palisade's own (ports, verdicts, quotas, ...), is read
+//! with [`Fields`]: one reader, so a field is required, nullable or typed the same way everywhere
+//! and each message is written once.
+
+use std::ops::RangeInclusive;
 
 use serde_json::{Map, Value};
 use uuid::Uuid;
@@ -17,6 +23,9 @@ pub const MAX_RULES: usize = 250;
 pub const MAX_CHANGED_RULES: usize = 500;
 pub const MAX_DESCRIPTION: usize = 255;
 pub const MAX_TAG_LEN: usize = 255;
+
+/// The reason of a field that should hold a UUID and does not.
+pub const INVALID_UUID: &str = "Input should be a valid UUID";
 
 /// The fields of a rule input (`CreateSecurityGroupRuleSerializer[V2]`).
 pub const RULE_FIELDS: &[&str] =
@@ -84,7 +93,8 @@ pub fn object<'a>(body: &'a Value, field: &str) -> Result<&'a Map<String, Value>
     body.as_object().ok_or_else(|| FieldErrors::single(field_or_body(field), "Input should be a valid dictionary or object"))
 }
 
-fn field_or_body(field: &str) -> &str {
+/// Where an error about a whole object goes: its own path, or `body` for the request body.
+pub fn field_or_body(field: &str) -> &str {
     if field.is_empty() { "body" } else { field }
 }
 
@@ -92,9 +102,222 @@ fn path(prefix: &str, field: &str) -> String {
     if prefix.is_empty() { field.to_string() } else { format!("{prefix}.{field}") }
 }
 
-/// A present, non-null value of `field`.
-fn present<'a>(obj: &'a Map<String, Value>, field: &str) -> Option<&'a Value> {
-    obj.get(field).filter(|v| !v.is_null())
+/// A string holding a UUID.
+pub fn uuid_of(value: &Value) -> Option<Uuid> {
+    value.as_str().and_then(|text| Uuid::try_parse(text).ok())
+}
+
+/// Reads `body`, which must be an object (the path `prefix` names it), with `read`: what `read`
+/// gives when no field failed, every field error otherwise. `read` gives `None` only when a
+/// field it needs failed, which has recorded the error.
+pub fn read_object<'v, T>(body: &'v Value, prefix: &str, read: impl FnOnce(&mut Fields<'v, '_>) -> Option<T>) -> Result<T, FieldErrors> {
+    let obj = object(body, prefix)?;
+    let mut errors = FieldErrors::new();
+    let value = read(&mut Fields::new(obj, prefix, &mut errors));
+    match value {
+        Some(value) if errors.is_empty() => Ok(value),
+        _ => Err(errors),
+    }
+}
+
+/// What an absent field means.
+#[derive(Debug, Clone, Copy)]
+enum Absent {
+    /// Nothing: the field is optional.
+    Allowed,
+    /// `Field required`.
+    Required,
+    /// The field's own type error, as if it were `null`.
+    Invalid,
+}
+
+/// What an [`Absent::Invalid`] field is read as.
+static NULL: Value = Value::Null;
+
+/// A JSON object read field by field, under the path of the object (`rules.3`, or `""` for the
+/// body). A getter ([`Fields::required`], [`Fields::optional`], then a typed read such as
+/// [`Field::uuid`]) records its field's error in the shared [`FieldErrors`] and gives `None`, so
+/// a body reports every offending field at once; the caller turns the collector into its result
+/// (`errors.into_result(..)`). `null` is a value of the wrong type unless the field is
+/// [`Field::nullable`], as in Gcore's schema.
+pub struct Fields<'v, 'e> {
+    obj: &'v Map<String, Value>,
+    prefix: String,
+    errors: &'e mut FieldErrors,
+}
+
+impl<'v, 'e> Fields<'v, 'e> {
+    pub fn new(obj: &'v Map<String, Value>, prefix: &str, errors: &'e mut FieldErrors) -> Self {
+        Fields { obj, prefix: prefix.to_string(), errors }
+    }
+
+    /// The dotted path of `field` of this object.
+    pub fn path(&self, field: &str) -> String {
+        path(&self.prefix, field)
+    }
+
+    /// The collector, for checks across fields and for nested parsers.
+    pub fn errors(&mut self) -> &mut FieldErrors {
+        &mut *self.errors
+    }
+
+    /// Records an error of `field` of this object.
+    pub fn add(&mut self, field: &str, reason: impl Into<String>) {
+        let path = self.path(field);
+        self.errors.add(path, reason);
+    }
+
+    /// Whether `field` of this object has an error.
+    pub fn failed(&self, field: &str) -> bool {
+        self.errors.0.contains_key(&self.path(field))
+    }
+
+    /// A field that may be absent.
+    pub fn optional(&mut self, field: &str) -> Field<'_, 'v> {
+        self.field(field, Absent::Allowed)
+    }
+
+    /// A field that must be present (`Field required` otherwise).
+    pub fn required(&mut self, field: &str) -> Field<'_, 'v> {
+        self.field(field, Absent::Required)
+    }
+
+    /// A field that must be present, where absence is reported with the field's own type error
+    /// rather than `Field required` (the verdict questions).
+    pub fn expected(&mut self, field: &str) -> Field<'_, 'v> {
+        self.field(field, Absent::Invalid)
+    }
+
+    fn field(&mut self, field: &str, absent: Absent) -> Field<'_, 'v> {
+        Field { path: self.path(field), value: self.obj.get(field), absent, errors: &mut *self.errors }
+    }
+}
+
+/// One field of a [`Fields`], to be read by one typed getter.
+pub struct Field<'r, 'v> {
+    errors: &'r mut FieldErrors,
+    path: String,
+    value: Option<&'v Value>,
+    absent: Absent,
+}
+
+impl<'r, 'v> Field<'r, 'v> {
+    /// `null` means absent.
+    pub fn nullable(mut self) -> Self {
+        self.value = self.value.filter(|value| !value.is_null());
+        self
+    }
+
+    /// The value, its path and the collector; `None` (with `Field required` if so) when absent.
+    fn present(self) -> Option<(&'v Value, String, &'r mut FieldErrors)> {
+        match (self.value, self.absent) {
+            (Some(value), _) => Some((value, self.path, self.errors)),
+            (None, Absent::Allowed) => None,
+            (None, Absent::Required) => {
+                self.errors.add(self.path, "Field required");
+                None
+            }
+            (None, Absent::Invalid) => Some((&NULL, self.path, self.errors)),
+        }
+    }
+
+    /// The value read by a parser that reports its own errors (under the field's path).
+    pub fn with<T>(self, read: impl FnOnce(&'v Value, &str, &mut FieldErrors) -> Option<T>) -> Option<T> {
+        let (value, path, errors) = self.present()?;
+        read(value, &path, errors)
+    }
+
+    /// The value read by `parse`, whose `Err` is the field's error.
+    pub fn parse<T, E: Into<String>>(self, parse: impl FnOnce(&'v Value) -> Result<T, E>) -> Option<T> {
+        self.with(|value, path, errors| parse(value).map_err(|reason| errors.add(path, reason)).ok())
+    }
+
+    pub fn uuid(self) -> Option<Uuid> {
+        self.parse(|value| uuid_of(value).ok_or(INVALID_UUID))
+    }
+
+    /// An integer within `range`; `message` for anything else.
+    pub fn int(self, range: RangeInclusive<i64>, message: impl Into<String>) -> Option<i64> {
+        self.parse(|value| value.as_i64().filter(|n| range.contains(n)).ok_or(message))
+    }
+
+    /// A string of at most `max` characters.
+    pub fn string(self, max: usize) -> Option<String> {
+        self.parse(|value| match value {
+            Value::String(text) if text.chars().count() > max => Err(format!("String should have at most {max} characters")),
+            Value::String(text) => Ok(text.clone()),
+            _ => Err("Input should be a valid string".to_string()),
+        })
+    }
+
+    /// A string that `valid` accepts; `message` for anything else.
+    pub fn text(self, valid: impl FnOnce(&str) -> bool, message: &str) -> Option<String> {
+        self.parse(|value| value.as_str().filter(|text| valid(text)).map(str::to_owned).ok_or(message))
+    }
+
+    pub fn bool(self) -> Option<bool> {
+        self.parse(|value| value.as_bool().ok_or("Input should be a boolean"))
+    }
+
+    /// A list, its items to be read by [`List`]; `not_a_list` for anything else.
+    pub fn list(self, not_a_list: &str) -> Option<List<'r, 'v>> {
+        let (value, path, errors) = self.present()?;
+        match value.as_array() {
+            Some(items) => Some(List { errors, path, items }),
+            None => {
+                errors.add(path, not_a_list);
+                None
+            }
+        }
+    }
+}
+
+/// The items of a list field, each read under its own path (`rules.3`).
+pub struct List<'r, 'v> {
+    errors: &'r mut FieldErrors,
+    path: String,
+    items: &'v [Value],
+}
+
+impl<'r, 'v> List<'r, 'v> {
+    /// The list if it has at most `max` items; otherwise `message(len)` is the field's error.
+    pub fn at_most(self, max: usize, message: impl FnOnce(usize) -> String) -> Option<Self> {
+        if self.items.len() > max {
+            self.errors.add(self.path, message(self.items.len()));
+            return None;
+        }
+        Some(self)
+    }
+
+    /// The items `read` accepts; it reports its own errors, under the item's path.
+    pub fn each_with<T>(self, mut read: impl FnMut(&'v Value, &str, &mut FieldErrors) -> Option<T>) -> Vec<T> {
+        let List { errors, path, items } = self;
+        items.iter().enumerate().filter_map(|(i, item)| read(item, &format!("{path}.{i}"), errors)).collect()
+    }
+
+    /// The items `parse` accepts; its `Err` is the item's error.
+    pub fn each<T, E: Into<String>>(self, mut parse: impl FnMut(&'v Value) -> Result<T, E>) -> Vec<T> {
+        self.each_with(|item, path, errors| parse(item).map_err(|reason| errors.add(path, reason)).ok())
+    }
+
+    /// The items `parse` accepts; each other item records `message` under the list's own path.
+    pub fn each_or<T>(self, message: &str, mut parse: impl FnMut(&'v Value) -> Option<T>) -> Vec<T> {
+        let List { errors, path, items } = self;
+        items
+            .iter()
+            .filter_map(|item| {
+                let parsed = parse(item);
+                if parsed.is_none() {
+                    errors.add(path.as_str(), message);
+                }
+                parsed
+            })
+            .collect()
+    }
+
+    pub fn uuids(self) -> Vec<Uuid> {
+        self.each(|item| uuid_of(item).ok_or(INVALID_UUID))
+    }
 }
 
 /// `body` with only the fields of `fields`, and each rule of a `rules` list with only
@@ -146,30 +369,6 @@ pub fn parse_name(value: &Value, field: &str, errors: &mut FieldErrors) -> Optio
     }
 }
 
-fn parse_string(value: &Value, field: &str, max: usize, errors: &mut FieldErrors) -> Option<String> {
-    match value {
-        Value::String(text) if text.chars().count() > max => {
-            errors.add(field, format!("String should have at most {max} characters"));
-            None
-        }
-        Value::String(text) => Some(text.clone()),
-        _ => {
-            errors.add(field, "Input should be a valid string");
-            None
-        }
-    }
-}
-
-fn parse_uuid(value: &Value, field: &str, errors: &mut FieldErrors) -> Option<Uuid> {
-    match value.as_str().map(Uuid::try_parse) {
-        Some(Ok(id)) => Some(id),
-        _ => {
-            errors.add(field, "Input should be a valid UUID");
-            None
-        }
-    }
-}
-
 /// A rule input (RuleInputV2 or RuleInputV1) as Gcore's schema spells it ([`Spelling::Exact`]).
 /// `any` is accepted on both and means all protocols (CONTRACT.md §8 item 4).
 pub fn parse_rule(value: &Value, prefix: &str) -> Result<RuleDraft, FieldErrors> {
@@ -183,104 +382,54 @@ pub fn parse_rule_lenient(value: &Value, prefix: &str) -> Result<RuleDraft, Fiel
 }
 
 pub fn parse_rule_spelled(value: &Value, prefix: &str, spelling: Spelling) -> Result<RuleDraft, FieldErrors> {
-    let obj = object(value, prefix)?;
-    let mut errors = FieldErrors::new();
     let exact = spelling == Spelling::Exact;
+    read_object(value, prefix, |rule| {
+        let direction = rule
+            .required("direction")
+            .nullable()
+            .parse(|value| value.as_str().and_then(Direction::parse).ok_or("Input should be 'egress' or 'ingress'"));
+        let ethertype = null_unless_exact(rule.optional("ethertype"), spelling).parse(|value| {
+            let text = value.as_str();
+            let ethertype = if exact { text.and_then(Ethertype::parse_exact) } else { text.and_then(Ethertype::parse) };
+            ethertype.ok_or("Input should be 'IPv4' or 'IPv6'")
+        });
+        let protocol = rule
+            .optional("protocol")
+            .nullable()
+            .parse(|value| if exact { parse_protocol_exact(value) } else { parse_protocol(value) })
+            .flatten();
+        let port_range_min = rule.optional("port_range_min").nullable().parse(port_number);
+        let port_range_max = rule.optional("port_range_max").nullable().parse(port_number);
+        let remote_ip_prefix = rule.optional("remote_ip_prefix").nullable().parse(|value| match value {
+            Value::String(text) => text.parse::<Cidr>().map_err(|e| format!("{e}, got '{text}'")),
+            _ => Err("Input should be a valid string".to_string()),
+        });
+        let remote_group_id = rule.optional("remote_group_id").nullable().uuid();
+        let description = null_unless_exact(rule.optional("description"), spelling).string(MAX_DESCRIPTION);
+        Some(RuleDraft {
+            direction: direction?,
+            ethertype,
+            protocol,
+            port_range_min,
+            port_range_max,
+            remote_ip_prefix,
+            remote_group_id,
+            description,
+        })
+    })
+}
 
-    let direction = match obj.get("direction") {
-        None | Some(Value::Null) => {
-            errors.add(path(prefix, "direction"), "Field required");
-            None
-        }
-        Some(Value::String(text)) => {
-            let direction = Direction::parse(text);
-            if direction.is_none() {
-                errors.add(path(prefix, "direction"), "Input should be 'egress' or 'ingress'");
-            }
-            direction
-        }
-        Some(_) => {
-            errors.add(path(prefix, "direction"), "Input should be 'egress' or 'ingress'");
-            None
-        }
-    };
+/// Gcore's schema takes `null` for only some optional fields of a rule; Neutron's spellings for
+/// every one.
+fn null_unless_exact<'r, 'v>(field: Field<'r, 'v>, spelling: Spelling) -> Field<'r, 'v> {
+    if spelling == Spelling::Exact { field } else { field.nullable() }
+}
 
-    let ethertype = match obj.get("ethertype") {
-        None => None,
-        Some(Value::Null) if !exact => None,
-        Some(value) => {
-            let ethertype = match value.as_str() {
-                Some(text) if exact => Ethertype::parse_exact(text),
-                Some(text) => Ethertype::parse(text),
-                None => None,
-            };
-            if ethertype.is_none() {
-                errors.add(path(prefix, "ethertype"), "Input should be 'IPv4' or 'IPv6'");
-            }
-            ethertype
-        }
-    };
-
-    let protocol = match present(obj, "protocol") {
-        None => None,
-        Some(value) => match if exact { parse_protocol_exact(value) } else { parse_protocol(value) } {
-            Ok(protocol) => protocol,
-            Err(reason) => {
-                errors.add(path(prefix, "protocol"), reason);
-                None
-            }
-        },
-    };
-
-    let mut port = |field: &str| match present(obj, field) {
-        None => None,
-        Some(Value::Number(n)) => match n.as_i64() {
-            Some(port) if (0..=65535).contains(&port) => Some(port as u16),
-            Some(port) => {
-                errors.add(path(prefix, field), format!("Invalid value for port {port}: must be between 0 and 65535"));
-                None
-            }
-            None => {
-                errors.add(path(prefix, field), "port range must be an integer");
-                None
-            }
-        },
-        Some(_) => {
-            errors.add(path(prefix, field), "port range must be an integer");
-            None
-        }
-    };
-    let port_range_min = port("port_range_min");
-    let port_range_max = port("port_range_max");
-
-    let remote_ip_prefix = match present(obj, "remote_ip_prefix") {
-        None => None,
-        Some(Value::String(text)) => match text.parse::<Cidr>() {
-            Ok(cidr) => Some(cidr),
-            Err(e) => {
-                errors.add(path(prefix, "remote_ip_prefix"), format!("{e}, got '{text}'"));
-                None
-            }
-        },
-        Some(_) => {
-            errors.add(path(prefix, "remote_ip_prefix"), "Input should be a valid string");
-            None
-        }
-    };
-
-    let remote_group_id = present(obj, "remote_group_id").and_then(|v| parse_uuid(v, &path(prefix, "remote_group_id"), &mut errors));
-    let description_field = path(prefix, "description");
-    let description = match obj.get("description") {
-        Some(Value::Null) if !exact => None,
-        Some(value) => parse_string(value, &description_field, MAX_DESCRIPTION, &mut errors),
-        None => None,
-    };
-
-    match (direction, errors.is_empty()) {
-        (Some(direction), true) => {
-            Ok(RuleDraft { direction, ethertype, protocol, port_range_min, port_range_max, remote_ip_prefix, remote_group_id, description })
-        }
-        _ => Err(errors),
+/// A rule's port (or ICMP type or code): an integer from 0 to 65535.
+fn port_number(value: &Value) -> Result<u16, String> {
+    match value.as_number().map(|n| n.as_i64()) {
+        Some(Some(port)) => u16::try_from(port).map_err(|_| format!("Invalid value for port {port}: must be between 0 and 65535")),
+        _ => Err("port range must be an integer".to_string()),
     }
 }
 
@@ -322,23 +471,12 @@ fn protocol_number(number: i64) -> Result<Option<Protocol>, String> {
     }
 }
 
-fn parse_rules(value: &Value, field: &str, errors: &mut FieldErrors) -> Option<Vec<RuleDraft>> {
-    let Some(items) = value.as_array() else {
-        errors.add(field, "Input should be a valid list");
-        return None;
-    };
-    if items.len() > MAX_RULES {
-        errors.add(field, format!("List should have at most {MAX_RULES} items after validation, not {}", items.len()));
-        return None;
-    }
-    let mut rules = Vec::with_capacity(items.len());
-    for (i, item) in items.iter().enumerate() {
-        match parse_rule(item, &format!("{field}.{i}")) {
-            Ok(rule) => rules.push(rule),
-            Err(e) => errors.merge(e),
-        }
-    }
-    Some(rules)
+/// A list of at most [`MAX_RULES`] rule inputs.
+fn parse_rules(field: Field<'_, '_>) -> Option<Vec<RuleDraft>> {
+    let rules = field
+        .list("Input should be a valid list")?
+        .at_most(MAX_RULES, |len| format!("List should have at most {MAX_RULES} items after validation, not {len}"))?;
+    Some(rules.each_with(|item, path, errors| parse_rule(item, path).map_err(|e| errors.merge(e)).ok()))
 }
 
 fn check_tag_key(key: &str, field: &str, errors: &mut FieldErrors) -> bool {
@@ -404,9 +542,8 @@ pub fn parse_tag_patch(value: &Value, field: &str, errors: &mut FieldErrors) -> 
     }
 }
 
-/// A group's `description`: a string of at most [`MAX_DESCRIPTION`] characters, never `null`.
-fn parse_description(obj: &Map<String, Value>, field: &str, errors: &mut FieldErrors) -> Option<String> {
-    obj.get("description").and_then(|v| parse_string(v, field, MAX_DESCRIPTION, errors))
+fn tags_of(field: Field<'_, '_>) -> Vec<(String, String)> {
+    field.with(|value, path, errors| Some(parse_tags(value, path, errors))).unwrap_or_default()
 }
 
 impl CreateGroup {
@@ -415,38 +552,24 @@ impl CreateGroup {
     }
 
     fn parse_at(body: &Value, prefix: &str, rules_field: &str, tags_field: &str) -> Result<CreateGroup, FieldErrors> {
-        let obj = object(body, prefix)?;
-        let mut errors = FieldErrors::new();
-        let name = match obj.get("name") {
-            None => {
-                errors.add(path(prefix, "name"), "Field required");
-                None
-            }
-            Some(value) => parse_name(value, &path(prefix, "name"), &mut errors),
-        };
-        let description = parse_description(obj, &path(prefix, "description"), &mut errors).unwrap_or_default();
-        // Neither the rule list nor the tags may be null (`CreateSecurityGroupSerializerV2`,
-        // `SingleCreateSecurityGroupSerializer`).
-        let rules = obj.get(rules_field).and_then(|value| parse_rules(value, &path(prefix, rules_field), &mut errors));
-        let mut tags = match obj.get(tags_field) {
-            None => Vec::new(),
-            Some(value) => parse_tags(value, &path(prefix, tags_field), &mut errors),
-        };
-        if !prefix.is_empty() {
-            // GLC and TF1 send tags as the legacy `metadata` object (not in Gcore's schema: null
-            // is absent, as before).
-            if let Some(value) = present(obj, "metadata") {
-                for (key, value) in parse_tags(value, &path(prefix, "metadata"), &mut errors) {
+        read_object(body, prefix, |group| {
+            let name = group.required("name").with(parse_name);
+            // A group's description is never null, and neither are the rule list and the tags
+            // (`CreateSecurityGroupSerializerV2`, `SingleCreateSecurityGroupSerializer`).
+            let description = group.optional("description").string(MAX_DESCRIPTION).unwrap_or_default();
+            let rules = parse_rules(group.optional(rules_field));
+            let mut tags = tags_of(group.optional(tags_field));
+            if !prefix.is_empty() {
+                // GLC and TF1 send tags as the legacy `metadata` object (not in Gcore's schema:
+                // null is absent, as before).
+                for (key, value) in tags_of(group.optional("metadata").nullable()) {
                     if !tags.iter().any(|(k, _)| *k == key) {
                         tags.push((key, value));
                     }
                 }
             }
-        }
-        match name {
-            Some(name) if errors.is_empty() => Ok(CreateGroup { name, description, rules, tags }),
-            _ => Err(errors),
-        }
+            Some(CreateGroup { name: name?, description, rules, tags })
+        })
     }
 }
 
@@ -456,56 +579,30 @@ impl UpdateGroup {
         if body.is_null() {
             return Ok(UpdateGroup::default());
         }
-        let obj = object(body, "")?;
-        let mut errors = FieldErrors::new();
         // Only `tags` may be null (`UpdateSecurityGroupSerializerV2`).
-        let update = UpdateGroup {
-            name: obj.get("name").and_then(|v| parse_name(v, "name", &mut errors)),
-            description: parse_description(obj, "description", &mut errors),
-            rules: obj.get("rules").and_then(|v| parse_rules(v, "rules", &mut errors)),
-            tags: obj.get("tags").and_then(|v| parse_tag_patch(v, "tags", &mut errors)),
-        };
-        errors.into_result(update)
+        read_object(body, "", |group| {
+            Some(UpdateGroup {
+                name: group.optional("name").with(parse_name),
+                description: group.optional("description").string(MAX_DESCRIPTION),
+                rules: parse_rules(group.optional("rules")),
+                tags: group.optional("tags").with(parse_tag_patch),
+            })
+        })
     }
 }
 
 impl LegacyCreateGroup {
     pub fn parse(body: &Value) -> Result<LegacyCreateGroup, FieldErrors> {
-        let obj = object(body, "")?;
-        let mut errors = FieldErrors::new();
-        let group = match obj.get("security_group") {
-            None | Some(Value::Null) => {
-                errors.add("security_group", "Field required");
-                None
-            }
-            Some(value) => match CreateGroup::parse_at(value, "security_group", "security_group_rules", "tags") {
-                Ok(group) => Some(group),
-                Err(e) => {
-                    errors.merge(e);
-                    None
-                }
-            },
-        };
-        let mut instances = Vec::new();
-        match obj.get("instances") {
-            None => {}
-            Some(Value::Array(items)) => {
-                for (i, item) in items.iter().enumerate() {
-                    if let Some(id) = parse_uuid(item, &format!("instances.{i}"), &mut errors) {
-                        instances.push(id);
-                    }
-                }
-            }
-            Some(_) => errors.add("instances", "Input should be a valid list"),
-        }
-        match group {
+        read_object(body, "", |fields| {
+            let group = fields.required("security_group").nullable().with(|value, _, errors| {
+                CreateGroup::parse_at(value, "security_group", "security_group_rules", "tags").map_err(|e| errors.merge(e)).ok()
+            });
+            let instances = fields.optional("instances").list("Input should be a valid list").map(List::uuids).unwrap_or_default();
+            let mut group = group?;
             // The legacy body's rule list is always exact: present means "these rules".
-            Some(mut group) if errors.is_empty() => {
-                group.rules.get_or_insert_with(Vec::new);
-                Ok(LegacyCreateGroup { group, instances })
-            }
-            _ => Err(errors),
-        }
+            group.rules.get_or_insert_with(Vec::new);
+            Some(LegacyCreateGroup { group, instances })
+        })
     }
 }
 
@@ -514,41 +611,33 @@ impl LegacyUpdateGroup {
         if body.is_null() {
             return Ok(LegacyUpdateGroup::default());
         }
-        let obj = object(body, "")?;
-        let mut errors = FieldErrors::new();
         // Only `tags` may be null (`UpdateSecurityGroupSerializer`).
-        let name = obj.get("name").and_then(|v| parse_name(v, "name", &mut errors));
-        let tags = obj.get("tags").and_then(|v| parse_tag_patch(v, "tags", &mut errors));
-        let mut changed_rules = Vec::new();
-        match obj.get("changed_rules") {
-            None => {}
-            Some(Value::Array(items)) if items.len() > MAX_CHANGED_RULES => {
-                errors.add("changed_rules", format!("List should have at most {MAX_CHANGED_RULES} items after validation"))
-            }
-            Some(Value::Array(items)) => {
-                for (i, item) in items.iter().enumerate() {
-                    let field = format!("changed_rules.{i}");
-                    let action = item.get("action").and_then(Value::as_str);
-                    match action {
-                        Some("create") => match parse_rule(item, &field) {
-                            Ok(rule) => changed_rules.push(RuleChange::Create(rule)),
-                            Err(e) => errors.merge(e),
-                        },
-                        Some("delete") => match item.get("security_group_rule_id") {
-                            None => errors.add(format!("{field}.security_group_rule_id"), "Field required"),
-                            Some(v) => {
-                                if let Some(id) = parse_uuid(v, &format!("{field}.security_group_rule_id"), &mut errors) {
-                                    changed_rules.push(RuleChange::Delete(id));
-                                }
-                            }
-                        },
-                        _ => errors.add(format!("{field}.action"), "Input should be 'create' or 'delete'"),
-                    }
-                }
-            }
-            Some(_) => errors.add("changed_rules", "Input should be a valid list"),
+        read_object(body, "", |group| {
+            let name = group.optional("name").with(parse_name);
+            let tags = group.optional("tags").with(parse_tag_patch);
+            let changed_rules = group
+                .optional("changed_rules")
+                .list("Input should be a valid list")
+                .and_then(|list| {
+                    list.at_most(MAX_CHANGED_RULES, |_| format!("List should have at most {MAX_CHANGED_RULES} items after validation"))
+                })
+                .map(|list| list.each_with(parse_rule_change))
+                .unwrap_or_default();
+            Some(LegacyUpdateGroup { name, tags, changed_rules })
+        })
+    }
+}
+
+/// One item of `changed_rules`: `{"action": "create", ...rule}` or `{"action": "delete",
+/// "security_group_rule_id": ...}`.
+fn parse_rule_change(item: &Value, field: &str, errors: &mut FieldErrors) -> Option<RuleChange> {
+    match (item.as_object(), item.get("action").and_then(Value::as_str)) {
+        (_, Some("create")) => parse_rule(item, field).map(RuleChange::Create).map_err(|e| errors.merge(e)).ok(),
+        (Some(obj), Some("delete")) => Fields::new(obj, field, errors).required("security_group_rule_id").uuid().map(RuleChange::Delete),
+        _ => {
+            errors.add(path(field, "action"), "Input should be 'create' or 'delete'");
+            None
         }
-        errors.into_result(LegacyUpdateGroup { name, tags, changed_rules })
     }
 }
 
@@ -557,6 +646,36 @@ mod tests {
     use serde_json::json;
 
     use super::*;
+
+    /// The reader's rules for absent and null fields, and the paths of its errors.
+    #[test]
+    fn fields_report_each_field_under_its_path() {
+        let body = json!({"id": "not-a-uuid", "n": 7, "nothing": null, "ids": ["00000000-0000-0000-0000-000000000001", 3, "x"],
+            "flags": [true, 1]});
+        let mut errors = FieldErrors::new();
+        let mut fields = Fields::new(body.as_object().unwrap(), "port", &mut errors);
+        assert_eq!(fields.optional("id").uuid(), None);
+        assert!(fields.failed("id"));
+        assert_eq!(fields.required("n").int(0..=9, "small"), Some(7));
+        assert_eq!(fields.required("n").int(0..=6, "small"), None);
+        assert_eq!(fields.optional("absent").uuid(), None);
+        assert_eq!(fields.required("missing").bool(), None);
+        assert_eq!(fields.optional("nothing").nullable().string(3), None);
+        assert_eq!(fields.optional("nothing").string(3), None);
+        assert_eq!(fields.expected("gone").bool(), None);
+        assert_eq!(fields.optional("ids").list("a list").map(List::uuids), Some(vec![Uuid::from_u128(1)]));
+        assert_eq!(fields.optional("flags").list("a list").and_then(|l| l.at_most(1, |n| format!("{n} flags"))).map(|_| ()), None);
+        assert_eq!(fields.optional("flags").list("a list").unwrap().each_or("bools", Value::as_bool), vec![true]);
+        let reasons = |path: &str| errors.0.get(path).cloned().unwrap_or_default();
+        assert_eq!(reasons("port.id"), [INVALID_UUID]);
+        assert_eq!(reasons("port.n"), ["small"]);
+        assert_eq!(reasons("port.absent"), Vec::<String>::new());
+        assert_eq!(reasons("port.missing"), ["Field required"]);
+        assert_eq!(reasons("port.nothing"), ["Input should be a valid string"], "null only where nullable");
+        assert_eq!(reasons("port.gone"), ["Input should be a boolean"], "expected: absent is the type error");
+        assert_eq!((reasons("port.ids.1"), reasons("port.ids.2")), (vec![INVALID_UUID.to_string()], vec![INVALID_UUID.to_string()]));
+        assert_eq!(reasons("port.flags"), ["2 flags", "bools"]);
+    }
 
     #[test]
     fn names() {

@@ -5,7 +5,7 @@
 //! by id, and the members of every remote group are listed once, never multiplied by the rules or
 //! the ports that use them.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use serde::{Deserialize, Serialize};
@@ -14,7 +14,7 @@ use uuid::Uuid;
 use crate::cidr::Cidr;
 use crate::group::Group;
 use crate::port::{MacAddr, Port};
-use crate::rule::{Direction, Ethertype};
+use crate::rule::{Direction, Ethertype, Rule};
 
 /// The policy of one host at one revision (the body of `GET /palisade/v1/agents/{host}/policy`).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -37,6 +37,10 @@ pub struct PortPolicy {
     pub mac_address: String,
     pub fixed_ips: Vec<IpAddr>,
     pub security_group_ids: Vec<Uuid>,
+    /// The port's flow-log setting (`None`: it logs nothing). Absent from the JSON of an API
+    /// that predates flow logs, and left out when `None`, so both sides stay compatible.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub flow_log: Option<crate::observe::FlowLogSetting>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -56,6 +60,23 @@ pub struct RulePolicy {
     pub port_range_max: Option<u16>,
     pub remote_ip_prefix: Option<String>,
     pub remote_group_id: Option<Uuid>,
+}
+
+impl From<&Rule> for RulePolicy {
+    /// A stored rule as the API ships it to an agent.
+    fn from(rule: &Rule) -> RulePolicy {
+        let spec = &rule.spec;
+        RulePolicy {
+            id: rule.id,
+            direction: spec.direction.as_str().to_string(),
+            ethertype: spec.ethertype.as_str().to_string(),
+            protocol: spec.protocol.map(|p| p.number()),
+            port_range_min: spec.port_range_min,
+            port_range_max: spec.port_range_max,
+            remote_ip_prefix: spec.remote_ip_prefix.map(|c| c.to_string()),
+            remote_group_id: spec.remote_group_id,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -88,44 +109,16 @@ impl HostPolicy {
                 mac_address: p.mac.to_string(),
                 fixed_ips: p.fixed_ips.clone(),
                 security_group_ids: p.security_group_ids.clone(),
+                flow_log: None,
             })
             .collect();
-        let mut remote_ids = BTreeSet::new();
-        let groups_out = groups
-            .iter()
-            .map(|g| GroupPolicy {
-                id: g.id,
-                rules: g
-                    .rules
-                    .iter()
-                    .map(|r| {
-                        if let Some(remote) = r.spec.remote_group_id {
-                            remote_ids.insert(remote);
-                        }
-                        RulePolicy {
-                            id: r.id,
-                            direction: r.spec.direction.as_str().to_string(),
-                            ethertype: r.spec.ethertype.as_str().to_string(),
-                            protocol: r.spec.protocol.map(|p| p.number()),
-                            port_range_min: r.spec.port_range_min,
-                            port_range_max: r.spec.port_range_max,
-                            remote_ip_prefix: r.spec.remote_ip_prefix.map(|c| c.to_string()),
-                            remote_group_id: r.spec.remote_group_id,
-                        }
-                    })
-                    .collect(),
-            })
+        let groups_out: Vec<GroupPolicy> =
+            groups.iter().map(|g| GroupPolicy { id: g.id, rules: g.rules.iter().map(RulePolicy::from).collect() }).collect();
+        let remote_ids: BTreeSet<Uuid> = groups_out.iter().flat_map(|g| g.rules.iter().filter_map(|r| r.remote_group_id)).collect();
+        let remote_groups = remote_members(remote_ids, members)
+            .into_iter()
+            .map(|(id, members)| RemoteGroup { id, members: members.addresses().collect() })
             .collect();
-        // One pass over the member ports, however many remote groups the rules name.
-        let mut sets: BTreeMap<Uuid, BTreeSet<IpAddr>> = remote_ids.into_iter().map(|id| (id, BTreeSet::new())).collect();
-        for port in members {
-            for group in &port.security_group_ids {
-                if let Some(set) = sets.get_mut(group) {
-                    set.extend(port.fixed_ips.iter().copied());
-                }
-            }
-        }
-        let remote_groups = sets.into_iter().map(|(id, set)| RemoteGroup { id, members: set.into_iter().collect() }).collect();
         HostPolicy { host: host.to_string(), revision, ports: ports_out, security_groups: groups_out, remote_groups }
     }
 }
@@ -183,6 +176,46 @@ pub struct Members {
     pub ipv6: BTreeSet<Ipv6Addr>,
 }
 
+impl Members {
+    /// Every address, IPv4 first, each family sorted (the order of a `BTreeSet<IpAddr>`).
+    pub fn addresses(&self) -> impl Iterator<Item = IpAddr> + '_ {
+        self.ipv4.iter().copied().map(IpAddr::V4).chain(self.ipv6.iter().copied().map(IpAddr::V6))
+    }
+}
+
+impl FromIterator<IpAddr> for Members {
+    /// The addresses split by family, each set built at once (sorting a vector and building the
+    /// tree in bulk is several times cheaper than as many inserts: groups of 100,000 members).
+    fn from_iter<I: IntoIterator<Item = IpAddr>>(addresses: I) -> Members {
+        let (mut ipv4, mut ipv6) = (Vec::new(), Vec::new());
+        for address in addresses {
+            match address {
+                IpAddr::V4(a) => ipv4.push(a),
+                IpAddr::V6(a) => ipv6.push(a),
+            }
+        }
+        Members { ipv4: ipv4.into_iter().collect(), ipv6: ipv6.into_iter().collect() }
+    }
+}
+
+/// The members of each remote group of `remote_ids`: the fixed addresses of every port of
+/// `ports` bound to it (none for a group no port is bound to). The one expansion of remote
+/// groups, for the policy an agent enforces ([`HostPolicy::build`]) and for the verdict engine.
+pub fn remote_members(remote_ids: impl IntoIterator<Item = Uuid>, ports: &[Port]) -> BTreeMap<Uuid, Members> {
+    let mut gathered: HashMap<Uuid, Vec<IpAddr>> = remote_ids.into_iter().map(|id| (id, Vec::new())).collect();
+    // One pass over the member ports, however many remote groups the rules name.
+    if !gathered.is_empty() {
+        for port in ports {
+            for group in &port.security_group_ids {
+                if let Some(addresses) = gathered.get_mut(group) {
+                    addresses.extend_from_slice(&port.fixed_ips);
+                }
+            }
+        }
+    }
+    gathered.into_iter().map(|(id, addresses)| (id, addresses.into_iter().collect())).collect()
+}
+
 /// A device that several ports of the policy claim (legacy data, or a race between two
 /// registrations): none of them is enforced, and the device is dropped both ways.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -219,6 +252,11 @@ pub struct Flow {
 }
 
 impl Match {
+    /// The remote group the rule names, if any.
+    pub fn remote_group(&self) -> Option<Uuid> {
+        if let Remote::Group(id) = self.remote { Some(id) } else { None }
+    }
+
     pub fn matches(&self, flow: &Flow, members: &BTreeMap<Uuid, Members>) -> bool {
         if flow.direction != self.direction {
             return false;
@@ -266,7 +304,7 @@ pub fn compile(policy: &HostPolicy) -> Result<CompiledHost, String> {
         let mut compiled = CompiledGroup { id: group.id, ingress: Vec::new(), egress: Vec::new() };
         for rule in &group.rules {
             let m = compile_rule(group.id, rule)?;
-            if let Remote::Group(id) = m.remote {
+            if let Some(id) = m.remote_group() {
                 remote_groups.entry(id).or_default();
             }
             match m.direction {
@@ -277,13 +315,10 @@ pub fn compile(policy: &HostPolicy) -> Result<CompiledHost, String> {
         groups.insert(group.id, compiled);
     }
     for remote in &policy.remote_groups {
+        let mut shipped: Members = remote.members.iter().copied().collect();
         let members = remote_groups.entry(remote.id).or_default();
-        for ip in &remote.members {
-            match ip {
-                IpAddr::V4(a) => members.ipv4.insert(*a),
-                IpAddr::V6(a) => members.ipv6.insert(*a),
-            };
-        }
+        members.ipv4.append(&mut shipped.ipv4);
+        members.ipv6.append(&mut shipped.ipv6);
     }
     let mut claims: BTreeMap<&str, Vec<Uuid>> = BTreeMap::new();
     for port in &policy.ports {
@@ -320,7 +355,18 @@ pub fn compile(policy: &HostPolicy) -> Result<CompiledHost, String> {
     Ok(CompiledHost { revision: policy.revision, ports, refused, groups, remote_groups })
 }
 
-fn compile_rule(group_id: Uuid, rule: &RulePolicy) -> Result<Match, String> {
+/// The rules of `groups` in order, compiled as an agent compiles them: each stored rule in the
+/// form the agent receives it ([`RulePolicy`], as [`HostPolicy::build`] ships it) through
+/// [`compile_rule`], the function [`compile`] is built on. The verdict engine is built from these,
+/// so that it decides on the very rules the kernel enforces. An error names a stored rule that an
+/// agent would refuse (normalisation never stores one).
+pub fn compile_groups(groups: &[Group]) -> Result<Vec<Match>, String> {
+    groups.iter().flat_map(|g| g.rules.iter().map(move |rule| compile_rule(g.id, &RulePolicy::from(rule)))).collect()
+}
+
+/// One rule, checked and typed. A rule that cannot be understood is an error: an agent must not
+/// enforce a rule it reads differently from the API.
+pub fn compile_rule(group_id: Uuid, rule: &RulePolicy) -> Result<Match, String> {
     let bad = |what: &str| format!("rule {}: {what}", rule.id);
     let direction = Direction::parse(&rule.direction).ok_or_else(|| bad("unknown direction"))?;
     let family = Ethertype::parse(&rule.ethertype).ok_or_else(|| bad("unknown ethertype"))?;
@@ -401,6 +447,7 @@ mod tests {
                 mac_address: "02:00:00:00:00:01".into(),
                 fixed_ips: vec!["10.0.0.5".parse().unwrap(), "fd00::5".parse().unwrap()],
                 security_group_ids: vec![web],
+                flow_log: None,
             }],
             security_groups: vec![GroupPolicy {
                 id: web,
@@ -489,6 +536,84 @@ mod tests {
         let (mut p, _, _) = policy();
         p.ports[0].security_group_ids.push(Uuid::new_v4());
         assert!(compile(&p).is_err());
+    }
+
+    /// The verdict engine's rules and members are the agent's: `compile_groups` over the stored
+    /// rules gives, group by group, the rules `compile` makes of `HostPolicy::build`'s policy,
+    /// and `remote_members` the members the agent reads from it.
+    #[test]
+    fn the_engine_compiles_what_the_agent_enforces() {
+        use crate::group::{Group, Scope};
+        use crate::protocol::Protocol;
+        use crate::rule::RuleDraft;
+
+        let scope = Scope { client_id: 1, project_id: 1, region_id: 1 };
+        let (web, db) = (Uuid::from_u128(1), Uuid::from_u128(2));
+        let drafts = [
+            RuleDraft {
+                protocol: Some(Protocol::TCP),
+                port_range_min: Some(80),
+                port_range_max: Some(90),
+                ..RuleDraft::new(Direction::Ingress)
+            },
+            RuleDraft { protocol: Some(Protocol::ICMP), port_range_min: Some(8), ..RuleDraft::new(Direction::Ingress) },
+            RuleDraft {
+                ethertype: Some(Ethertype::IPv6),
+                protocol: Some(Protocol::ICMP),
+                port_range_min: Some(128),
+                port_range_max: Some(0),
+                ..RuleDraft::new(Direction::Ingress)
+            },
+            RuleDraft { remote_ip_prefix: Some("10.1.2.3/16".parse().unwrap()), ..RuleDraft::new(Direction::Egress) },
+            RuleDraft { remote_ip_prefix: Some("0.0.0.0/0".parse().unwrap()), ..RuleDraft::new(Direction::Egress) },
+            RuleDraft { ethertype: Some(Ethertype::IPv6), remote_group_id: Some(db), ..RuleDraft::new(Direction::Ingress) },
+            RuleDraft { protocol: Some(Protocol::UDP), remote_group_id: Some(db), ..RuleDraft::new(Direction::Ingress) },
+        ];
+        let rules = drafts
+            .iter()
+            .enumerate()
+            .map(|(i, d)| Rule { id: Uuid::from_u128(100 + i as u128), group_id: web, spec: d.normalize().unwrap(), created_at: 0 })
+            .collect();
+        let group = |id, rules| Group {
+            id,
+            scope,
+            name: "g".into(),
+            description: String::new(),
+            created_at: 0,
+            updated_at: 0,
+            revision_number: 0,
+            rules,
+            tags: Vec::new(),
+        };
+        let groups = [group(web, rules), group(db, Vec::new())];
+        let port = |n: u128, ips: &[&str], groups: Vec<Uuid>| Port {
+            id: Uuid::from_u128(200 + n),
+            scope,
+            instance_id: Uuid::from_u128(300 + n),
+            instance_name: String::new(),
+            host: "h1".into(),
+            device: format!("tap{n}"),
+            mac: "02:00:00:00:00:01".parse().unwrap(),
+            fixed_ips: ips.iter().map(|ip| ip.parse().unwrap()).collect(),
+            security_group_ids: groups,
+            created_at: 0,
+            updated_at: 0,
+        };
+        let ports = [
+            port(1, &["10.0.0.1"], vec![web]),
+            port(2, &["fd00::2", "10.0.0.9", "10.0.0.2"], vec![db]),
+            port(3, &["10.0.0.2"], vec![db, web]),
+        ];
+
+        let host = compile(&HostPolicy::build("h1", 1, &ports[..1], &groups, &ports)).unwrap();
+        let engine = compile_groups(&groups).unwrap();
+        let by_direction = |direction| engine.iter().filter(|m| m.direction == direction).cloned().collect::<Vec<_>>();
+        assert_eq!(host.groups[&web].ingress, by_direction(Direction::Ingress));
+        assert_eq!(host.groups[&web].egress, by_direction(Direction::Egress));
+        assert_eq!(engine.len(), drafts.len());
+        let members = remote_members(engine.iter().filter_map(Match::remote_group), &ports);
+        assert_eq!(members, host.remote_groups);
+        assert_eq!(members[&db].addresses().map(|ip| ip.to_string()).collect::<Vec<_>>(), ["10.0.0.2", "10.0.0.9", "fd00::2"]);
     }
 
     /// Rules the API never ships, found by fuzzing the renderer (fuzz/regressions/render/): `nft`

@@ -24,11 +24,7 @@ impl Direction {
     }
 
     pub fn parse(text: &str) -> Option<Direction> {
-        match text {
-            "egress" => Some(Direction::Egress),
-            "ingress" => Some(Direction::Ingress),
-            _ => None,
-        }
+        [Direction::Egress, Direction::Ingress].into_iter().find(|d| d.as_str() == text)
     }
 }
 
@@ -55,20 +51,12 @@ impl Ethertype {
 
     /// As Gcore's schema spells it: `IPv4` or `IPv6`, nothing else.
     pub fn parse_exact(text: &str) -> Option<Ethertype> {
-        match text {
-            "IPv4" => Some(Ethertype::IPv4),
-            "IPv6" => Some(Ethertype::IPv6),
-            _ => None,
-        }
+        [Ethertype::IPv4, Ethertype::IPv6].into_iter().find(|e| e.as_str() == text)
     }
 
     /// Case-insensitive, as Neutron matches it (`ipv4` is `IPv4`).
     pub fn parse(text: &str) -> Option<Ethertype> {
-        match text.to_ascii_lowercase().as_str() {
-            "ipv4" => Some(Ethertype::IPv4),
-            "ipv6" => Some(Ethertype::IPv6),
-            _ => None,
-        }
+        [Ethertype::IPv4, Ethertype::IPv6].into_iter().find(|e| e.as_str().eq_ignore_ascii_case(text))
     }
 }
 

@@ -1,5 +1,7 @@
 //! The verdict engine: "would this flow be allowed, and which rule decided?", answered from the
-//! same compiled policy ([`crate::policy::Match`]) that the nftables renderer enforces.
+//! same compiled policy ([`crate::policy::Match`]) that the nftables renderer enforces: stored
+//! rules are compiled by [`crate::policy::compile_groups`], on the function an agent compiles its
+//! policy with, and remote groups expanded by [`crate::policy::remote_members`], as for the agent.
 //!
 //! Security groups are allow-lists: a new connection is allowed when any rule of any group on the
 //! port matches it, and dropped otherwise; packets of an established connection are accepted by
@@ -479,31 +481,24 @@ mod tests {
         let all = VerdictIndex::build(everything, &BTreeMap::new());
         let nothing = VerdictIndex::build(Vec::new(), &BTreeMap::new());
         let (i, e) = (Direction::Ingress, Direction::Egress);
+        let icmp = |direction, icmp_type, code| flow(direction, "1.1.1.1", 1, icmp_type, code);
+        let icmpv6 = |direction, icmp_type, code| flow(direction, "2001:db8::1", 58, icmp_type, code);
         // Requests start connections: the rules decide.
-        for f in [
-            flow(i, "1.1.1.1", 1, 8, 0),
-            flow(e, "1.1.1.1", 1, 13, 0),
-            flow(i, "2001:db8::1", 58, 128, 0),
-            flow(i, "2001:db8::1", 58, 135, 0),
-            flow(e, "2001:db8::1", 58, 151, 0),
-        ] {
-            assert_eq!(all.decide(&f).fixed, None, "{f:?}");
-            assert!(all.decide(&f).allowed && !nothing.decide(&f).allowed, "{f:?}");
-        }
-        // Replies, errors and unknown types without a connection are invalid: dropped even when
-        // a rule matches them.
-        for f in [
-            flow(i, "1.1.1.1", 1, 0, 0),
-            flow(i, "1.1.1.1", 1, 3, 4),
-            flow(e, "1.1.1.1", 1, 11, 0),
-            flow(i, "1.1.1.1", 1, 200, 0),
-            flow(i, "2001:db8::1", 58, 129, 0),
-            flow(e, "2001:db8::1", 58, 2, 0),
-            flow(i, "2001:db8::1", 59, 0, 0),
-        ] {
-            let d = all.decide(&f);
-            assert_eq!((d.allowed, d.rule, d.fixed), (false, None, Some(Fixed::NotNew)), "{f:?}");
-            assert!(all.decide_with_state(&f, true).allowed, "an established connection's packets pass");
+        let requests = [icmp(i, 8, 0), icmp(e, 13, 0), icmpv6(i, 128, 0), icmpv6(i, 135, 0), icmpv6(e, 151, 0)];
+        // Replies, errors and unknown types without a connection are invalid: dropped even when a
+        // rule matches them.
+        let invalid_v4 = [icmp(i, 0, 0), icmp(i, 3, 4), icmp(e, 11, 0), icmp(i, 200, 0)];
+        let invalid_v6 = [icmpv6(i, 129, 0), icmpv6(e, 2, 0), flow(i, "2001:db8::1", 59, 0, 0)];
+        let invalid = invalid_v4.iter().chain(&invalid_v6);
+        for (f, fixed) in requests.iter().map(|f| (f, None)).chain(invalid.map(|f| (f, Some(Fixed::NotNew)))) {
+            let d = all.decide(f);
+            assert_eq!(d.fixed, fixed, "{f:?}");
+            if fixed.is_none() {
+                assert!(d.allowed && !nothing.decide(f).allowed, "{f:?}");
+            } else {
+                assert_eq!((d.allowed, d.rule), (false, None), "{f:?}");
+                assert!(all.decide_with_state(f, true).allowed, "an established connection's packets pass");
+            }
         }
         // A port may always send neighbour discovery, never a router advertisement.
         for kind in [133, 135, 136, 143] {
@@ -557,29 +552,5 @@ mod tests {
         for (key, rule) in expect {
             assert_eq!(intervals.lookup(key), rule, "key {key}");
         }
-    }
-}
-
-/// A stored rule as the engine and the nftables renderer see it.
-pub fn compile_rule(rule: &crate::Rule) -> Match {
-    let spec = &rule.spec;
-    let l4 = match (spec.protocol, spec.port_range_min, spec.port_range_max) {
-        (Some(p), Some(kind), code) if p.is_icmp() => L4::Icmp(kind.min(255) as u8, code.map(|c| c.min(255) as u8)),
-        (Some(p), Some(lo), hi) if p.takes_ports() => L4::Ports(lo, hi.unwrap_or(lo)),
-        _ => L4::Any,
-    };
-    let remote = match (spec.remote_ip_prefix, spec.remote_group_id) {
-        (Some(cidr), _) if !cidr.is_everything() => Remote::Prefix(cidr.network()),
-        (_, Some(group)) => Remote::Group(group),
-        _ => Remote::Any,
-    };
-    Match {
-        rule_id: rule.id,
-        group_id: rule.group_id,
-        direction: spec.direction,
-        family: spec.ethertype,
-        protocol: spec.protocol.map(|p| p.number()),
-        l4,
-        remote,
     }
 }

@@ -62,6 +62,7 @@ fn policy(ports: usize, rules: usize) -> HostPolicy {
             mac_address: format!("02:00:00:00:{:02x}:{:02x}", i / 256, i % 256),
             fixed_ips: vec![IpAddr::V4(Ipv4Addr::new(10, 200, (i / 256) as u8, (i % 256) as u8)), format!("fd00::{i:x}").parse().unwrap()],
             security_group_ids: vec![group_ids[i % group_count]],
+            flow_log: None,
         })
         .collect();
     let remote_groups = group_ids
@@ -108,6 +109,7 @@ fn shared_policy(clients: usize, ports: usize, rules: usize) -> HostPolicy {
                     format!("fd00::{i:x}").parse().unwrap(),
                 ],
                 security_group_ids: bound,
+                flow_log: None,
             }
         })
         .collect();

@@ -12,21 +12,34 @@
 //! exponential backoff; the tables in the kernel stay as they were meanwhile. The first apply
 //! after start replaces whatever tables of ours the kernel holds and reconciles connection
 //! tracking with the policy.
+//!
+//! What the tables observe goes back too ([`Observation`]): every `--stats-interval` the agent
+//! reads the per-port rule hit counts ([`crate::stats`]; also right before each apply, so a
+//! replace loses nothing) and posts the deltas to `POST /palisade/v1/agents/{host}/rule-stats`;
+//! a thread reads the logged packets ([`crate::flowlog`]) and every `--flow-log-interval` the
+//! agent posts the flow records to `POST /palisade/v1/agents/{host}/flow-logs`. A failed post
+//! keeps what it carried for the next one (bounded: [`crate::stats::MAX_PENDING`],
+//! [`FLOW_OUTBOX`]).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
+use palisade_core::observe::{FlowLogEvents, FlowLogReport, RuleStatsReport};
 use palisade_core::policy::{CompiledHost, HostPolicy, compile};
 use reqwest::StatusCode;
 use serde_json::json;
 use tokio::io::AsyncBufReadExt;
 
 use crate::apply::{Applier, Outcome, Tools};
+use crate::flowlog::{FlowAggregator, FlowOutbox, NflogSocket, parse_messages};
 use crate::host::{Links, MarkIds, Mode, ensure_bridge_netfilter, plan};
-use crate::nft::Layout;
+use crate::nft::{FlowLogLimits, Layout};
+use crate::stats::{HitTracker, PortIndex, read_hits, unix_now};
 
 #[derive(Debug, Clone)]
 pub struct AgentConfig {
@@ -85,6 +98,34 @@ impl Default for Enforcement {
     }
 }
 
+/// How the agent reports what its tables observe (`--stats-interval`, `--flow-log-*`).
+#[derive(Debug, Clone)]
+pub struct Observation {
+    /// How often hit-count deltas are read and posted.
+    pub stats_interval: Duration,
+    /// How often flow records are posted (a record reaches the API within this plus the post).
+    pub flow_log_interval: Duration,
+    /// The NFLOG group, per-port rate and snap length of the log rules.
+    pub flow_log: FlowLogLimits,
+}
+
+impl Default for Observation {
+    fn default() -> Self {
+        Observation {
+            stats_interval: Duration::from_secs(10),
+            flow_log_interval: Duration::from_secs(10),
+            flow_log: FlowLogLimits::default(),
+        }
+    }
+}
+
+/// Distinct flows aggregated between two posts; past it a flow's packets are counted as dropped.
+pub const FLOW_AGGREGATE: usize = 20_000;
+/// Flow records held for the API (a failed post keeps them); past it the oldest are dropped.
+pub const FLOW_OUTBOX: usize = 50_000;
+/// Flow records per post.
+pub const FLOW_BATCH: usize = 5_000;
+
 /// What a long-poll brought.
 enum Fetched {
     /// A policy to apply, with its tag.
@@ -112,6 +153,15 @@ pub struct Agent {
     noted: Noted,
     /// Since when the API has been unreachable.
     unreachable_since: Option<Instant>,
+    observation: Observation,
+    /// The flow-log setting of each port of the policy applied last.
+    flow_logs: BTreeMap<uuid::Uuid, FlowLogEvents>,
+    hits: HitTracker,
+    /// Fed by the log-reading thread.
+    flows: Arc<Mutex<FlowAggregator>>,
+    outbox: FlowOutbox,
+    /// Whether a failed post was logged already (so an API without the endpoint is named once).
+    post_failed: bool,
 }
 
 #[derive(Default)]
@@ -237,7 +287,124 @@ impl Agent {
             ids: MarkIds::default(),
             noted: Noted::default(),
             unreachable_since: None,
+            observation: Observation::default(),
+            flow_logs: BTreeMap::new(),
+            hits: HitTracker::new(),
+            flows: Arc::new(Mutex::new(FlowAggregator::new(FLOW_AGGREGATE))),
+            outbox: FlowOutbox::new(FLOW_OUTBOX),
+            post_failed: false,
         })
+    }
+
+    /// Sets how hit counts and flow logs are read and reported.
+    pub fn with_observation(mut self, observation: Observation) -> Agent {
+        self.observation = observation;
+        self
+    }
+
+    /// Reads the hit sets and adds the increments since the last read to the pending deltas,
+    /// attributed with the policy and layout applied (or, before the first apply, `fallback`:
+    /// that first read is only the baseline).
+    async fn take_hits(&mut self, fallback: Option<(&CompiledHost, &Layout)>) {
+        let hits = match read_hits(&self.config.tools).await {
+            Ok(hits) => hits,
+            Err(e) => {
+                tracing::warn!(error = %format!("{e:#}"), "cannot read the rule hit counts");
+                return;
+            }
+        };
+        let Some((host, layout)) = self.applier.applied().or(fallback) else { return };
+        let index = PortIndex::new(host, layout);
+        self.hits.observe(&hits, &index, unix_now());
+    }
+
+    /// Posts `body` to `tail`; true when the API took it.
+    async fn post(&mut self, tail: &str, body: serde_json::Value) -> bool {
+        let result =
+            self.client.post(self.url(tail)).header("Authorization", self.auth()).json(&body).timeout(Duration::from_secs(10)).send().await;
+        let failure = match result {
+            Ok(response) if response.status().is_success() => {
+                self.post_failed = false;
+                return true;
+            }
+            Ok(response) => format!("the API answered {}", response.status()),
+            Err(e) => format!("{e:#}"),
+        };
+        if self.post_failed {
+            tracing::debug!(tail, failure, "post failed again; kept for the next one");
+        } else {
+            tracing::warn!(tail, failure, "post failed; what it carried is kept for the next one");
+            self.post_failed = true;
+        }
+        false
+    }
+
+    /// Reads the hit counts and posts the pending deltas.
+    pub async fn ship_stats(&mut self) {
+        if self.applier.applied().is_none() {
+            return;
+        }
+        self.take_hits(None).await;
+        if self.hits.overflowed > 0 || self.hits.unattributed > 0 {
+            tracing::debug!(overflowed = self.hits.overflowed, unattributed = self.hits.unattributed, "hit counts not reported");
+        }
+        let report: RuleStatsReport = self.hits.report();
+        if !report.stats.is_empty() && self.post("rule-stats", json!(report)).await {
+            self.hits.sent(&report);
+        }
+    }
+
+    /// Posts the flows aggregated since the last call (and whatever a failed post left).
+    pub async fn ship_flows(&mut self) {
+        let (records, dropped) = self.flows.lock().expect("the aggregator lock").drain();
+        self.outbox.push(records, dropped);
+        while !self.outbox.is_empty() {
+            let report: FlowLogReport = self.outbox.report(FLOW_BATCH);
+            if !self.post("flow-logs", json!(report)).await {
+                return;
+            }
+            self.outbox.sent(&report);
+        }
+    }
+
+    /// Starts the thread that reads the logged packets into the aggregator; it stops when `stop`
+    /// is set. Without the socket (no `CAP_NET_ADMIN`, group taken) flow logs are off, said once.
+    fn read_flow_logs(&self, stop: Arc<AtomicBool>) {
+        let limits = self.observation.flow_log;
+        let flows = self.flows.clone();
+        let socket = match NflogSocket::open(limits.group, limits.snaplen).and_then(|s| s.set_timeout(Duration::from_secs(1)).map(|()| s)) {
+            Ok(socket) => socket,
+            Err(e) => {
+                tracing::error!(group = limits.group, error = %e, "cannot read the flow log: no flow records will be sent");
+                return;
+            }
+        };
+        std::thread::spawn(move || {
+            let mut buffer = vec![0u8; 128 * 1024];
+            while !stop.load(Ordering::Relaxed) {
+                match socket.recv(&mut buffer) {
+                    Ok(n) => {
+                        let packets = parse_messages(&buffer[..n]);
+                        let now = unix_now();
+                        let mut flows = flows.lock().expect("the aggregator lock");
+                        for packet in &packets {
+                            flows.add(packet, now);
+                        }
+                    }
+                    // The kernel dropped what the socket buffer could not hold.
+                    Err(e) if e.raw_os_error() == Some(libc::ENOBUFS) => flows.lock().expect("the aggregator lock").dropped += 1,
+                    Err(e)
+                        if matches!(
+                            e.kind(),
+                            std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut | std::io::ErrorKind::Interrupted
+                        ) => {}
+                    Err(e) => {
+                        tracing::error!(error = %e, "reading the flow log failed; no more flow records");
+                        return;
+                    }
+                }
+            }
+        });
     }
 
     /// Sets how ports are placed and which stray devices are dropped.
@@ -333,7 +500,9 @@ impl Agent {
     /// The layout of `host` on the links last scanned, with what changed logged.
     fn layout(&mut self, host: &CompiledHost) -> Layout {
         let links = self.links.clone().unwrap_or_default();
-        let layout = plan(host, &links, self.enforcement.mode, &self.enforcement.port_device_prefix, &mut self.ids);
+        let mut layout = plan(host, &links, self.enforcement.mode, &self.enforcement.port_device_prefix, &mut self.ids);
+        layout.flow_logs = host.ports.iter().filter_map(|p| Some((p.id, *self.flow_logs.get(&p.id)?))).collect();
+        layout.flow_log_limits = self.observation.flow_log;
         let claimed: BTreeMap<String, Vec<uuid::Uuid>> = host.refused.iter().map(|r| (r.device.clone(), r.ports.clone())).collect();
         for (device, ports) in &claimed {
             if self.noted.claimed_twice.get(device) != Some(ports) {
@@ -387,7 +556,11 @@ impl Agent {
         if self.applier.applied().is_some_and(|(_, applied)| *applied == layout) {
             return Ok(());
         }
+        self.take_hits(None).await;
         let outcome = self.applier.apply(host, layout).await.context("applying the new layout of the host's links")?;
+        if matches!(outcome, Outcome::Replaced { .. }) {
+            self.hits.table_replaced();
+        }
         tracing::info!(?outcome, deletions = self.applier.last_flushes.len(), "applied the host's new links");
         Ok(())
     }
@@ -424,12 +597,18 @@ impl Agent {
             Fetched::Same(_) => return Ok(None),
         };
         let revision = policy.revision;
+        self.flow_logs = policy.ports.iter().filter_map(|p| Some((p.id, p.flow_log?.events))).collect();
         let host = compile(&policy).map_err(|e| anyhow::anyhow!("the policy of revision {revision} is not enforceable: {e}"))?;
         if self.links.is_none() {
             self.links = Some(self.scan(&host).await.context("reading the host's links")?);
         }
         let layout = self.layout(&host);
+        // The increments so far, before an apply can wipe them (the first read: the baseline).
+        self.take_hits(Some((&host, &layout))).await;
         let outcome = self.applier.apply(host, layout).await.with_context(|| format!("applying revision {revision}"))?;
+        if matches!(outcome, Outcome::Replaced { .. }) {
+            self.hits.table_replaced();
+        }
         match &outcome {
             Outcome::Unchanged => tracing::debug!(revision, "policy unchanged for this host"),
             Outcome::Replaced { bytes } => tracing::info!(revision, bytes, "replaced the nftables tables"),
@@ -453,11 +632,30 @@ impl Agent {
         self.handle(fetched).await
     }
 
+    /// Handles what [`wake`] waited for. Not raced against the long-poll (it runs in a `select!`
+    /// branch's body), so an apply is never cut short.
+    async fn on_wake(&mut self, wake: Wake, events: &mut tokio::sync::mpsc::Receiver<()>) {
+        match wake {
+            Wake::Links => {
+                while events.try_recv().is_ok() {}
+                if let Err(e) = self.refresh_links().await {
+                    tracing::warn!(error = %format!("{e:#}"), "could not apply the host's links");
+                }
+            }
+            Wake::Stats => self.ship_stats().await,
+            Wake::Flows => self.ship_flows().await,
+        }
+    }
+
     /// Runs until `stop` resolves.
     pub async fn run(mut self, stop: impl std::future::Future<Output = ()>) -> anyhow::Result<()> {
         tokio::pin!(stop);
         let (events_tx, mut events) = tokio::sync::mpsc::channel::<()>(8);
         watch_links(self.config.tools.ip.clone(), events_tx);
+        let stop_reading = Arc::new(AtomicBool::new(false));
+        self.read_flow_logs(stop_reading.clone());
+        let _stop_reading = StopOnDrop(stop_reading);
+        let mut ticks = Ticks::new(&self.observation);
         let mut backoff = MIN_BACKOFF;
         tracing::info!(
             api = %self.config.api,
@@ -474,12 +672,7 @@ impl Agent {
                 let fetched = loop {
                     tokio::select! {
                         fetched = &mut poll => break fetched?,
-                        Some(()) = events.recv() => {
-                            while events.try_recv().is_ok() {}
-                            if let Err(e) = self.refresh_links().await {
-                                tracing::warn!(error = %format!("{e:#}"), "could not apply the host's links");
-                            }
-                        }
+                        Some(wake) = wake(&mut events, &mut ticks) => self.on_wake(wake, &mut events).await,
                     }
                 };
                 self.handle(fetched).await
@@ -518,14 +711,55 @@ impl Agent {
                 tokio::select! {
                     _ = &mut stop => return Ok(()),
                     _ = &mut sleep => break,
-                    Some(()) = events.recv() => {
-                        while events.try_recv().is_ok() {}
-                        if let Err(e) = self.refresh_links().await {
-                            tracing::warn!(error = %format!("{e:#}"), "could not apply the host's links");
-                        }
-                    }
+                    Some(wake) = wake(&mut events, &mut ticks) => self.on_wake(wake, &mut events).await,
                 }
             }
         }
+    }
+}
+
+/// What the agent does between policy changes.
+enum Wake {
+    /// A link changed, or the rescan is due.
+    Links,
+    /// Hit counts are due.
+    Stats,
+    /// Flow records are due.
+    Flows,
+}
+
+/// The agent's report timers.
+struct Ticks {
+    stats: tokio::time::Interval,
+    flows: tokio::time::Interval,
+}
+
+impl Ticks {
+    fn new(observation: &Observation) -> Ticks {
+        let every = |period| {
+            let mut interval = tokio::time::interval(period);
+            interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            interval.reset();
+            interval
+        };
+        Ticks { stats: every(observation.stats_interval), flows: every(observation.flow_log_interval) }
+    }
+}
+
+/// Waits for the next link event or report tick; `None` when the link watcher is gone.
+async fn wake(events: &mut tokio::sync::mpsc::Receiver<()>, ticks: &mut Ticks) -> Option<Wake> {
+    tokio::select! {
+        event = events.recv() => event.map(|()| Wake::Links),
+        _ = ticks.stats.tick() => Some(Wake::Stats),
+        _ = ticks.flows.tick() => Some(Wake::Flows),
+    }
+}
+
+/// Tells the log-reading thread to stop when the agent's loop ends.
+struct StopOnDrop(Arc<AtomicBool>);
+
+impl Drop for StopOnDrop {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Relaxed);
     }
 }

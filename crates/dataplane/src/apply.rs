@@ -430,7 +430,7 @@ pub fn revoked_flows(old: &CompiledHost, new: &CompiledHost) -> Vec<Vec<String>>
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::nft::{BridgeLayout, Placement};
     use palisade_core::policy::{GroupPolicy, HostPolicy, PortPolicy, RemoteGroup, RulePolicy, compile};
@@ -448,6 +448,7 @@ mod tests {
                 mac_address: "02:00:00:00:00:01".into(),
                 fixed_ips: vec!["10.0.0.5".parse().unwrap(), "fd00::5".parse().unwrap()],
                 security_group_ids: vec![group],
+                flow_log: None,
             }],
             security_groups: vec![GroupPolicy { id: group, rules }],
             remote_groups: vec![RemoteGroup { id: Uuid::from_u128(2), members: members.iter().map(|m| m.parse().unwrap()).collect() }],
@@ -455,7 +456,7 @@ mod tests {
         .unwrap()
     }
 
-    fn ssh() -> RulePolicy {
+    pub(crate) fn ssh() -> RulePolicy {
         RulePolicy {
             id: Uuid::from_u128(100),
             direction: "ingress".into(),

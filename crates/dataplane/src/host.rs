@@ -237,6 +237,7 @@ mod tests {
                     mac_address: format!("02:00:00:00:00:{i:02x}"),
                     fixed_ips: vec![format!("10.0.0.{}", i + 1).parse().unwrap()],
                     security_group_ids: vec![group],
+                    flow_log: None,
                 })
                 .collect(),
             security_groups: vec![GroupPolicy { id: group, rules: vec![] }],

@@ -5,10 +5,14 @@
 //!
 //! It reads the API (never the database): [`agent`] long-polls the host's policy, [`host`] finds
 //! how each port device is attached, [`nft`] renders and diffs rulesets, [`apply`] runs `nft -f`
-//! and `conntrack`. The policy IR and its compiler live in `palisade_core::policy`, shared with
+//! and `conntrack`. What the tables observe goes back to the API: [`stats`] reads the per-port
+//! rule hit counts and turns them into deltas, [`flowlog`] reads the logged packets over netlink
+//! and aggregates them into flow records. The policy IR and its compiler live in `palisade_core::policy`, shared with
 //! the verdict engine.
 
 pub mod agent;
 pub mod apply;
+pub mod flowlog;
 pub mod host;
 pub mod nft;
+pub mod stats;

@@ -10,7 +10,13 @@
 //!
 //! `table inet palisade` — every stateful decision, for both kinds of port:
 //! - `ge_<group>` / `gi_<group>` hold a group's rules once, shared by every port bound to it;
-//!   each rule has a counter and the comment `rule <id>`. Protocols are matched by number
+//!   each rule has a counter and the comment `rule <id>`. `hi_<group>` / `he_<group>` (*hit*
+//!   chains, jumped to just before the group chain) hold the same matches, each adding the
+//!   packet to `hg4_<group>` / `hg6_<group>` (see [`hits_set`]) and returning: a dynamic set
+//!   keyed by `interface . mark . port address . rule id` with a counter per element, which is
+//!   how a rule shared by every port of a group is counted per port (the agent maps the keys
+//!   back to ports with the [`Layout`]); the first match returns, so the hit is the rule the
+//!   group chain then accepts with. Protocols are matched by number
 //!   (`meta l4proto`), ICMP by type and code. `rg4_<group>` / `rg6_<group>` are the member
 //!   addresses of a remote group, so a membership change is a set-element update.
 //! - `pe_<port>` (egress): for a routed port `port_spoof` (its own MAC and addresses only, by
@@ -46,10 +52,18 @@
 //! ports, or not enforceable as it is attached) is dropped by the `refused` set. Traffic that
 //! neither comes from nor goes to a port or such a device is not these tables' business (policy
 //! accept).
+//!
+//! Flow logs: a port with a flow-log setting ([`Layout::flow_logs`]) logs to NFLOG group
+//! [`FlowLogLimits::group`] through `limit name "fl_<port>"` (one token bucket per port, so a
+//! flood costs bounded CPU): its default drops (events `drop`/`all`), and, for events
+//! `accept`/`all`, each rule's accepts — its port chains then hold its groups' rules inline
+//! (with the same hit rules) instead of jumping to the shared group chains, since only they know
+//! the port. Log prefixes are parsed by `crate::flowlog` ([`log_prefix`]).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write;
 
+use palisade_core::observe::FlowLogEvents;
 use palisade_core::policy::{CompiledHost, CompiledPort, L4, Match, Remote};
 use palisade_core::rule::{Direction, Ethertype};
 use uuid::Uuid;
@@ -100,7 +114,35 @@ pub struct Layout {
     pub unregistered: BTreeSet<String>,
     /// Devices the agent cannot enforce as they are (device → why): dropped both ways.
     pub refused: BTreeMap<String, String>,
+    /// Ports that log (port → which events); a port missing here logs nothing.
+    pub flow_logs: BTreeMap<Uuid, FlowLogEvents>,
+    pub flow_log_limits: FlowLogLimits,
 }
+
+/// Where logged packets go and how many per port.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FlowLogLimits {
+    /// The NFLOG group the agent reads.
+    pub group: u16,
+    /// Logged packets per second per port (both directions, drops and accepts together).
+    pub rate: u32,
+    /// Bytes of each packet copied to the log (headers are enough).
+    pub snaplen: u32,
+}
+
+impl Default for FlowLogLimits {
+    fn default() -> Self {
+        FlowLogLimits { group: 2701, rate: 100, snaplen: 128 }
+    }
+}
+
+/// The largest number of (port key, rule) hit elements one group's set holds per family; past
+/// it new keys are not counted (enforcement is unaffected: the hit rule has no verdict).
+pub const HITS_SET_SIZE: u32 = 65_535;
+/// A hit element not hit for this long is dropped by the kernel: stale ports' keys do not fill
+/// the set. Far longer than any stats interval, so no increment is lost with it (each hit
+/// refreshes it, and the agent reads in between).
+pub const HITS_TIMEOUT: &str = "1h";
 
 impl Layout {
     /// Every port routed, with the default prefix: what a host without bridges looks like.
@@ -152,6 +194,8 @@ pub struct Ruleset {
     pub sets: BTreeMap<String, NftSet>,
     pub maps: BTreeMap<String, NftMap>,
     pub chains: BTreeMap<String, Chain>,
+    /// Named limits (token buckets): name → `rate …/second burst … packets`.
+    pub limits: BTreeMap<String, String>,
 }
 
 /// The host's three tables.
@@ -164,25 +208,57 @@ fn hex(id: Uuid) -> String {
     id.simple().to_string()
 }
 
-pub fn set_name(group: Uuid, family: Ethertype) -> String {
-    match family {
-        Ethertype::IPv4 => format!("rg4_{}", hex(group)),
-        Ethertype::IPv6 => format!("rg6_{}", hex(group)),
+/// `<v4>_<id>` or `<v6>_<id>`: the name of an object per address family.
+fn per_family(family: Ethertype, v4: &str, v6: &str, id: Uuid) -> String {
+    format!("{}_{}", if family == Ethertype::IPv4 { v4 } else { v6 }, hex(id))
+}
+
+/// `<ingress>_<id>` or `<egress>_<id>`: the name of a chain per direction.
+fn per_direction(direction: Direction, ingress: &str, egress: &str, id: Uuid) -> String {
+    format!("{}_{}", if direction == Direction::Ingress { ingress } else { egress }, hex(id))
+}
+
+/// The dynamic set counting a group's rule hits per port, per family.
+pub fn hits_set(group: Uuid, family: Ethertype) -> String {
+    per_family(family, "hg4", "hg6", group)
+}
+
+/// A rule id as the last part of a hit key: 128 bits, written as an IPv6 address (the one nft
+/// type that wide).
+pub fn rule_key(rule: Uuid) -> std::net::Ipv6Addr {
+    std::net::Ipv6Addr::from(rule.as_u128())
+}
+
+/// The named limit (token bucket) of a logging port.
+pub fn log_limit(port: Uuid) -> String {
+    format!("fl_{}", hex(port))
+}
+
+/// What a log prefix says: `pal a <i|e> <port> <rule>` for an accept, `pal d <i|e> <port>` for
+/// the default drop (ids in simple hex).
+pub fn log_prefix(accept: Option<Uuid>, direction: Direction, port: Uuid) -> String {
+    let way = if direction == Direction::Ingress { "i" } else { "e" };
+    match accept {
+        Some(rule) => format!("pal a {way} {} {}", hex(port), hex(rule)),
+        None => format!("pal d {way} {}", hex(port)),
     }
+}
+
+pub fn set_name(group: Uuid, family: Ethertype) -> String {
+    per_family(family, "rg4", "rg6", group)
 }
 
 pub fn group_chain(group: Uuid, direction: Direction) -> String {
-    match direction {
-        Direction::Ingress => format!("gi_{}", hex(group)),
-        Direction::Egress => format!("ge_{}", hex(group)),
-    }
+    per_direction(direction, "gi", "ge", group)
+}
+
+/// The chain that counts a group's hits per port (see [`hit_statement`]).
+pub fn hit_chain(group: Uuid, direction: Direction) -> String {
+    per_direction(direction, "hi", "he", group)
 }
 
 pub fn port_chain(port: Uuid, direction: Direction) -> String {
-    match direction {
-        Direction::Ingress => format!("pi_{}", hex(port)),
-        Direction::Egress => format!("pe_{}", hex(port)),
-    }
+    per_direction(direction, "pi", "pe", port)
 }
 
 /// The bridge table's chain for the frames a bridged port sends.
@@ -192,6 +268,28 @@ pub fn bridge_port_chain(port: Uuid) -> String {
 
 /// One rule of a group chain.
 pub fn rule_statement(m: &Match) -> String {
+    format!("{} counter accept comment \"rule {}\"", match_expression(m), m.rule_id)
+}
+
+/// A rule's hit rule: its match, then its key added to the group's hits set (ingress: output
+/// interface and destination, the port's side; egress: input and source).
+pub fn hit_statement(m: &Match) -> String {
+    let (ip, side, interface) = match (m.family, m.direction) {
+        (Ethertype::IPv4, Direction::Ingress) => ("ip", "daddr", "oifname"),
+        (Ethertype::IPv4, Direction::Egress) => ("ip", "saddr", "iifname"),
+        (Ethertype::IPv6, Direction::Ingress) => ("ip6", "daddr", "oifname"),
+        (Ethertype::IPv6, Direction::Egress) => ("ip6", "saddr", "iifname"),
+    };
+    format!(
+        "{} update @{} {{ {interface} . meta mark . {ip} {side} . {} }}",
+        match_expression(m),
+        hits_set(m.group_id, m.family),
+        rule_key(m.rule_id)
+    )
+}
+
+/// What a rule matches, without counter or verdict.
+fn match_expression(m: &Match) -> String {
     let mut s = String::new();
     let (family, ip) = match m.family {
         Ethertype::IPv4 => ("ipv4", "ip"),
@@ -227,7 +325,6 @@ pub fn rule_statement(m: &Match) -> String {
             }
         }
     }
-    let _ = write!(s, " counter accept comment \"rule {}\"", m.rule_id);
     s
 }
 
@@ -251,7 +348,7 @@ fn mark(value: u32) -> String {
 
 impl Ruleset {
     fn new(table: &'static str) -> Ruleset {
-        Ruleset { table, sets: BTreeMap::new(), maps: BTreeMap::new(), chains: BTreeMap::new() }
+        Ruleset { table, sets: BTreeMap::new(), maps: BTreeMap::new(), chains: BTreeMap::new(), limits: BTreeMap::new() }
     }
 
     fn set(&mut self, name: &str, decl: &str) -> &mut BTreeSet<String> {
@@ -383,22 +480,64 @@ fn arp_spoof() -> Vec<String> {
     ]
 }
 
-fn egress_chain(port: &CompiledPort, routed: bool) -> Vec<String> {
+fn egress_chain(host: &CompiledHost, layout: &Layout, port: &CompiledPort, routed: bool) -> Vec<String> {
     let mut rules = Vec::new();
     if routed {
         rules.push(format!("jump {SPOOF}"));
     }
     rules.push(format!("jump {EGRESS_COMMON}"));
-    rules.extend(port.groups.iter().map(|g| format!("jump {}", group_chain(*g, Direction::Egress))));
-    rules.push(format!("counter drop comment \"default drop egress {}\"", port.id));
+    rules.extend(policy_rules(host, layout, port, Direction::Egress));
     rules
 }
 
-fn ingress_chain(port: &CompiledPort) -> Vec<String> {
+fn ingress_chain(host: &CompiledHost, layout: &Layout, port: &CompiledPort) -> Vec<String> {
     let mut rules = vec![format!("jump {INGRESS_COMMON}")];
-    rules.extend(port.groups.iter().map(|g| format!("jump {}", group_chain(*g, Direction::Ingress))));
-    rules.push(format!("counter drop comment \"default drop ingress {}\"", port.id));
+    rules.extend(policy_rules(host, layout, port, Direction::Ingress));
     rules
+}
+
+/// A port chain after its common part: its groups' rules (a jump to each shared group chain, or
+/// the rules inline with a log rule each when the port logs accepts), then the default drop,
+/// logged first when the port logs drops.
+fn policy_rules(host: &CompiledHost, layout: &Layout, port: &CompiledPort, direction: Direction) -> Vec<String> {
+    let events = layout.flow_logs.get(&port.id).copied();
+    let mut rules = Vec::new();
+    for id in &port.groups {
+        let group = host.groups.get(id).filter(|_| events.is_some_and(FlowLogEvents::accepts));
+        match group {
+            Some(group) => {
+                let matches = if direction == Direction::Ingress { &group.ingress } else { &group.egress };
+                for m in matches {
+                    rules.push(hit_statement(m));
+                    rules.push(log_statement(layout, port.id, direction, Some(m)));
+                    rules.push(rule_statement(m));
+                }
+            }
+            None => {
+                rules.push(format!("jump {}", hit_chain(*id, direction)));
+                rules.push(format!("jump {}", group_chain(*id, direction)));
+            }
+        }
+    }
+    if events.is_some_and(FlowLogEvents::drops) {
+        rules.push(log_statement(layout, port.id, direction, None));
+    }
+    rules.push(format!("counter drop comment \"default drop {} {}\"", direction.as_str(), port.id));
+    rules
+}
+
+/// The log rule of a port: the rule's accepts (`Some`) or its default drop, through the port's
+/// token bucket, so over the rate packets are enforced as ever but not logged.
+fn log_statement(layout: &Layout, port: Uuid, direction: Direction, accept: Option<&Match>) -> String {
+    let limits = &layout.flow_log_limits;
+    let head = accept.map(|m| format!("{} ", match_expression(m))).unwrap_or_default();
+    format!(
+        "{head}limit name \"{}\" log group {} snaplen {} prefix \"{}\"",
+        log_limit(port),
+        limits.group,
+        limits.snaplen,
+        log_prefix(accept.map(|m| m.rule_id), direction, port)
+    )
 }
 
 /// Renders the host's policy as its three tables. Only groups bound to a port of the host get
@@ -421,7 +560,14 @@ pub fn render(host: &CompiledHost, layout: &Layout) -> Rendered {
                 }
             }
             inet.chain(&group_chain(*id, direction), matches.iter().map(rule_statement).collect());
+            inet.chain(&hit_chain(*id, direction), matches.iter().map(|m| format!("{} return", hit_statement(m))).collect());
         }
+    }
+    let hits_decl =
+        format!("type ifname . mark . {{}}_addr . ipv6_addr; size {HITS_SET_SIZE}; flags dynamic,timeout; timeout {HITS_TIMEOUT}; counter");
+    for id in &bound {
+        inet.set(&hits_set(*id, Ethertype::IPv4), &hits_decl.replace("{}", "ipv4"));
+        inet.set(&hits_set(*id, Ethertype::IPv6), &hits_decl.replace("{}", "ipv6"));
     }
     for remote in remotes {
         let members = host.remote_groups.get(&remote).cloned().unwrap_or_default();
@@ -467,7 +613,7 @@ pub fn render(host: &CompiledHost, layout: &Layout) -> Rendered {
                 arp.set("routed_ports", "").insert(device.clone());
                 inet.map("port_egress", "").insert(device.clone(), format!("jump {pe}"));
                 inet.map("port_ingress", "").insert(device.clone(), format!("jump {pi}"));
-                inet.chain(&pe, egress_chain(port, true));
+                inet.chain(&pe, egress_chain(host, layout, port, true));
             }
             Placement::Bridged { bridge: name, id } => {
                 let id = u32::from(id);
@@ -494,10 +640,14 @@ pub fn render(host: &CompiledHost, layout: &Layout) -> Rendered {
                 for ip in &port.ipv6 {
                     inet.map("bridged_routed6", "").insert(format!("{bridge_name} . {ip}"), format!("jump {pi}"));
                 }
-                inet.chain(&pe, egress_chain(port, false));
+                inet.chain(&pe, egress_chain(host, layout, port, false));
             }
         }
-        inet.chain(&pi, ingress_chain(port));
+        inet.chain(&pi, ingress_chain(host, layout, port));
+        if layout.flow_logs.contains_key(&port.id) {
+            let rate = layout.flow_log_limits.rate.max(1);
+            inet.limits.insert(log_limit(port.id), format!("rate {rate}/second burst {rate} packets"));
+        }
     }
     for (name, b) in &layout.bridges {
         inet.set("port_bridges", "").insert(quoted(name));
@@ -639,6 +789,9 @@ impl Ruleset {
             }
             s.push_str("  }\n");
         }
+        for (name, spec) in &self.limits {
+            let _ = writeln!(s, "  limit {name} {{ {spec} }}");
+        }
         let ordered = chain_order(self);
         for name in ordered.iter().filter(|n| self.chains[n.as_str()].base.is_none()) {
             write_chain(&mut s, name, &self.chains[name.as_str()]);
@@ -668,7 +821,10 @@ impl Ruleset {
         }
         let table = new.table;
         let mut s = String::new();
-        // 1. New sets, maps and chains, empty.
+        // 1. New limits, sets, maps and chains, empty.
+        for (name, spec) in self.limits_added(new) {
+            let _ = writeln!(s, "add limit {table} {name} {{ {spec} }}");
+        }
         for (name, set) in new.sets.iter().filter(|(n, _)| !self.sets.contains_key(*n)) {
             let _ = writeln!(s, "add set {table} {name} {{ {}; }}", set.decl);
         }
@@ -748,7 +904,20 @@ impl Ruleset {
         for name in self.sets.keys().filter(|n| !new.sets.contains_key(*n)) {
             let _ = writeln!(s, "delete set {table} {name}");
         }
+        // 6. Limits no rule names any more (a changed rate: deleted here, added in step 1 under
+        // the same name would fail, so a changed limit is replaced by a full apply — see
+        // `limits_added`).
+        for name in self.limits.keys().filter(|n| !new.limits.contains_key(*n)) {
+            let _ = writeln!(s, "delete limit {table} {name}");
+        }
         Some(s)
+    }
+
+    /// The limits of `new` that `self` lacks, or has with another rate (nft then refuses the
+    /// transaction, and the applier falls back to a full replace: rates change only with the
+    /// agent's flags, so only at its start).
+    fn limits_added<'a>(&self, new: &'a Ruleset) -> impl Iterator<Item = (&'a String, &'a String)> {
+        new.limits.iter().filter(|(name, spec)| self.limits.get(*name) != Some(*spec))
     }
 }
 
@@ -793,6 +962,7 @@ mod tests {
             mac_address: format!("02:00:00:00:00:{n:02x}"),
             fixed_ips: vec![format!("10.0.0.{n}").parse().unwrap(), format!("fd00::{n}").parse().unwrap()],
             security_group_ids: vec![group],
+            flow_log: None,
         }
     }
 
@@ -923,7 +1093,9 @@ mod tests {
         let script = routed(&before).diff_script(&routed(&after)).unwrap();
         let chain = group_chain(Uuid::from_u128(1), Direction::Ingress);
         assert!(script.starts_with(&format!("flush chain inet palisade {chain}\n")), "{script}");
-        assert_eq!(script.lines().count(), 2, "{script}");
+        // The remaining rule, in the group chain and in the hit chain.
+        assert!(script.contains(&format!("flush chain inet palisade {}\n", hit_chain(Uuid::from_u128(1), Direction::Ingress))));
+        assert_eq!(script.lines().count(), 4, "{script}");
     }
 
     #[test]
@@ -934,10 +1106,52 @@ mod tests {
         let script = routed(&before).diff_script(&routed(&after)).unwrap();
         let chain = group_chain(Uuid::from_u128(1), Direction::Ingress);
         let id = after.security_groups[0].rules[3].id;
+        let matched = "meta nfproto ipv4 meta l4proto 6 th dport 443";
+        let hits = hits_set(Uuid::from_u128(1), Ethertype::IPv4);
+        let hit_chain = hit_chain(Uuid::from_u128(1), Direction::Ingress);
         assert_eq!(
             script,
-            format!("add rule inet palisade {chain} meta nfproto ipv4 meta l4proto 6 th dport 443 counter accept comment \"rule {id}\"\n")
+            format!(
+                "add rule inet palisade {chain} {matched} counter accept comment \"rule {id}\"\n\
+                 add rule inet palisade {hit_chain} {matched} update @{hits} {{ oifname . meta mark . ip daddr . {} }} return\n",
+                rule_key(id)
+            )
         );
+    }
+
+    #[test]
+    fn a_logging_port_logs_through_its_own_bucket() {
+        let (p, _) = policy(vec![]);
+        let port = Uuid::from_u128(10);
+        let mut layout = Layout::routed("tap");
+        layout.flow_logs.insert(port, FlowLogEvents::Drop);
+        let drops = render(&compile(&p).unwrap(), &layout);
+        let pi = &inet(&drops).chains[&port_chain(port, Direction::Ingress)].rules;
+        let limit = log_limit(port);
+        assert_eq!(
+            pi[pi.len() - 2],
+            format!("limit name \"{limit}\" log group 2701 snaplen 128 prefix \"{}\"", log_prefix(None, Direction::Ingress, port))
+        );
+        assert!(
+            pi.contains(&format!("jump {}", group_chain(Uuid::from_u128(1), Direction::Ingress))),
+            "accepts are not logged: shared chain"
+        );
+        assert_eq!(inet(&drops).limits[&limit], "rate 100/second burst 100 packets");
+        // Accepts too: the group's rules inline, each after its log rule.
+        layout.flow_logs.insert(port, FlowLogEvents::All);
+        let all = render(&compile(&p).unwrap(), &layout);
+        let pi = &inet(&all).chains[&port_chain(port, Direction::Ingress)].rules;
+        let ssh = p.security_groups[0].rules[0].id;
+        let at = pi.iter().position(|r| r.ends_with(&format!("comment \"rule {ssh}\""))).unwrap();
+        assert!(
+            pi[at - 1].ends_with(&format!("log group 2701 snaplen 128 prefix \"{}\"", log_prefix(Some(ssh), Direction::Ingress, port)))
+        );
+        assert!(pi[at - 2].contains("update @hg4_"), "{pi:?}");
+        // Turning logging off again: the chain is rewritten, then the bucket deleted.
+        let script = all.diff_script(&routed(&p)).unwrap();
+        assert!(script.ends_with(&format!("delete limit inet palisade {limit}\n")), "{script}");
+        let script = routed(&p).diff_script(&all).unwrap();
+        assert!(script.starts_with(&format!("add limit inet palisade {limit} {{ rate 100/second burst 100 packets }}\n")), "{script}");
     }
 
     #[test]

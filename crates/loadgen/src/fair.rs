@@ -36,10 +36,10 @@ pub struct FairArgs {
     /// fair: the victim tenant's key (another client than `--api-key`'s).
     #[arg(long, env = "PALISADE_VICTIM_KEY", hide_env_values = true)]
     pub victim_key: Option<String>,
-    /// fair: a platform key, to register the member ports.
+    /// fair, agents: a platform key, to register the ports.
     #[arg(long, env = "PALISADE_PLATFORM_KEY", hide_env_values = true)]
     pub platform_key: Option<String>,
-    /// fair: the client id of `--api-key`.
+    /// fair, agents: the client id of `--api-key`.
     #[arg(long, default_value_t = 1)]
     pub client_id: i64,
     /// fair: member addresses of the remote group.

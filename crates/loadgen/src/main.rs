@@ -12,12 +12,20 @@
 //!   `/healthz` latency (issue 12; see `fair.rs`).
 //! - soak: minutes of mixed, paced load with bad inputs and idle and slow connections, then checks
 //!   of the server's errors, tasks, memory and database size (issue 12; see `soak.rs`).
+//! - agents: `--hosts` simulated host agents long-polling their policies while paced writes change
+//!   one host's group at a time: agent requests per write and wake-up latency (issue 16; see
+//!   `agents.rs`).
+//!
+//! `palisade-loadgen seed-file --groups G --rules R --ports P --hosts H > FILE` writes a
+//! `palisade import` file instead (no server involved; see `seed.rs`).
 //!
 //! Every run is bounded by `--count` operations and `--duration` seconds, and refuses targets that
 //! are not loopback addresses unless `--allow-remote` is given.
 
+mod agents;
 mod client;
 mod fair;
+mod seed;
 mod soak;
 mod stats;
 
@@ -54,6 +62,9 @@ enum Workload {
     /// Long mixed load and its checks (`soak.rs`).
     #[value(name = "soak", alias = "SOAK")]
     Soak,
+    /// Simulated host agents while writes run (`agents.rs`).
+    #[value(name = "agents", alias = "AGENTS")]
+    Agents,
 }
 
 #[derive(Parser, Debug)]
@@ -120,6 +131,8 @@ struct Args {
     fair: fair::FairArgs,
     #[command(flatten)]
     soak: soak::SoakArgs,
+    #[command(flatten)]
+    agents: agents::AgentsArgs,
 }
 
 /// CPU time (user + system, all threads) of a process, in microseconds, from `/proc/<pid>/stat`.
@@ -242,21 +255,35 @@ fn first_task(response: client::Response, what: &str) -> anyhow::Result<String> 
         .with_context(|| format!("{what}: no task id in {body}"))
 }
 
+/// A v2 create: POSTs `body` to `path` (the phase "post"), waits for its task ("wait") and returns
+/// the first id the task created under `resources` (`security_groups`, `security_group_rules`).
+async fn create_v2(
+    client: &mut Client,
+    samples: &mut Samples,
+    path: &str,
+    body: &Value,
+    what: &str,
+    resources: &str,
+) -> anyhow::Result<String> {
+    let t = Instant::now();
+    let task = first_task(client.post(path, body).await?, what)?;
+    samples.phase("post", micros(t));
+    let t = Instant::now();
+    let created = wait_task(client, &task, samples).await?;
+    samples.phase("wait", micros(t));
+    created
+        .pointer(&format!("/{resources}/0"))
+        .and_then(Value::as_str)
+        .map(str::to_owned)
+        .with_context(|| format!("task {task}: no {resources} in {created}"))
+}
+
 /// One operation of the workload; `i` is its sequence number in the run.
 async fn run_op(ctx: &Ctx, client: &mut Client, i: u64, samples: &mut Samples) -> anyhow::Result<()> {
     match ctx.workload {
         Workload::W1 => {
-            let t = Instant::now();
             let body = json!({"name": format!("lg-{}-{i}", ctx.tag), "rules": w1_rules()});
-            let task = first_task(client.post(&ctx.v2(), &body).await?, "POST v2 group")?;
-            samples.phase("post", micros(t));
-            let t = Instant::now();
-            let created = wait_task(client, &task, samples).await?;
-            samples.phase("wait", micros(t));
-            let id = created
-                .pointer("/security_groups/0")
-                .and_then(Value::as_str)
-                .with_context(|| format!("task {task}: no security_groups in {created}"))?;
+            let id = create_v2(client, samples, &ctx.v2(), &body, "POST v2 group", "security_groups").await?;
             let t = Instant::now();
             let group = client.get(&format!("{}/{id}", ctx.v1())).await?.expect(StatusCode::OK, "GET group")?.json()?;
             samples.phase("get", micros(t));
@@ -283,17 +310,8 @@ async fn run_op(ctx: &Ctx, client: &mut Client, i: u64, samples: &mut Samples) -
             let port = 1 + round % 65535;
             let rule = json!({"direction": "ingress", "ethertype": "IPv4", "protocol": protocol,
                 "port_range_min": port, "port_range_max": port, "remote_ip_prefix": "192.0.2.0/24"});
-            let t = Instant::now();
-            let task = first_task(client.post(&format!("{}/{group}/rules", ctx.v2()), &rule).await?, "POST v2 rule")?;
-            samples.phase("post", micros(t));
-            let t = Instant::now();
-            let created = wait_task(client, &task, samples).await?;
-            samples.phase("wait", micros(t));
-            let rule_id = created
-                .pointer("/security_group_rules/0")
-                .and_then(Value::as_str)
-                .with_context(|| format!("task {task}: no security_group_rules in {created}"))?
-                .to_owned();
+            let path = format!("{}/{group}/rules", ctx.v2());
+            let rule_id = create_v2(client, samples, &path, &rule, "POST v2 rule", "security_group_rules").await?;
             let t = Instant::now();
             let group = client.get(&format!("{}/{group}", ctx.v1())).await?.expect(StatusCode::OK, "GET group")?.json()?;
             samples.phase("get", micros(t));
@@ -312,7 +330,7 @@ async fn run_op(ctx: &Ctx, client: &mut Client, i: u64, samples: &mut Samples) -
         Workload::Seed => {
             create_v1(ctx, client, &format!("lg-{}-{i}", ctx.tag), ctx.seed_rules).await?;
         }
-        Workload::Fair | Workload::Soak => bail!("the {:?} workload has its own driver", ctx.workload),
+        Workload::Fair | Workload::Soak | Workload::Agents => bail!("the {:?} workload has its own driver", ctx.workload),
     }
     Ok(())
 }
@@ -440,6 +458,9 @@ async fn run(args: Args) -> anyhow::Result<()> {
     if args.workload == Workload::Soak {
         return soak::run(&args, targets, ctx.tag).await;
     }
+    if args.workload == Workload::Agents {
+        return agents::run(&args, targets, ctx).await;
+    }
 
     // Preparation, outside the measurement.
     let prep = Arc::new(ctx.clone_shallow());
@@ -461,7 +482,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
             ops = ops.min(1_000_000);
             ctx.groups = seed(&prep, &targets, &args, ops, 3).await?;
         }
-        Workload::W1 | Workload::Seed | Workload::Fair | Workload::Soak => {}
+        Workload::W1 | Workload::Seed | Workload::Fair | Workload::Soak | Workload::Agents => {}
     }
 
     let deadline = Instant::now() + Duration::from_secs_f64(args.duration);
@@ -570,7 +591,20 @@ fn report(args: &Args, outcome: Outcome) {
     }
 }
 
+/// `palisade-loadgen seed-file ...`: a command of its own, outside the workloads' arguments
+/// (which require `--url` and a key).
+#[derive(Parser, Debug)]
+#[command(name = "palisade-loadgen seed-file", about = "Writes a `palisade import` file of many groups and ports to standard output")]
+struct SeedFileCommand {
+    #[command(flatten)]
+    seed: seed::SeedFile,
+}
+
 fn main() -> anyhow::Result<()> {
+    if std::env::args().nth(1).as_deref() == Some("seed-file") {
+        let command = SeedFileCommand::parse_from(std::env::args().skip(1));
+        return seed::run(&command.seed);
+    }
     let args = Args::parse();
     let runtime = if args.threads <= 1 {
         tokio::runtime::Builder::new_current_thread().enable_all().build()?

@@ -372,7 +372,7 @@ fn random_group(shared: &Shared, n: u64) -> Option<String> {
     if groups.is_empty() { None } else { groups.get((n as usize).wrapping_mul(2_654_435_761) % groups.len()).cloned() }
 }
 
-fn pacer(rate: f64) -> tokio::time::Interval {
+pub(crate) fn pacer(rate: f64) -> tokio::time::Interval {
     let mut interval = tokio::time::interval(Duration::from_secs_f64(1.0 / rate.max(0.01)));
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     interval

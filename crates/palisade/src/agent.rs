@@ -1,7 +1,7 @@
 //! `palisade agent`: the host agent's flags and wiring (the agent itself is `palisade_dataplane`).
 
 use clap::Args;
-use palisade_dataplane::agent::{Agent, AgentConfig, Enforcement};
+use palisade_dataplane::agent::{Agent, AgentConfig, Enforcement, Observation};
 use palisade_dataplane::apply::Tools;
 use palisade_dataplane::host::Mode;
 
@@ -41,14 +41,26 @@ pub struct AgentArgs {
     /// names port devices `tap…`); an empty prefix turns that off.
     #[arg(long, env = "PALISADE_PORT_DEVICE_PREFIX", default_value = "tap")]
     pub port_device_prefix: String,
-    /// Log format: `text` or `json`.
-    #[arg(long, env = "PALISADE_LOG_FORMAT", default_value = "text")]
-    pub log_format: String,
+    /// Seconds between two reports of rule hit counts (deltas) to the API.
+    #[arg(long, env = "PALISADE_STATS_INTERVAL", default_value_t = 10)]
+    pub stats_interval: u64,
+    /// Seconds between two posts of flow-log records (at most 15).
+    #[arg(long, default_value_t = 10)]
+    pub flow_log_interval: u64,
+    /// The NFLOG group the tables log to and the agent reads.
+    #[arg(long, default_value_t = 2701)]
+    pub flow_log_group: u16,
+    /// Logged packets per second per port, beyond which packets are enforced but not logged.
+    #[arg(long, default_value_t = 100)]
+    pub flow_log_rate: u32,
+    /// Log format.
+    #[arg(long, env = "PALISADE_LOG_FORMAT", value_enum, ignore_case = true, default_value_t)]
+    pub log_format: crate::config::LogFormat,
 }
 
 /// Runs the agent until SIGTERM or Ctrl-C.
 pub fn run(args: AgentArgs) -> anyhow::Result<()> {
-    crate::init_logging(&args.log_format);
+    crate::init_logging(args.log_format);
     if !palisade_core::port::valid_host(&args.host) {
         anyhow::bail!("--host {:?} is not a valid host name", args.host);
     }
@@ -65,6 +77,17 @@ pub fn run(args: AgentArgs) -> anyhow::Result<()> {
         ca_cert: args.ca_cert,
     };
     let enforcement = Enforcement { mode: args.mode, port_device_prefix: args.port_device_prefix };
+    let observation = Observation {
+        stats_interval: std::time::Duration::from_secs(args.stats_interval.clamp(1, 3600)),
+        flow_log_interval: std::time::Duration::from_secs(args.flow_log_interval.clamp(1, 15)),
+        flow_log: palisade_dataplane::nft::FlowLogLimits {
+            group: args.flow_log_group,
+            rate: args.flow_log_rate.clamp(1, 100_000),
+            ..Default::default()
+        },
+    };
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-    runtime.block_on(async move { Agent::new(config)?.with_enforcement(enforcement).run(crate::startup::shutdown_signal()).await })
+    runtime.block_on(async move {
+        Agent::new(config)?.with_enforcement(enforcement).with_observation(observation).run(crate::startup::shutdown_signal()).await
+    })
 }

@@ -69,6 +69,42 @@ pub enum CheckCommand {
         #[arg(long)]
         port_id: String,
     },
+    /// Which flows seen in the flow logs a proposed rule set would newly deny or allow.
+    /// Exits 3 when it would deny a seen flow with --fail-on-deny.
+    Impact {
+        /// The security group to change.
+        #[arg(long)]
+        group: String,
+        /// A JSON file: the desired rules (as in a v2 PATCH), a list or `{"rules": [...]}`.
+        #[arg(long)]
+        rules: std::path::PathBuf,
+        /// How far back to look, in minutes (1 to 1440; default 60).
+        #[arg(long)]
+        minutes: Option<u32>,
+        #[arg(long)]
+        fail_on_deny: bool,
+    },
+}
+
+/// One flow of an impact answer, as a line: `tcp 192.0.2.1:40000 -> 10.0.0.5:22 ingress (rule X)`.
+fn impact_line(flow: &Value, rule_key: &str) -> String {
+    let end = |addr: &str, port: &str| match flow[port].as_u64() {
+        Some(p) => format!("{}:{p}", flow[addr].as_str().unwrap_or("?")),
+        None => flow[addr].as_str().unwrap_or("?").to_string(),
+    };
+    let rule = &flow[rule_key];
+    let rule = match (rule["rule_id"].as_str(), rule["proposed"].as_bool()) {
+        (Some(id), _) => format!("rule {id}"),
+        (None, Some(true)) => "a proposed rule".to_string(),
+        _ => "no rule".to_string(),
+    };
+    format!(
+        "protocol {} {} -> {} {} ({rule})",
+        flow["protocol"],
+        end("src_addr", "src_port"),
+        end("dst_addr", "dst_port"),
+        flow["direction"].as_str().unwrap_or_default()
+    )
 }
 
 async fn call(args: &CheckArgs, method: reqwest::Method, path: &str, body: Option<Value>) -> anyhow::Result<Value> {
@@ -151,6 +187,10 @@ pub fn run(args: CheckArgs) -> anyhow::Result<i32> {
                                     finding["remote_group_id"].as_str().unwrap_or_default()
                                 )
                             }
+                            "unused" => match finding["last_hit_at"].as_str() {
+                                Some(at) => format!("has had no hit since {at}"),
+                                None => "has never had a hit".to_string(),
+                            },
                             other => other.to_string(),
                         };
                         println!(
@@ -193,6 +233,43 @@ pub fn run(args: CheckArgs) -> anyhow::Result<i32> {
                     }
                 }
                 Ok(0)
+            }
+            CheckCommand::Impact { group, rules, minutes, fail_on_deny } => {
+                let text = std::fs::read_to_string(rules).with_context(|| format!("reading {}", rules.display()))?;
+                let parsed: Value = serde_json::from_str(&text).with_context(|| format!("{} is not JSON", rules.display()))?;
+                let mut body = if parsed.is_array() { json!({"rules": parsed}) } else { parsed };
+                if let Some(minutes) = minutes {
+                    body["minutes"] = json!(minutes);
+                }
+                let answer =
+                    call(&args, reqwest::Method::POST, &format!("/palisade/v1/security_groups/{group}/impact"), Some(body)).await?;
+                let ports = answer["ports"].as_array().cloned().unwrap_or_default();
+                let denied: usize = ports.iter().map(|p| p["newly_denied"].as_array().map_or(0, Vec::len)).sum();
+                if args.json {
+                    println!("{}", serde_json::to_string_pretty(&answer)?);
+                } else {
+                    println!(
+                        "security group {group}: {} flows seen in the last {} minutes",
+                        answer["flows_considered"], answer["window_minutes"]
+                    );
+                    for port in &ports {
+                        for (list, verb, key) in [("newly_denied", "DENIED ", "rule_before"), ("newly_allowed", "ALLOWED", "rule_after")] {
+                            for flow in port[list].as_array().cloned().unwrap_or_default() {
+                                println!(
+                                    "  port {} newly {verb} {}",
+                                    port["port_id"].as_str().unwrap_or_default(),
+                                    impact_line(&flow, key)
+                                );
+                            }
+                        }
+                    }
+                    if ports.iter().all(|p| {
+                        p["newly_denied"].as_array().is_none_or(Vec::is_empty) && p["newly_allowed"].as_array().is_none_or(Vec::is_empty)
+                    }) {
+                        println!("  no seen flow changes its verdict");
+                    }
+                }
+                Ok(if *fail_on_deny && denied > 0 { 3 } else { 0 })
             }
         }
     })

@@ -6,12 +6,55 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
-use clap::Args;
+use clap::{Args, ValueEnum};
 use palisade_api::ApiConfig;
 use palisade_core::RuleSpec;
-use serde::Deserialize;
+use serde::{Deserialize, Deserializer};
 
-/// Options shared by every command that opens the database.
+/// How logs are written to stderr.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, ValueEnum)]
+pub enum LogFormat {
+    /// Lines for people.
+    #[default]
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// SQLite's `synchronous` mode (a PostgreSQL database ignores it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, ValueEnum)]
+pub enum SqliteSynchronous {
+    /// Survives process crashes (WAL).
+    #[default]
+    Normal,
+    /// Also survives power loss.
+    Full,
+    /// As SQLite defines it; in WAL mode the same as `full`.
+    Extra,
+}
+
+impl SqliteSynchronous {
+    /// The pragma's value, as the store takes it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SqliteSynchronous::Normal => "normal",
+            SqliteSynchronous::Full => "full",
+            SqliteSynchronous::Extra => "extra",
+        }
+    }
+}
+
+/// A file value of a [`ValueEnum`], spelled as on the command line (in any case).
+fn value_enum<'de, D: Deserializer<'de>, T: ValueEnum>(deserializer: D) -> Result<Option<T>, D::Error> {
+    let Some(text) = Option::<String>::deserialize(deserializer)? else { return Ok(None) };
+    T::from_str(&text, true).map(Some).map_err(|_| {
+        let names: Vec<String> = T::value_variants().iter().filter_map(T::to_possible_value).map(|v| v.get_name().to_owned()).collect();
+        serde::de::Error::custom(format!("{text:?} is not one of {}", names.join(", ")))
+    })
+}
+
+/// The options of every command that opens the database (`serve`, `migrate`, `keys`, `export`,
+/// `import`); after the subcommand, or through their variables or the file.
 #[derive(Debug, Clone, Args)]
 pub struct DbArgs {
     /// TOML configuration file.
@@ -23,19 +66,21 @@ pub struct DbArgs {
     /// Database URL: `sqlite:PATH` (default `sqlite:<data-dir>/palisade.db`) or `postgres://...`.
     #[arg(long, env = "PALISADE_DATABASE_URL", global = true)]
     pub database_url: Option<String>,
-    /// SQLite `synchronous` mode: `normal` (survives process crashes) or `full` (also power loss).
-    #[arg(long, env = "PALISADE_SQLITE_SYNCHRONOUS", global = true)]
-    pub sqlite_synchronous: Option<String>,
+    /// SQLite `synchronous` mode (default `normal`).
+    #[arg(long, env = "PALISADE_SQLITE_SYNCHRONOUS", global = true, value_enum, ignore_case = true)]
+    pub sqlite_synchronous: Option<SqliteSynchronous>,
 }
 
 #[derive(Debug, Clone, Args)]
 pub struct ServeArgs {
+    #[command(flatten)]
+    pub db: DbArgs,
     /// Address to listen on (default `127.0.0.1:8080`).
     #[arg(long, env = "PALISADE_LISTEN")]
     pub listen: Option<String>,
-    /// Log format: `text` or `json`.
-    #[arg(long, env = "PALISADE_LOG_FORMAT")]
-    pub log_format: Option<String>,
+    /// Log format (default `text`).
+    #[arg(long, env = "PALISADE_LOG_FORMAT", value_enum, ignore_case = true)]
+    pub log_format: Option<LogFormat>,
     /// Refuse region ids that the configuration does not name.
     #[arg(long, env = "PALISADE_STRICT_REGIONS")]
     pub strict_regions: Option<bool>,
@@ -99,6 +144,12 @@ pub struct ServeArgs {
     /// The largest request body in bytes (default 1 MiB): 413 beyond, unread.
     #[arg(long, env = "PALISADE_MAX_BODY_BYTES")]
     pub max_body_bytes: Option<usize>,
+    /// Flow-log records one client keeps (default 100,000); beyond it the oldest go first.
+    #[arg(long, env = "PALISADE_FLOW_LOG_MAX_RECORDS_PER_CLIENT")]
+    pub flow_log_max_records_per_client: Option<u64>,
+    /// Hours flow-log records are kept (default 24); 0 keeps them until the cap pushes them out.
+    #[arg(long, env = "PALISADE_FLOW_LOG_RETENTION_HOURS")]
+    pub flow_log_retention_hours: Option<u32>,
 }
 
 /// The smallest `max_body_bytes` accepted.
@@ -114,8 +165,10 @@ pub struct FileConfig {
     pub listen: Option<String>,
     pub data_dir: Option<PathBuf>,
     pub database_url: Option<String>,
-    pub sqlite_synchronous: Option<String>,
-    pub log_format: Option<String>,
+    #[serde(default, deserialize_with = "value_enum")]
+    pub sqlite_synchronous: Option<SqliteSynchronous>,
+    #[serde(default, deserialize_with = "value_enum")]
+    pub log_format: Option<LogFormat>,
     pub strict_regions: Option<bool>,
     pub task_wait_ms: Option<u64>,
     pub request_deadline_ms: Option<u64>,
@@ -133,6 +186,8 @@ pub struct FileConfig {
     pub task_retention_days: Option<u32>,
     pub max_tasks_per_client: Option<u32>,
     pub max_body_bytes: Option<usize>,
+    pub flow_log_max_records_per_client: Option<u64>,
+    pub flow_log_retention_hours: Option<u32>,
     /// Region id (as a string key) -> display name.
     #[serde(default)]
     pub regions: BTreeMap<String, String>,
@@ -154,8 +209,8 @@ pub struct QuotaConfig {
 pub struct Config {
     pub listen: String,
     pub database_url: String,
-    pub sqlite_synchronous: String,
-    pub log_format: String,
+    pub sqlite_synchronous: SqliteSynchronous,
+    pub log_format: LogFormat,
     pub bootstrap_key: bool,
     pub api: ApiConfig,
     /// Where `GET /metrics` is served; `None`: nowhere.
@@ -244,10 +299,7 @@ impl Config {
             let id: i64 = id.parse().with_context(|| format!("region id {id:?} in the configuration is not an integer"))?;
             regions.insert(id, name);
         }
-        let log_format = serve.and_then(|s| s.log_format.clone()).or(file.log_format).unwrap_or_else(|| "text".into());
-        if !matches!(log_format.as_str(), "text" | "json") {
-            bail!("log format must be text or json, not {log_format}");
-        }
+        let log_format = serve.and_then(|s| s.log_format).or(file.log_format).unwrap_or_default();
         let tls_cert = serve.and_then(|s| s.tls_cert.clone()).or(file.tls_cert);
         let tls_key = serve.and_then(|s| s.tls_key.clone()).or(file.tls_key);
         let tls = match (tls_cert, tls_key) {
@@ -287,7 +339,7 @@ impl Config {
             tls,
             listen: serve.and_then(|s| s.listen.clone()).or(file.listen).unwrap_or_else(|| "127.0.0.1:8080".into()),
             database_url,
-            sqlite_synchronous: db.sqlite_synchronous.clone().or(file.sqlite_synchronous).unwrap_or_else(|| "normal".into()),
+            sqlite_synchronous: db.sqlite_synchronous.or(file.sqlite_synchronous).unwrap_or_default(),
             log_format,
             bootstrap_key: !serve.is_some_and(|s| s.no_bootstrap_key),
             api: ApiConfig {
@@ -318,6 +370,14 @@ impl Config {
                     .or(file.max_tasks_per_client)
                     .unwrap_or(api_defaults.max_tasks_per_client),
                 max_body_bytes,
+                flow_log_max_records_per_client: serve
+                    .and_then(|s| s.flow_log_max_records_per_client)
+                    .or(file.flow_log_max_records_per_client)
+                    .unwrap_or(api_defaults.flow_log_max_records_per_client),
+                flow_log_retention_hours: serve
+                    .and_then(|s| s.flow_log_retention_hours)
+                    .or(file.flow_log_retention_hours)
+                    .unwrap_or(api_defaults.flow_log_retention_hours),
                 request_deadline: match serve.and_then(|s| s.request_deadline_ms).or(file.request_deadline_ms) {
                     Some(0) => bail!("request_deadline_ms must be at least 1"),
                     Some(ms) => Duration::from_millis(ms),

@@ -1,16 +1,19 @@
 //! `palisade`: the security-group service and its tools.
 
+use std::fs::File;
+use std::io::{BufRead, BufReader, BufWriter, Write};
+use std::path::{Path, PathBuf};
+
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use palisade::config::{Config, DbArgs, ServeArgs};
+use palisade::config::{Config, DbArgs, LogFormat, ServeArgs};
 use palisade::startup::{Application, KeySpec, create_api_key, shutdown_signal};
+use palisade_store::transfer::Summary;
 use palisade_store::{Database, KeyRole, Store};
 
 #[derive(Parser)]
 #[command(name = "palisade", version, about = "A security-group service that speaks the Gcore Cloud API")]
 struct Cli {
-    #[command(flatten)]
-    db: DbArgs,
     #[command(subcommand)]
     command: Command,
 }
@@ -20,9 +23,14 @@ enum Command {
     /// Serve the API (and run the task worker).
     Serve(ServeArgs),
     /// Apply database migrations and exit.
-    Migrate,
+    Migrate {
+        #[command(flatten)]
+        db: DbArgs,
+    },
     /// Manage API keys.
     Keys {
+        #[command(flatten)]
+        db: DbArgs,
         #[command(subcommand)]
         command: KeysCommand,
     },
@@ -30,15 +38,19 @@ enum Command {
     Openapi,
     /// Write every group, rule, tag, task, API key and quota as JSON lines (to move a database).
     Export {
+        #[command(flatten)]
+        db: DbArgs,
         /// The file to write (`-` for standard output).
         #[arg(long)]
-        output: std::path::PathBuf,
+        output: PathBuf,
     },
     /// Load a `palisade export` file into an empty database, all or nothing.
     Import {
+        #[command(flatten)]
+        db: DbArgs,
         /// The file to read (`-` for standard input).
         #[arg(long)]
-        input: std::path::PathBuf,
+        input: PathBuf,
     },
     /// Run the host agent: enforce the groups of this host's ports with nftables.
     Agent(palisade::agent::AgentArgs),
@@ -84,7 +96,31 @@ enum KeysCommand {
 
 fn open(db: &DbArgs) -> anyhow::Result<Database> {
     let config = Config::resolve(db, None)?;
-    Database::open(&config.database_url, &config.sqlite_synchronous).with_context(|| format!("opening {}", config.database_url))
+    Database::open(&config.database_url, config.sqlite_synchronous.as_str()).with_context(|| format!("opening {}", config.database_url))
+}
+
+/// `export`'s output: the file, or standard output for `-`.
+fn writer(path: &Path) -> anyhow::Result<Box<dyn Write>> {
+    if path.as_os_str() == "-" {
+        return Ok(Box::new(BufWriter::new(std::io::stdout().lock())));
+    }
+    Ok(Box::new(BufWriter::new(File::create(path).with_context(|| format!("creating {}", path.display()))?)))
+}
+
+/// `import`'s input: the file, or standard input for `-`.
+fn reader(path: &Path) -> anyhow::Result<Box<dyn BufRead>> {
+    if path.as_os_str() == "-" {
+        return Ok(Box::new(BufReader::new(std::io::stdin().lock())));
+    }
+    Ok(Box::new(BufReader::new(File::open(path).with_context(|| format!("opening {}", path.display()))?)))
+}
+
+/// The line `export` and `import` end with, e.g. `exported 2 groups, … from sqlite`.
+fn report(done: &str, summary: &Summary, direction: &str, backend: &str) {
+    let Summary { groups, rules, tags, tasks, api_keys, quotas, .. } = summary;
+    eprintln!(
+        "{done} {groups} groups, {rules} rules, {tags} tags, {tasks} tasks, {api_keys} API keys, {quotas} quotas {direction} {backend}"
+    );
 }
 
 #[global_allocator]
@@ -94,22 +130,22 @@ fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
         Command::Serve(serve) => {
-            let config = Config::resolve(&cli.db, Some(&serve))?;
-            palisade::init_logging(&config.log_format);
+            let config = Config::resolve(&serve.db, Some(&serve))?;
+            palisade::init_logging(config.log_format);
             let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
             runtime.block_on(async {
                 let app = Application::build_with(config, !serve.no_migrate).await?;
                 app.run_until_stopped(shutdown_signal()).await
             })
         }
-        Command::Migrate => {
-            palisade::init_logging("text");
-            let store = open(&cli.db)?;
+        Command::Migrate { db } => {
+            palisade::init_logging(LogFormat::Text);
+            let store = open(&db)?;
             println!("database is at the latest schema ({})", store.backend());
             Ok(())
         }
-        Command::Keys { command } => {
-            let store = open(&cli.db)?;
+        Command::Keys { db, command } => {
+            let store = open(&db)?;
             match command {
                 KeysCommand::Create { role, client_id, user_id, projects, host, name } => {
                     let spec = match role {
@@ -159,46 +195,16 @@ fn main() -> anyhow::Result<()> {
             let code = palisade::check::run(args)?;
             std::process::exit(code);
         }
-        Command::Export { output } => {
-            let store = open(&cli.db)?;
-            let mut out: Box<dyn std::io::Write> = if output.as_os_str() == "-" {
-                Box::new(std::io::BufWriter::new(std::io::stdout().lock()))
-            } else {
-                let file = std::fs::File::create(&output).with_context(|| format!("creating {}", output.display()))?;
-                Box::new(std::io::BufWriter::new(file))
-            };
-            let summary = palisade_store::transfer::export(&store, store.backend(), &mut out)?;
-            eprintln!(
-                "exported {} groups, {} rules, {} tags, {} tasks, {} API keys, {} quotas from {}",
-                summary.groups,
-                summary.rules,
-                summary.tags,
-                summary.tasks,
-                summary.api_keys,
-                summary.quotas,
-                store.backend()
-            );
+        Command::Export { db, output } => {
+            let store = open(&db)?;
+            let summary = palisade_store::transfer::export(&store, store.backend(), &mut writer(&output)?)?;
+            report("exported", &summary, "from", store.backend());
             Ok(())
         }
-        Command::Import { input } => {
-            let store = open(&cli.db)?;
-            let mut reader: Box<dyn std::io::BufRead> = if input.as_os_str() == "-" {
-                Box::new(std::io::BufReader::new(std::io::stdin().lock()))
-            } else {
-                let file = std::fs::File::open(&input).with_context(|| format!("opening {}", input.display()))?;
-                Box::new(std::io::BufReader::new(file))
-            };
-            let summary = palisade_store::transfer::import(&store, &mut reader)?;
-            eprintln!(
-                "imported {} groups, {} rules, {} tags, {} tasks, {} API keys, {} quotas into {}",
-                summary.groups,
-                summary.rules,
-                summary.tags,
-                summary.tasks,
-                summary.api_keys,
-                summary.quotas,
-                store.backend()
-            );
+        Command::Import { db, input } => {
+            let store = open(&db)?;
+            let summary = palisade_store::transfer::import(&store, &mut reader(&input)?)?;
+            report("imported", &summary, "into", store.backend());
             Ok(())
         }
         Command::Openapi => {

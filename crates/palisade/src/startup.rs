@@ -5,11 +5,11 @@ use std::sync::Arc;
 use anyhow::Context;
 use palisade_api::AppState;
 use palisade_core::port::valid_host;
+use palisade_service::audit::{self, Action, Actor, Change};
+use palisade_service::retention::Retention;
+use palisade_service::{Worker, now_ms};
 use palisade_store::keys::{hash_token, new_secret, token};
-use palisade_store::{Database, KeyRole, NewApiKey, Store, StoreError};
-use palisade_worker::audit::{self, Action, Actor, Change};
-use palisade_worker::retention::Retention;
-use palisade_worker::{Worker, now_ms};
+use palisade_store::{ApiKey, Database, KeyRole, NewApiKey, Store, StoreError};
 use tokio::net::TcpListener;
 use tokio::sync::{Notify, watch};
 
@@ -84,8 +84,8 @@ impl KeySpec {
 pub fn create_api_key(store: &Database, spec: &KeySpec) -> anyhow::Result<String> {
     spec.check()?;
     let secret = new_secret();
-    let key = NewApiKey {
-        token_hash: hash_token(&secret),
+    let key = ApiKey {
+        id: 0,
         role: spec.role,
         host: spec.host.clone(),
         client_id: spec.client_id,
@@ -93,10 +93,13 @@ pub fn create_api_key(store: &Database, spec: &KeySpec) -> anyhow::Result<String
         projects: spec.projects.clone(),
         name: spec.name.clone(),
         created_at: now_ms(),
+        revoked_at: None,
     };
+    let new = NewApiKey { token_hash: hash_token(&secret), key };
     let id = store
         .write(|tx| {
-            let id = tx.insert_key(&key)?;
+            let id = tx.insert_key(&new)?;
+            let key = &new.key;
             let summary = serde_json::json!({"role": key.role.as_str(), "name": key.name, "projects": key.projects, "host": key.host});
             let change = Change::new(Action::KeyCreate, key_place(key.role, key.client_id), id).summary(summary);
             audit::record(tx, &Actor::cli(), change)?;
@@ -145,9 +148,9 @@ impl Application {
         // Bad certificate files fail the start before anything else is opened.
         let tls = config.tls.as_ref().map(crate::tls::server_config).transpose()?;
         // The store is synchronous: the PostgreSQL client must not run on an async worker thread.
-        let (url, synchronous, bootstrap_key) = (config.database_url.clone(), config.sqlite_synchronous.clone(), config.bootstrap_key);
+        let (url, synchronous, bootstrap_key) = (config.database_url.clone(), config.sqlite_synchronous, config.bootstrap_key);
         let store = tokio::task::spawn_blocking(move || -> anyhow::Result<Database> {
-            let store = Database::open_with(&url, &synchronous, migrate).with_context(|| format!("opening the database {url}"))?;
+            let store = Database::open_with(&url, synchronous.as_str(), migrate).with_context(|| format!("opening the database {url}"))?;
             if bootstrap_key {
                 let keys = store.read(|tx| tx.list_keys())?;
                 if keys.is_empty() {
@@ -171,7 +174,11 @@ impl Application {
             Some(address) => Some(TcpListener::bind(address).await.with_context(|| format!("binding {address} (--metrics-listen)"))?),
             None => None,
         };
-        let retention = Retention { audit_days: config.audit_retention_days, task_days: config.task_retention_days };
+        let retention = Retention {
+            audit_days: config.audit_retention_days,
+            task_days: config.task_retention_days,
+            flow_log_hours: config.api.flow_log_retention_hours,
+        };
         Ok(Application { listener, tls, metrics_listener, state, worker, retention, connections: config.connections.clone() })
     }
 
@@ -193,7 +200,7 @@ impl Application {
     pub async fn run_until_stopped(self, stop: impl std::future::Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
         let (shutdown_tx, shutdown_rx) = watch::channel(false);
         // Pruning of old audit events and finished tasks: at start, then hourly; it stops with the worker.
-        tokio::spawn(palisade_worker::retention::run(self.state.store.clone(), self.retention, shutdown_rx.clone()));
+        tokio::spawn(palisade_service::retention::run(self.state.store.clone(), self.retention, shutdown_rx.clone()));
         let worker = tokio::spawn(self.worker.clone().run(shutdown_rx));
         // One stop signal for both listeners.
         let (stop_tx, stop_rx) = watch::channel(false);
@@ -207,8 +214,17 @@ impl Application {
         let metrics = match self.metrics_listener {
             Some(listener) => {
                 tracing::info!(address = %listener.local_addr()?, "serving metrics");
-                let server = axum::serve(listener, palisade_api::metrics::router()).with_graceful_shutdown(stopped(stop_rx.clone()));
-                Some(tokio::spawn(server.into_future()))
+                let handle = palisade_api::metrics::install();
+                let server = axum::serve(listener, palisade_api::metrics::router(handle.clone()))
+                    .with_graceful_shutdown(stopped(stop_rx.clone()))
+                    .into_future();
+                // The upkeep runs as long as the metrics are served.
+                Some(tokio::spawn(async move {
+                    tokio::select! {
+                        served = server => served,
+                        () = palisade_api::metrics::upkeep(handle) => Ok(()),
+                    }
+                }))
             }
             None => None,
         };

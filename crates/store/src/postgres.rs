@@ -4,18 +4,24 @@
 //! from an async worker thread: the sync client runs its own small runtime per connection.
 //!
 //! How several nodes stay correct:
-//! - Write transactions run at READ COMMITTED. [`Tx::get_group`] inside one locks the group row
-//!   (`FOR NO KEY UPDATE`), so two nodes changing one group serialise and every change sees the
-//!   one before it: no lost update, and `revision_number` only grows. [`Tx::group_exists`] takes
-//!   `FOR KEY SHARE` (the group may not be deleted underneath a rule that names it), and deleting
-//!   a group locks it `FOR UPDATE` before looking for rules that reference it.
-//! - [`Tx::pending_tasks`] claims with `FOR UPDATE SKIP LOCKED`. The worker claims, applies and
-//!   finishes a task in one transaction, so the row lock is the lease: a task is held exactly as
-//!   long as the transaction of the node running it. When that node dies its connection drops,
-//!   PostgreSQL rolls the transaction back and the task is NEW again for any other node. A hung
-//!   node is cut off by `idle_in_transaction_session_timeout`, `statement_timeout` and TCP
-//!   keepalives (set per session unless the role or database already sets them).
-//! - [`Tx::insert_task`] issues `NOTIFY palisade_tasks`, delivered at commit; every node runs a
+//! - Write transactions run at READ COMMITTED. [`get_group`](crate::GroupTx::get_group) inside
+//!   one locks the group row (`FOR NO KEY UPDATE`), so two nodes changing one group serialise
+//!   and every change sees the one before it: no lost update, and `revision_number` only grows.
+//!   [`group_exists`](crate::GroupTx::group_exists) takes `FOR KEY SHARE` (the group may not be
+//!   deleted underneath a rule that names it), and deleting a group locks it `FOR UPDATE` before
+//!   looking for rules that reference it.
+//! - [`pending_tasks`](crate::TaskTx::pending_tasks) claims with `FOR UPDATE SKIP LOCKED`. The
+//!   worker claims, applies and finishes a task in one transaction, so the row lock is the lease:
+//!   a task is held exactly as long as the transaction of the node running it. When that node
+//!   dies its connection drops, PostgreSQL rolls the transaction back and the task is NEW again
+//!   for any other node. A hung node is cut off by `idle_in_transaction_session_timeout`,
+//!   `statement_timeout` and TCP keepalives (set per session unless the role or database
+//!   already sets them), and nobody waits on its locks longer than `lock_timeout`.
+//! - The worker runs one task per transaction here ([`claim_task`](crate::TaskTx::claim_task)),
+//!   trying the task's scope lock instead of waiting for it, so a node that hangs inside a task
+//!   holds one task and one scope, and other nodes run every other scope's tasks meanwhile.
+//! - [`insert_task`](crate::TaskTx::insert_task) issues `NOTIFY palisade_tasks`, delivered at
+//!   commit; every node runs a
 //!   listener ([`PgStore::spawn_task_listener`]) that wakes its worker.
 //! - Connection-level failures are [`StoreError::Unavailable`] (the API answers 503, `/readyz`
 //!   reports not ready); the broken connection is dropped and a new one is opened on next use,
@@ -26,31 +32,22 @@ use std::str::FromStr;
 use std::sync::{Arc, Condvar, Mutex, Weak};
 use std::time::{Duration, Instant};
 
-use palisade_core::group::{Group, Scope};
-use palisade_core::port::Port;
-use palisade_core::quota::{Limits, Usage};
-use palisade_core::{Cidr, Direction, Ethertype, Protocol, Rule, RuleSpec, Tag};
 use postgres::types::ToSql;
 use postgres::{Client, NoTls, Row, Statement};
-use serde_json::Value;
-use uuid::Uuid;
 
 mod audit;
+mod groups;
+mod keys;
+mod observe;
 mod ports;
+mod quotas;
+mod tasks;
+mod transfer;
 
-use crate::{
-    AckFilter, AgentRecord, ApiKey, GroupFilter, KEY_COLUMNS, KeyRole, NewApiKey, PortFilter, Store, StoreError, StoreResult, TaskFilter,
-    TaskRecord, TaskState, Tx, now_ms,
-};
-
-const MIGRATIONS: &[(i64, &str)] = &[
-    (1, include_str!("../../../migrations/postgres/0001_init.sql")),
-    (2, include_str!("../../../migrations/postgres/0002_ports.sql")),
-    (3, include_str!("../../../migrations/postgres/0003_quotas.sql")),
-    (4, include_str!("../../../migrations/postgres/0004_roles.sql")),
-    (5, include_str!("../../../migrations/postgres/0005_audit.sql")),
-    (6, include_str!("../../../migrations/postgres/0006_task_retention.sql")),
-];
+use crate::migrate::{self, MigrationConnection};
+use crate::rows::{ColumnType, Columns};
+use crate::{SavepointTx, Store, StoreError, StoreResult, Tx, sql};
+use palisade_core::group::Scope;
 
 /// The advisory lock held while migrating, so nodes starting together apply migrations once.
 const MIGRATION_LOCK: i64 = 0x7061_6c69_7361_6465; // "palisade"
@@ -68,7 +65,13 @@ const POOL_WAIT: Duration = Duration::from_secs(10);
 const SESSION_DEFAULTS: &[(&str, &str, &str)] = &[
     // (setting, its built-in default, ours)
     ("statement_timeout", "0", "30s"),
-    ("idle_in_transaction_session_timeout", "0", "60s"),
+    // No wait for a lock (a scope's, a group row's) lasts longer: a holder that hangs costs the
+    // writers behind it a 503 after 2 s, not a request deadline.
+    ("lock_timeout", "0", "2s"),
+    // The lease of a node that hangs mid-transaction (SIGSTOP, a long pause, a dead VM whose TCP
+    // session lives on): our transactions never idle for more than milliseconds, so after 5 s
+    // PostgreSQL ends the session, rolls back and frees its task and locks for other nodes.
+    ("idle_in_transaction_session_timeout", "0", "5s"),
     ("tcp_keepalives_idle", "0", "30"),
     ("tcp_keepalives_interval", "0", "10"),
     ("tcp_keepalives_count", "0", "3"),
@@ -320,7 +323,11 @@ impl PgStore {
         let (config, max) = parse_url(url)?;
         let pool = Arc::new(Pool { config, max, state: Mutex::new(PoolState { idle: Vec::new(), open: 0 }), available: Condvar::new() });
         let mut conn = pool.get()?;
-        let result = if migrate { apply_migrations(&mut conn.client) } else { check_schema(&mut conn.client) };
+        let result = if migrate {
+            migrate::apply_pending(&mut conn.client, migrate::POSTGRES)
+        } else {
+            migrate::check_current(&mut conn.client, migrate::POSTGRES)
+        };
         match result {
             Ok(()) => pool.put(conn),
             Err(e) => {
@@ -349,7 +356,7 @@ impl PgStore {
             }
         }
         let PgConn { client, statements } = &mut conn;
-        let mut tx = PgTx { client, statements, write, notified: false, broken: false, failed: false };
+        let mut tx = PgTx { client, statements, write, notified: false, broken: false, failed: false, locked_scopes: Vec::new() };
         // A panic in `f` leaves the connection mid-transaction: it must not go back to the pool.
         let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(&mut tx)));
         let (broken, failed) = (tx.broken, tx.failed);
@@ -463,125 +470,14 @@ struct PgTx<'a> {
     broken: bool,
     /// A statement failed (the transaction is aborted) and no savepoint rollback undid it.
     failed: bool,
+    /// Scopes whose advisory lock this transaction holds (see `postgres/quotas.rs`).
+    locked_scopes: Vec<Scope>,
 }
 
-fn id_text(id: Uuid) -> String {
-    id.hyphenated().to_string()
-}
-
-fn bad_value(what: &str, text: &str) -> StoreError {
-    StoreError::Internal(format!("stored {what} {text:?} is not valid"))
-}
-
-fn parse_uuid(text: &str) -> StoreResult<Uuid> {
-    Uuid::try_parse(text).map_err(|_| bad_value("id", text))
-}
-
-fn get<'r, T: postgres::types::FromSql<'r>>(row: &'r Row, idx: usize) -> StoreResult<T> {
-    row.try_get(idx).map_err(map_error)
-}
-
-const GROUP_COLUMNS: &str = "id, client_id, project_id, region_id, name, description, created_at, updated_at, revision_number";
-const RULE_COLUMNS: &str = "id, group_id, direction, ethertype, protocol, port_range_min, port_range_max, remote_ip_prefix, remote_group_id, description, created_at";
-const TASK_COLUMNS: &str = "id, client_id, user_id, project_id, region_id, task_type, state, request_id, data, payload, error, created_resources, created_on, updated_on, finished_on, acknowledged_at, acknowledged_by";
-
-/// Columns from `start` on: a group row.
-fn group_from_row(row: &Row, start: usize) -> StoreResult<Group> {
-    let id: String = get(row, start)?;
-    Ok(Group {
-        id: parse_uuid(&id)?,
-        scope: Scope { client_id: get(row, start + 1)?, project_id: get(row, start + 2)?, region_id: get(row, start + 3)? },
-        name: get(row, start + 4)?,
-        description: get(row, start + 5)?,
-        created_at: get(row, start + 6)?,
-        updated_at: get(row, start + 7)?,
-        revision_number: get(row, start + 8)?,
-        rules: Vec::new(),
-        tags: Vec::new(),
-    })
-}
-
-fn port(value: Option<i32>) -> StoreResult<Option<u16>> {
-    value.map(|v| u16::try_from(v).map_err(|_| bad_value("port", &v.to_string()))).transpose()
-}
-
-fn rule_from_row(row: &Row) -> StoreResult<Rule> {
-    let id: String = get(row, 0)?;
-    let group_id: String = get(row, 1)?;
-    let direction: String = get(row, 2)?;
-    let ethertype: String = get(row, 3)?;
-    let protocol: Option<String> = get(row, 4)?;
-    let prefix: Option<String> = get(row, 7)?;
-    let remote_group: Option<String> = get(row, 8)?;
-    Ok(Rule {
-        id: parse_uuid(&id)?,
-        group_id: parse_uuid(&group_id)?,
-        spec: RuleSpec {
-            direction: Direction::parse(&direction).ok_or_else(|| bad_value("direction", &direction))?,
-            ethertype: Ethertype::parse(&ethertype).ok_or_else(|| bad_value("ethertype", &ethertype))?,
-            protocol: match protocol {
-                None => None,
-                Some(p) => Some(Protocol::from_name(&p).ok_or_else(|| bad_value("protocol", &p))?),
-            },
-            port_range_min: port(get(row, 5)?)?,
-            port_range_max: port(get(row, 6)?)?,
-            remote_ip_prefix: match prefix {
-                None => None,
-                Some(p) => Some(Cidr::from_str(&p).map_err(|_| bad_value("remote_ip_prefix", &p))?),
-            },
-            remote_group_id: remote_group.as_deref().map(parse_uuid).transpose()?,
-            description: get(row, 9)?,
-        },
-        created_at: get(row, 10)?,
-    })
-}
-
-fn json_column(text: Option<String>) -> StoreResult<Option<Value>> {
-    text.map(|t| serde_json::from_str(&t).map_err(|_| bad_value("json", &t))).transpose()
-}
-
-/// Columns from `start` on: a task row.
-fn task_from_row(row: &Row, start: usize) -> StoreResult<TaskRecord> {
-    let state: String = get(row, start + 6)?;
-    Ok(TaskRecord {
-        id: get(row, start)?,
-        client_id: get(row, start + 1)?,
-        user_id: get(row, start + 2)?,
-        project_id: get(row, start + 3)?,
-        region_id: get(row, start + 4)?,
-        task_type: get(row, start + 5)?,
-        state: TaskState::parse(&state).ok_or_else(|| bad_value("task state", &state))?,
-        request_id: get(row, start + 7)?,
-        data: json_column(get(row, start + 8)?)?,
-        payload: json_column(get(row, start + 9)?)?.unwrap_or(Value::Null),
-        error: get(row, start + 10)?,
-        created_resources: json_column(get(row, start + 11)?)?,
-        created_on: get(row, start + 12)?,
-        updated_on: get(row, start + 13)?,
-        finished_on: get(row, start + 14)?,
-        acknowledged_at: get(row, start + 15)?,
-        acknowledged_by: get(row, start + 16)?,
-    })
-}
-
-fn key_from_row(row: &Row) -> StoreResult<ApiKey> {
-    let projects: Option<String> = get(row, 4)?;
-    let role: String = get(row, 7)?;
-    Ok(ApiKey {
-        id: get(row, 0)?,
-        role: KeyRole::parse(&role).ok_or_else(|| bad_value("role", &role))?,
-        host: get(row, 8)?,
-        client_id: get(row, 1)?,
-        user_id: get(row, 2)?,
-        name: get(row, 3)?,
-        projects: projects.map(|p| serde_json::from_str(&p).map_err(|_| bad_value("projects", &p))).transpose()?,
-        created_at: get(row, 5)?,
-        revoked_at: get(row, 6)?,
-    })
-}
-
-fn json_text(value: &Option<Value>) -> Option<String> {
-    value.as_ref().map(Value::to_string)
+impl Columns for Row {
+    fn column<T: ColumnType>(&self, index: usize) -> StoreResult<T> {
+        self.try_get(index).map_err(map_error)
+    }
 }
 
 impl PgTx<'_> {
@@ -626,31 +522,41 @@ impl PgTx<'_> {
         self.client.batch_execute(sql).map_err(|e| self.fail(e))
     }
 
-    /// Fills in rules and tags of `groups` with one query each (no N+1).
-    fn attach_children(&mut self, groups: &mut [Group]) -> StoreResult<()> {
-        if groups.is_empty() {
-            return Ok(());
-        }
-        let ids: Vec<String> = groups.iter().map(|g| id_text(g.id)).collect();
-        let index: HashMap<Uuid, usize> = groups.iter().enumerate().map(|(i, g)| (g.id, i)).collect();
-        let rows =
-            self.query(&format!("SELECT {RULE_COLUMNS} FROM security_group_rules WHERE group_id = ANY($1::text[]) ORDER BY seq"), &[&ids])?;
-        for row in &rows {
-            let rule = rule_from_row(row)?;
-            if let Some(&i) = index.get(&rule.group_id) {
-                groups[i].rules.push(rule);
-            }
-        }
-        let rows = self.query(
-            "SELECT group_id, key, value, read_only FROM security_group_tags WHERE group_id = ANY($1::text[]) ORDER BY group_id, key",
-            &[&ids],
-        )?;
-        for row in &rows {
-            let group_id: String = get(row, 0)?;
-            if let Some(&i) = index.get(&parse_uuid(&group_id)?) {
-                groups[i].tags.push(Tag { key: get(row, 1)?, value: get(row, 2)?, read_only: get(row, 3)? });
-            }
-        }
+    /// Rows of a query, each decoded with `decode` (see [`crate::rows`]).
+    fn rows<T>(&mut self, sql: &str, params: &[&(dyn ToSql + Sync)], decode: impl FnMut(&Row) -> StoreResult<T>) -> StoreResult<Vec<T>> {
+        self.query(sql, params)?.iter().map(decode).collect()
+    }
+
+    fn row_opt<T>(
+        &mut self,
+        sql: &str,
+        params: &[&(dyn ToSql + Sync)],
+        decode: impl FnOnce(&Row) -> StoreResult<T>,
+    ) -> StoreResult<Option<T>> {
+        self.query_opt(sql, params)?.as_ref().map(decode).transpose()
+    }
+
+    fn row<T>(&mut self, sql: &str, params: &[&(dyn ToSql + Sync)], decode: impl FnOnce(&Row) -> StoreResult<T>) -> StoreResult<T> {
+        decode(&self.query_one(sql, params)?)
+    }
+}
+
+impl SavepointTx for PgTx<'_> {
+    fn savepoint(&mut self) -> StoreResult<()> {
+        self.batch("SAVEPOINT task")
+    }
+
+    fn release_savepoint(&mut self) -> StoreResult<()> {
+        self.batch("RELEASE SAVEPOINT task")
+    }
+
+    fn rollback_to_savepoint(&mut self) -> StoreResult<()> {
+        self.batch("ROLLBACK TO SAVEPOINT task; RELEASE SAVEPOINT task")?;
+        // Whatever failed after the savepoint is undone; the transaction can commit again.
+        self.failed = false;
+        // Locks taken after the savepoint are released with it; forgetting every scope is
+        // conservative (asking again for one still held is a cheap re-entrant grant).
+        self.locked_scopes.clear();
         Ok(())
     }
 }
@@ -669,586 +575,41 @@ impl Store for PgStore {
     }
 }
 
-fn apply_migrations(client: &mut Client) -> StoreResult<()> {
-    client.execute("SELECT pg_advisory_lock($1)", &[&MIGRATION_LOCK]).map_err(map_error)?;
-    let result = (|| -> StoreResult<()> {
-        client
-            .batch_execute("CREATE TABLE IF NOT EXISTS schema_migrations (version BIGINT PRIMARY KEY, applied_at BIGINT NOT NULL)")
-            .map_err(map_error)?;
-        for (version, sql) in MIGRATIONS {
-            let applied: bool = client
-                .query_one("SELECT EXISTS (SELECT 1 FROM schema_migrations WHERE version = $1)", &[version])
-                .map_err(map_error)?
-                .get(0);
-            if applied {
-                continue;
-            }
-            let mut tx = client.transaction().map_err(map_error)?;
-            tx.batch_execute(sql).map_err(map_error)?;
-            tx.execute("INSERT INTO schema_migrations (version, applied_at) VALUES ($1, $2)", &[version, &now_ms()]).map_err(map_error)?;
-            tx.commit().map_err(map_error)?;
-            tracing::info!(version, "applied postgres migration");
+impl MigrationConnection for Client {
+    const BACKEND: &'static str = "postgres";
+    const CREATE_TABLE: &'static str =
+        "CREATE TABLE IF NOT EXISTS schema_migrations (version BIGINT PRIMARY KEY, applied_at BIGINT NOT NULL)";
+    const BEGIN: &'static str = "BEGIN";
+
+    fn batch(&mut self, sql: &str) -> StoreResult<()> {
+        self.batch_execute(sql).map_err(map_error)
+    }
+
+    fn is_applied(&mut self, version: i64) -> StoreResult<bool> {
+        self.query_one(sql::MIGRATION_APPLIED, &[&version]).map_err(map_error)?.column(0)
+    }
+
+    fn record(&mut self, version: i64, applied_at: i64) -> StoreResult<()> {
+        self.execute(sql::RECORD_MIGRATION, &[&version, &applied_at]).map_err(map_error)?;
+        Ok(())
+    }
+
+    fn applied_versions(&mut self) -> StoreResult<Vec<i64>> {
+        let exists: bool = self.query_one("SELECT to_regclass('schema_migrations') IS NOT NULL", &[]).map_err(map_error)?.column(0)?;
+        if !exists {
+            return Ok(Vec::new());
         }
-        Ok(())
-    })();
-    let unlocked = client.execute("SELECT pg_advisory_unlock($1)", &[&MIGRATION_LOCK]).map_err(map_error);
-    result.and(unlocked.map(|_| ()))
-}
-
-fn check_schema(client: &mut Client) -> StoreResult<()> {
-    let exists: bool = client.query_one("SELECT to_regclass('schema_migrations') IS NOT NULL", &[]).map_err(map_error)?.get(0);
-    let applied: Vec<i64> = if exists {
-        client.query("SELECT version FROM schema_migrations", &[]).map_err(map_error)?.iter().map(|row| row.get(0)).collect()
-    } else {
-        Vec::new()
-    };
-    let missing: Vec<String> = MIGRATIONS.iter().filter(|(v, _)| !applied.contains(v)).map(|(v, _)| v.to_string()).collect();
-    if !missing.is_empty() {
-        return Err(StoreError::Internal(format!(
-            "the database schema lacks migration(s) {} that this build needs: run `palisade migrate`",
-            missing.join(", ")
-        )));
-    }
-    Ok(())
-}
-
-impl Tx for PgTx<'_> {
-    fn get_group(&mut self, scope: &Scope, id: Uuid) -> StoreResult<Option<Group>> {
-        // In a write transaction the row is locked until commit: whoever changes a group has
-        // read its latest committed state, and the next writer waits for this one.
-        let lock = if self.write { " FOR NO KEY UPDATE" } else { "" };
-        let row = self.query_opt(
-            &format!(
-                "SELECT {GROUP_COLUMNS} FROM security_groups WHERE id = $1 AND client_id = $2 AND project_id = $3 AND region_id = $4{lock}"
-            ),
-            &[&id_text(id), &scope.client_id, &scope.project_id, &scope.region_id],
-        )?;
-        let Some(row) = row else { return Ok(None) };
-        let mut groups = [group_from_row(&row, 0)?];
-        self.attach_children(&mut groups)?;
-        let [group] = groups;
-        Ok(Some(group))
+        self.query("SELECT version FROM schema_migrations", &[]).map_err(map_error)?.iter().map(|row| row.column(0)).collect()
     }
 
-    fn group_exists(&mut self, scope: &Scope, id: Uuid) -> StoreResult<bool> {
-        // In a write transaction, keep the group from being deleted until commit (a rule may be
-        // about to name it); KEY SHARE does not block other changes of the group.
-        let lock = if self.write { " FOR KEY SHARE" } else { "" };
-        let row = self.query_opt(
-            &format!("SELECT 1 FROM security_groups WHERE id = $1 AND client_id = $2 AND project_id = $3 AND region_id = $4{lock}"),
-            &[&id_text(id), &scope.client_id, &scope.project_id, &scope.region_id],
-        )?;
-        Ok(row.is_some())
-    }
-
-    fn list_groups(&mut self, scope: &Scope, filter: &GroupFilter) -> StoreResult<(u64, Vec<Group>)> {
-        let columns = GROUP_COLUMNS.split(", ").map(|c| format!("g.{c}")).collect::<Vec<_>>().join(", ");
-        let limit = i64::from(filter.limit);
-        let offset = i64::try_from(filter.offset).unwrap_or(i64::MAX);
-        let base = "g.client_id = $1 AND g.project_id = $2 AND g.region_id = $3 AND ($4::text IS NULL OR g.name = $4)";
-        if filter.tag_keys.is_empty() && filter.tag_pairs.is_empty() {
-            // No tag filter: no per-row subqueries, and without a name the count is the
-            // trigger-kept usage row.
-            let count = match filter.name {
-                None => self.usage(scope)?.security_groups,
-                Some(_) => {
-                    let row = self.query_one(
-                        &format!("SELECT COUNT(*) FROM security_groups g WHERE {base}"),
-                        &[&scope.client_id, &scope.project_id, &scope.region_id, &filter.name],
-                    )?;
-                    get::<i64>(&row, 0)? as u64
-                }
-            };
-            let rows = self.query(
-                &format!("SELECT {columns} FROM security_groups g WHERE {base} ORDER BY g.seq LIMIT $5 OFFSET $6"),
-                &[&scope.client_id, &scope.project_id, &scope.region_id, &filter.name, &limit, &offset],
-            )?;
-            let mut groups = rows.iter().map(|row| group_from_row(row, 0)).collect::<StoreResult<Vec<_>>>()?;
-            self.attach_children(&mut groups)?;
-            return Ok((count, groups));
-        }
-        let condition = format!(
-            "{base}
-            AND NOT EXISTS (SELECT 1 FROM unnest($5::text[]) AS k(key) WHERE NOT EXISTS
-                (SELECT 1 FROM security_group_tags t WHERE t.group_id = g.id AND t.key = k.key))
-            AND NOT EXISTS (SELECT 1 FROM unnest($6::text[], $7::text[]) AS p(key, value) WHERE NOT EXISTS
-                (SELECT 1 FROM security_group_tags t WHERE t.group_id = g.id AND t.key = p.key AND t.value = p.value))"
-        );
-        let pair_keys: Vec<&str> = filter.tag_pairs.iter().map(|(k, _)| k.as_str()).collect();
-        let pair_values: Vec<&str> = filter.tag_pairs.iter().map(|(_, v)| v.as_str()).collect();
-        let count: i64 = get(
-            &self.query_one(
-                &format!("SELECT COUNT(*) FROM security_groups g WHERE {condition}"),
-                &[&scope.client_id, &scope.project_id, &scope.region_id, &filter.name, &filter.tag_keys, &pair_keys, &pair_values],
-            )?,
-            0,
-        )?;
-        let rows = self.query(
-            &format!("SELECT {columns} FROM security_groups g WHERE {condition} ORDER BY g.seq LIMIT $8 OFFSET $9"),
-            &[
-                &scope.client_id,
-                &scope.project_id,
-                &scope.region_id,
-                &filter.name,
-                &filter.tag_keys,
-                &pair_keys,
-                &pair_values,
-                &limit,
-                &offset,
-            ],
-        )?;
-        let mut groups = rows.iter().map(|row| group_from_row(row, 0)).collect::<StoreResult<Vec<_>>>()?;
-        self.attach_children(&mut groups)?;
-        Ok((count as u64, groups))
-    }
-
-    fn insert_group(&mut self, group: &Group) -> StoreResult<()> {
-        self.execute(
-            &format!("INSERT INTO security_groups ({GROUP_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"),
-            &[
-                &id_text(group.id),
-                &group.scope.client_id,
-                &group.scope.project_id,
-                &group.scope.region_id,
-                &group.name,
-                &group.description,
-                &group.created_at,
-                &group.updated_at,
-                &group.revision_number,
-            ],
-        )?;
-        for rule in &group.rules {
-            self.insert_rule(rule)?;
-        }
-        self.replace_tags(group.id, &group.tags)
-    }
-
-    fn update_group(&mut self, group: &Group) -> StoreResult<()> {
-        self.execute(
-            "UPDATE security_groups SET name = $2, description = $3, updated_at = $4, revision_number = $5 WHERE id = $1",
-            &[&id_text(group.id), &group.name, &group.description, &group.updated_at, &group.revision_number],
-        )?;
+    fn lock(&mut self) -> StoreResult<()> {
+        // Nodes starting together queue here; the first applies, the others find nothing pending.
+        self.execute("SELECT pg_advisory_lock($1)", &[&MIGRATION_LOCK]).map_err(map_error)?;
         Ok(())
     }
 
-    fn delete_group(&mut self, scope: &Scope, id: Uuid) -> StoreResult<bool> {
-        let deleted = self.execute(
-            "DELETE FROM security_groups WHERE id = $1 AND client_id = $2 AND project_id = $3 AND region_id = $4",
-            &[&id_text(id), &scope.client_id, &scope.project_id, &scope.region_id],
-        )?;
-        Ok(deleted > 0)
-    }
-
-    fn replace_tags(&mut self, group_id: Uuid, tags: &[Tag]) -> StoreResult<()> {
-        let id = id_text(group_id);
-        self.execute("DELETE FROM security_group_tags WHERE group_id = $1", &[&id])?;
-        for tag in tags {
-            self.execute(
-                "INSERT INTO security_group_tags (group_id, key, value, read_only) VALUES ($1, $2, $3, $4)",
-                &[&id, &tag.key, &tag.value, &tag.read_only],
-            )?;
-        }
-        Ok(())
-    }
-
-    fn insert_rule(&mut self, rule: &Rule) -> StoreResult<()> {
-        let spec = &rule.spec;
-        self.execute(
-            &format!("INSERT INTO security_group_rules ({RULE_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"),
-            &[
-                &id_text(rule.id),
-                &id_text(rule.group_id),
-                &spec.direction.as_str(),
-                &spec.ethertype.as_str(),
-                &spec.protocol.map(Protocol::name),
-                &spec.port_range_min.map(i32::from),
-                &spec.port_range_max.map(i32::from),
-                &spec.remote_ip_prefix.map(|p| p.to_string()),
-                &spec.remote_group_id.map(id_text),
-                &spec.description,
-                &rule.created_at,
-            ],
-        )?;
-        Ok(())
-    }
-
-    fn delete_rule(&mut self, rule_id: Uuid) -> StoreResult<bool> {
-        Ok(self.execute("DELETE FROM security_group_rules WHERE id = $1", &[&id_text(rule_id)])? > 0)
-    }
-
-    fn group_of_rule(&mut self, scope: &Scope, rule_id: Uuid) -> StoreResult<Option<Uuid>> {
-        let row = self.query_opt(
-            "SELECT g.id FROM security_group_rules r JOIN security_groups g ON g.id = r.group_id
-             WHERE r.id = $1 AND g.client_id = $2 AND g.project_id = $3 AND g.region_id = $4",
-            &[&id_text(rule_id), &scope.client_id, &scope.project_id, &scope.region_id],
-        )?;
-        row.map(|row| get::<String>(&row, 0).and_then(|id| parse_uuid(&id))).transpose()
-    }
-
-    fn rules_referencing(&mut self, group_id: Uuid) -> StoreResult<Vec<(Uuid, Uuid)>> {
-        let id = id_text(group_id);
-        if self.write {
-            // Only a delete asks this: lock the group first, so a rule naming it that another
-            // transaction is committing right now is seen (it held KEY SHARE on the group).
-            self.query("SELECT 1 FROM security_groups WHERE id = $1 FOR UPDATE", &[&id])?;
-        }
-        let rows =
-            self.query("SELECT id, group_id FROM security_group_rules WHERE remote_group_id = $1 AND group_id <> $1 ORDER BY seq", &[&id])?;
-        rows.iter()
-            .map(|row| {
-                let rule: String = get(row, 0)?;
-                let group: String = get(row, 1)?;
-                Ok((parse_uuid(&rule)?, parse_uuid(&group)?))
-            })
-            .collect()
-    }
-
-    fn count_groups(&mut self, scope: &Scope) -> StoreResult<u64> {
-        let row = self.query_one(
-            "SELECT COUNT(*) FROM security_groups WHERE client_id = $1 AND project_id = $2 AND region_id = $3",
-            &[&scope.client_id, &scope.project_id, &scope.region_id],
-        )?;
-        Ok(get::<i64>(&row, 0)? as u64)
-    }
-
-    fn usage(&mut self, scope: &Scope) -> StoreResult<Usage> {
-        let row = self.query_opt(
-            "SELECT groups, rules FROM scope_usage WHERE client_id = $1 AND project_id = $2 AND region_id = $3",
-            &[&scope.client_id, &scope.project_id, &scope.region_id],
-        )?;
-        let Some(row) = row else { return Ok(Usage::default()) };
-        Ok(Usage { security_groups: get::<i64>(&row, 0)?.max(0) as u64, security_group_rules: get::<i64>(&row, 1)?.max(0) as u64 })
-    }
-
-    fn lock_scope(&mut self, scope: &Scope) -> StoreResult<()> {
-        // Writers of one scope, on any node, queue here until the holder's transaction ends.
-        self.query_one(
-            "SELECT pg_advisory_xact_lock(hashtextextended('palisade-scope/' || $1::bigint || '/' || $2::bigint || '/' || $3::bigint, 0))",
-            &[&scope.client_id, &scope.project_id, &scope.region_id],
-        )?;
-        Ok(())
-    }
-
-    fn get_quota(&mut self, scope: &Scope) -> StoreResult<Option<Limits>> {
-        let row = self.query_opt(
-            "SELECT security_group_count, security_group_rule_count FROM quotas WHERE client_id = $1 AND project_id = $2 AND region_id = $3",
-            &[&scope.client_id, &scope.project_id, &scope.region_id],
-        )?;
-        row.map(|row| Ok(Limits { security_groups: get(&row, 0)?, security_group_rules: get(&row, 1)? })).transpose()
-    }
-
-    fn set_quota(&mut self, scope: &Scope, limits: &Limits) -> StoreResult<()> {
-        self.execute(
-            "INSERT INTO quotas (client_id, project_id, region_id, security_group_count, security_group_rule_count)
-             VALUES ($1, $2, $3, $4, $5)
-             ON CONFLICT (client_id, project_id, region_id) DO UPDATE
-             SET security_group_count = excluded.security_group_count, security_group_rule_count = excluded.security_group_rule_count",
-            &[&scope.client_id, &scope.project_id, &scope.region_id, &limits.security_groups, &limits.security_group_rules],
-        )?;
-        Ok(())
-    }
-
-    fn insert_port(&mut self, port: &Port) -> StoreResult<()> {
-        self.pg_insert_port(port)
-    }
-
-    fn update_port(&mut self, port: &Port) -> StoreResult<()> {
-        self.pg_update_port(port)
-    }
-
-    fn set_port_groups(&mut self, port_id: Uuid, group_ids: &[Uuid]) -> StoreResult<()> {
-        self.pg_set_port_groups(port_id, group_ids)
-    }
-
-    fn get_port(&mut self, client_id: Option<i64>, id: Uuid) -> StoreResult<Option<Port>> {
-        self.pg_get_port(client_id, id)
-    }
-
-    fn list_ports(&mut self, client_id: Option<i64>, filter: &PortFilter) -> StoreResult<Vec<Port>> {
-        self.pg_list_ports(client_id, filter)
-    }
-
-    fn delete_port(&mut self, client_id: Option<i64>, id: Uuid) -> StoreResult<bool> {
-        self.pg_delete_port(client_id, id)
-    }
-
-    fn ports_in_groups(&mut self, group_ids: &[Uuid]) -> StoreResult<Vec<Port>> {
-        self.pg_ports_in_groups(group_ids)
-    }
-
-    fn groups_by_ids(&mut self, ids: &[Uuid]) -> StoreResult<Vec<Group>> {
-        self.pg_groups_by_ids(ids)
-    }
-
-    fn policy_revision(&mut self) -> StoreResult<i64> {
-        self.pg_policy_revision()
-    }
-
-    fn lock_host(&mut self, host: &str) -> StoreResult<()> {
-        // Port writers of one host, on any node, queue here until the holder's transaction ends.
-        self.query_one("SELECT pg_advisory_xact_lock(hashtextextended('palisade-host/' || $1::text, 0))", &[&host])?;
-        Ok(())
-    }
-
-    fn report_agent(&mut self, agent: &AgentRecord) -> StoreResult<()> {
-        self.pg_report_agent(agent)
-    }
-
-    fn list_agents(&mut self) -> StoreResult<Vec<AgentRecord>> {
-        self.pg_list_agents()
-    }
-
-    fn savepoint(&mut self) -> StoreResult<()> {
-        self.batch("SAVEPOINT task")
-    }
-
-    fn release_savepoint(&mut self) -> StoreResult<()> {
-        self.batch("RELEASE SAVEPOINT task")
-    }
-
-    fn rollback_to_savepoint(&mut self) -> StoreResult<()> {
-        self.batch("ROLLBACK TO SAVEPOINT task; RELEASE SAVEPOINT task")?;
-        // Whatever failed after the savepoint is undone; the transaction can commit again.
-        self.failed = false;
-        Ok(())
-    }
-
-    fn insert_task(&mut self, task: &TaskRecord) -> StoreResult<()> {
-        self.execute(
-            &format!(
-                "INSERT INTO tasks ({TASK_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)"
-            ),
-            &[
-                &task.id,
-                &task.client_id,
-                &task.user_id,
-                &task.project_id,
-                &task.region_id,
-                &task.task_type,
-                &task.state.as_str(),
-                &task.request_id,
-                &json_text(&task.data),
-                &task.payload.to_string(),
-                &task.error,
-                &json_text(&task.created_resources),
-                &task.created_on,
-                &task.updated_on,
-                &task.finished_on,
-                &task.acknowledged_at,
-                &task.acknowledged_by,
-            ],
-        )?;
-        if !self.notified && !task.state.is_terminal() {
-            // Delivered at commit, to every node's listener (ours included).
-            self.batch(&format!("NOTIFY {TASK_CHANNEL}"))?;
-            self.notified = true;
-        }
-        Ok(())
-    }
-
-    fn pending_tasks(&mut self, _now_ms: i64, limit: u32) -> StoreResult<Vec<TaskRecord>> {
-        // The row locks are the lease: held until this transaction ends, released by PostgreSQL
-        // when the connection of a dead node drops. Rows another node holds are skipped.
-        let lock = if self.write { " FOR UPDATE SKIP LOCKED" } else { "" };
-        let rows = self.query(
-            &format!("SELECT {TASK_COLUMNS} FROM tasks WHERE state IN ('NEW', 'RUNNING') ORDER BY seq LIMIT $1{lock}"),
-            &[&i64::from(limit)],
-        )?;
-        rows.iter().map(|row| task_from_row(row, 0)).collect()
-    }
-
-    fn update_task(&mut self, task: &TaskRecord) -> StoreResult<()> {
-        self.execute(
-            "UPDATE tasks SET state = $2, error = $3, created_resources = $4, updated_on = $5, finished_on = $6,
-             acknowledged_at = $7, acknowledged_by = $8 WHERE id = $1",
-            &[
-                &task.id,
-                &task.state.as_str(),
-                &task.error,
-                &json_text(&task.created_resources),
-                &task.updated_on,
-                &task.finished_on,
-                &task.acknowledged_at,
-                &task.acknowledged_by,
-            ],
-        )?;
-        Ok(())
-    }
-
-    fn get_task(&mut self, client_id: i64, id: &str) -> StoreResult<Option<TaskRecord>> {
-        let row = self.query_opt(&format!("SELECT {TASK_COLUMNS} FROM tasks WHERE id = $1 AND client_id = $2"), &[&id, &client_id])?;
-        row.map(|row| task_from_row(&row, 0)).transpose()
-    }
-
-    fn list_tasks(&mut self, client_id: i64, filter: &TaskFilter) -> StoreResult<(u64, Vec<TaskRecord>)> {
-        let states: Vec<&str> = filter.states.iter().map(|s| s.as_str()).collect();
-        let condition = "client_id = $1
-            AND (cardinality($2::bigint[]) = 0 OR project_id = ANY($2))
-            AND (cardinality($3::bigint[]) = 0 OR region_id = ANY($3))
-            AND (cardinality($4::text[]) = 0 OR state = ANY($4))
-            AND ($5::text IS NULL OR task_type = $5)
-            AND ($6::boolean IS NULL OR (acknowledged_at IS NOT NULL) = $6)
-            AND ($7::bigint IS NULL OR created_on >= $7)
-            AND ($8::bigint IS NULL OR created_on <= $8)";
-        let count: i64 = get(
-            &self.query_one(
-                &format!("SELECT COUNT(*) FROM tasks WHERE {condition}"),
-                &[
-                    &client_id,
-                    &filter.project_ids,
-                    &filter.region_ids,
-                    &states,
-                    &filter.task_type,
-                    &filter.is_acknowledged,
-                    &filter.from_ms,
-                    &filter.to_ms,
-                ],
-            )?,
-            0,
-        )?;
-        let order = if filter.ascending { "ASC" } else { "DESC" };
-        let limit = i64::from(filter.limit);
-        let offset = i64::try_from(filter.offset).unwrap_or(i64::MAX);
-        let rows = self.query(
-            &format!("SELECT {TASK_COLUMNS} FROM tasks WHERE {condition} ORDER BY created_on {order}, seq {order} LIMIT $9 OFFSET $10"),
-            &[
-                &client_id,
-                &filter.project_ids,
-                &filter.region_ids,
-                &states,
-                &filter.task_type,
-                &filter.is_acknowledged,
-                &filter.from_ms,
-                &filter.to_ms,
-                &limit,
-                &offset,
-            ],
-        )?;
-        let tasks = rows.iter().map(|row| task_from_row(row, 0)).collect::<StoreResult<Vec<_>>>()?;
-        Ok((count as u64, tasks))
-    }
-
-    fn acknowledge_tasks(&mut self, client_id: i64, scope: &AckFilter, user_id: i64, now_ms: i64) -> StoreResult<u64> {
-        self.execute(
-            "UPDATE tasks SET acknowledged_at = $5, acknowledged_by = $6
-             WHERE client_id = $1 AND acknowledged_at IS NULL
-             AND ($2::bigint IS NULL OR project_id = $2) AND ($3::bigint IS NULL OR region_id = $3)
-             AND ($4::text[] IS NULL OR id = ANY($4))",
-            &[&client_id, &scope.project_id, &scope.region_id, &scope.task_ids, &now_ms, &user_id],
-        )
-    }
-
-    fn count_open_tasks(&mut self, client_id: i64) -> StoreResult<u64> {
-        let row = self.query_one("SELECT COUNT(*) FROM tasks WHERE client_id = $1 AND state IN ('NEW', 'RUNNING')", &[&client_id])?;
-        Ok(get::<i64>(&row, 0)? as u64)
-    }
-
-    fn prune_tasks(&mut self, finished_before_ms: i64, acknowledged_before_ms: i64, limit: u32) -> StoreResult<u64> {
-        self.execute(
-            "DELETE FROM tasks WHERE seq IN (SELECT seq FROM tasks WHERE finished_on IS NOT NULL
-             AND (finished_on < $1 OR (acknowledged_at IS NOT NULL AND finished_on < $2)) ORDER BY finished_on LIMIT $3)",
-            &[&finished_before_ms, &acknowledged_before_ms, &i64::from(limit)],
-        )
-    }
-
-    fn insert_key(&mut self, key: &NewApiKey) -> StoreResult<i64> {
-        let projects = key.projects.as_ref().map(|p| serde_json::to_string(p).expect("ints serialise"));
-        let row = self.query_one(
-            "INSERT INTO api_keys (token_hash, client_id, user_id, projects, name, created_at, role, host)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING id",
-            &[&key.token_hash, &key.client_id, &key.user_id, &projects, &key.name, &key.created_at, &key.role.as_str(), &key.host],
-        )?;
-        get(&row, 0)
-    }
-
-    fn find_key(&mut self, token_hash: &str) -> StoreResult<Option<ApiKey>> {
-        let row = self.query_opt(&format!("SELECT {KEY_COLUMNS} FROM api_keys WHERE token_hash = $1"), &[&token_hash])?;
-        row.map(|row| key_from_row(&row)).transpose()
-    }
-
-    fn list_keys(&mut self) -> StoreResult<Vec<ApiKey>> {
-        let rows = self.query(&format!("SELECT {KEY_COLUMNS} FROM api_keys ORDER BY id"), &[])?;
-        rows.iter().map(key_from_row).collect()
-    }
-
-    fn revoke_key(&mut self, id: i64, now_ms: i64) -> StoreResult<bool> {
-        Ok(self.execute("UPDATE api_keys SET revoked_at = $2 WHERE id = $1 AND revoked_at IS NULL", &[&id, &now_ms])? > 0)
-    }
-
-    fn insert_audit(&mut self, event: &crate::AuditEvent) -> StoreResult<()> {
-        self.pg_insert_audit(event)
-    }
-
-    fn list_audit(&mut self, filter: &crate::AuditFilter) -> StoreResult<(u64, Vec<crate::AuditEvent>)> {
-        self.pg_list_audit(filter)
-    }
-
-    fn prune_audit(&mut self, before_ms: i64, limit: u32) -> StoreResult<u64> {
-        self.pg_prune_audit(before_ms, limit)
-    }
-
-    fn export_groups(&mut self, after: i64, limit: u32) -> StoreResult<Vec<(i64, Group)>> {
-        let rows = self.query(
-            &format!("SELECT seq, {GROUP_COLUMNS} FROM security_groups WHERE seq > $1 ORDER BY seq LIMIT $2"),
-            &[&after, &i64::from(limit)],
-        )?;
-        let positions = rows.iter().map(|row| get::<i64>(row, 0)).collect::<StoreResult<Vec<_>>>()?;
-        let mut groups = rows.iter().map(|row| group_from_row(row, 1)).collect::<StoreResult<Vec<_>>>()?;
-        self.attach_children(&mut groups)?;
-        Ok(positions.into_iter().zip(groups).collect())
-    }
-
-    fn export_tasks(&mut self, after: i64, limit: u32) -> StoreResult<Vec<(i64, TaskRecord)>> {
-        let rows = self
-            .query(&format!("SELECT seq, {TASK_COLUMNS} FROM tasks WHERE seq > $1 ORDER BY seq LIMIT $2"), &[&after, &i64::from(limit)])?;
-        rows.iter().map(|row| Ok((get(row, 0)?, task_from_row(row, 1)?))).collect()
-    }
-
-    fn export_keys(&mut self) -> StoreResult<Vec<(ApiKey, String)>> {
-        let rows = self.query(&format!("SELECT {KEY_COLUMNS}, token_hash FROM api_keys ORDER BY id"), &[])?;
-        rows.iter().map(|row| Ok((key_from_row(row)?, get(row, 9)?))).collect()
-    }
-
-    fn export_quotas(&mut self) -> StoreResult<Vec<(Scope, Limits)>> {
-        let rows = self.query(
-            "SELECT client_id, project_id, region_id, security_group_count, security_group_rule_count FROM quotas
-             ORDER BY client_id, project_id, region_id",
-            &[],
-        )?;
-        rows.iter()
-            .map(|row| {
-                Ok((
-                    Scope { client_id: get(row, 0)?, project_id: get(row, 1)?, region_id: get(row, 2)? },
-                    Limits { security_groups: get(row, 3)?, security_group_rules: get(row, 4)? },
-                ))
-            })
-            .collect()
-    }
-
-    fn raise_policy_revision(&mut self, revision: i64) -> StoreResult<()> {
-        self.execute("UPDATE policy_revision SET revision = GREATEST(revision, $1) WHERE id = 1", &[&revision])?;
-        Ok(())
-    }
-
-    fn import_key(&mut self, key: &ApiKey, token_hash: &str) -> StoreResult<()> {
-        let projects = key.projects.as_ref().map(|p| serde_json::to_string(p).expect("ints serialise"));
-        self.execute(
-            &format!("INSERT INTO api_keys ({KEY_COLUMNS}, token_hash) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"),
-            &[
-                &key.id,
-                &key.client_id,
-                &key.user_id,
-                &key.name,
-                &projects,
-                &key.created_at,
-                &key.revoked_at,
-                &key.role.as_str(),
-                &key.host,
-                &token_hash,
-            ],
-        )?;
-        // Keys created later must not collide with the imported ids.
-        self.query_one("SELECT setval(pg_get_serial_sequence('api_keys', 'id'), (SELECT MAX(id) FROM api_keys))", &[])?;
+    fn unlock(&mut self) -> StoreResult<()> {
+        self.execute("SELECT pg_advisory_unlock($1)", &[&MIGRATION_LOCK]).map_err(map_error)?;
         Ok(())
     }
 }

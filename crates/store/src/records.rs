@@ -90,24 +90,6 @@ pub struct AckFilter {
     pub task_ids: Option<Vec<String>>,
 }
 
-#[derive(Debug, Clone, PartialEq)]
-pub struct NewApiKey {
-    pub token_hash: String,
-    pub role: KeyRole,
-    /// The host of an agent key.
-    pub host: Option<String>,
-    /// 0 for platform and agent keys: they act for no client.
-    pub client_id: i64,
-    pub user_id: i64,
-    /// `None`: every project of the client.
-    pub projects: Option<Vec<i64>>,
-    pub name: String,
-    pub created_at: i64,
-}
-
-/// The columns of an API key row, in the order both backends' row decoders read them.
-pub(crate) const KEY_COLUMNS: &str = "id, client_id, user_id, name, projects, created_at, revoked_at, role, host";
-
 /// Who an API key speaks for (docs/security.md has what each may do).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum KeyRole {
@@ -144,10 +126,20 @@ pub struct ApiKey {
     /// 0 for platform and agent keys: they act for no client.
     pub client_id: i64,
     pub user_id: i64,
+    /// `None`: every project of the client.
     pub projects: Option<Vec<i64>>,
     pub name: String,
     pub created_at: i64,
     pub revoked_at: Option<i64>,
+}
+
+/// A key for `insert_key`: the key as it will read back, and the hash of its token (the token
+/// itself is never stored). The store assigns `key.id` and stores the key active, so `key.id` and
+/// `key.revoked_at` are not written (as `AuditEvent::id` is not).
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewApiKey {
+    pub token_hash: String,
+    pub key: ApiKey,
 }
 
 /// Which ports `list_ports` returns; every filter given must match.

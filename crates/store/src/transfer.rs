@@ -340,6 +340,23 @@ fn write_line(out: &mut dyn Write, line: &Line) -> Result<(), TransferError> {
     Ok(())
 }
 
+/// Calls `visit` on every item of a creation-ordered export (`export_groups`, `export_tasks`),
+/// fetched a page at a time after the last position seen.
+fn for_each_exported<T>(
+    mut fetch: impl FnMut(i64) -> Result<Vec<(i64, T)>, StoreError>,
+    mut visit: impl FnMut(T) -> Result<(), TransferError>,
+) -> Result<(), TransferError> {
+    let mut after = 0;
+    loop {
+        let page = fetch(after)?;
+        let Some(&(last, _)) = page.last() else { return Ok(()) };
+        after = last;
+        for (_, item) in page {
+            visit(item)?;
+        }
+    }
+}
+
 /// Writes the whole store, from one consistent snapshot. `source` names the backend.
 pub fn export(store: &impl Store, source: &str, out: &mut dyn Write) -> Result<Summary, TransferError> {
     let summary = store.read(|tx| {
@@ -377,28 +394,22 @@ pub fn export(store: &impl Store, source: &str, out: &mut dyn Write) -> Result<S
             )?;
             summary.quotas += 1;
         }
-        let mut after = 0;
-        loop {
-            let page = tx.export_groups(after, PAGE)?;
-            let Some((last, _)) = page.last() else { break };
-            after = *last;
-            for (_, group) in &page {
+        for_each_exported(
+            |after| tx.export_groups(after, PAGE),
+            |group| {
                 summary.groups += 1;
                 summary.rules += group.rules.len() as u64;
                 summary.tags += group.tags.len() as u64;
-                write_line(out, &Line::Group(group.into()))?;
-            }
-        }
-        let mut after = 0;
-        loop {
-            let page = tx.export_tasks(after, PAGE)?;
-            let Some((last, _)) = page.last() else { break };
-            after = *last;
-            for (_, task) in &page {
+                write_line(out, &Line::Group((&group).into()))
+            },
+        )?;
+        for_each_exported(
+            |after| tx.export_tasks(after, PAGE),
+            |task| {
                 summary.tasks += 1;
-                write_line(out, &Line::Task(task.into()))?;
-            }
-        }
+                write_line(out, &Line::Task((&task).into()))
+            },
+        )?;
         for port in tx.list_ports(None, &PortFilter::default())? {
             summary.ports += 1;
             write_line(out, &Line::Port((&port).into()))?;

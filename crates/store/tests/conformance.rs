@@ -13,12 +13,15 @@ use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
 use palisade_core::group::{Group, Scope};
+use palisade_core::observe::{FlowAction, FlowLogEvents, FlowRecord};
 use palisade_core::port::{MacAddr, Port};
 use palisade_core::quota::{Limits, Usage};
 use palisade_core::{Cidr, Direction, Ethertype, Protocol, Rule, RuleSpec, Tag};
+use palisade_store::observe::{FlowLogFilter, FlowLogTarget, RuleHitsRecord};
 use palisade_store::transfer::{self, TransferError};
 use palisade_store::{
-    AckFilter, Database, GroupFilter, KeyRole, NewApiKey, PortFilter, Store, StoreError, StoreResult, TaskFilter, TaskRecord, TaskState, Tx,
+    AckFilter, ApiKey, Database, GroupFilter, KeyRole, NewApiKey, PortFilter, Store, StoreError, StoreResult, TaskFilter, TaskRecord,
+    TaskState, Tx,
 };
 use serde_json::json;
 use uuid::Uuid;
@@ -130,6 +133,9 @@ conformance!(
     audit_prune_deletes_oldest_in_batches,
     tasks_open_count_and_prune,
     audit_event_rolls_back_with_its_change,
+    observe_rule_hits_accumulate_and_go_with_rules_and_ports,
+    observe_flow_log_settings_grow_the_revision,
+    observe_flows_filters_cap_and_prune,
 );
 
 // ---------------------------------------------------------------------------------------------
@@ -533,10 +539,12 @@ fn acknowledge_tasks_filters(f: &Fixture) {
 fn api_keys(f: &Fixture) {
     let db = f.db();
     let first = tenant_key("h1", 1, 2, None);
-    let second = NewApiKey { name: String::new(), created_at: 20, ..tenant_key("h2", 3, 4, Some(vec![7, 8])) };
-    let platform = NewApiKey { role: KeyRole::Platform, client_id: 0, user_id: 0, ..tenant_key("h3", 0, 0, None) };
-    let agent =
-        NewApiKey { role: KeyRole::Agent, host: Some("compute-7".into()), client_id: 0, user_id: 0, ..tenant_key("h4", 0, 0, None) };
+    let mut second = tenant_key("h2", 3, 4, Some(vec![7, 8]));
+    (second.key.name, second.key.created_at) = (String::new(), 20);
+    let mut platform = tenant_key("h3", 0, 0, None);
+    platform.key.role = KeyRole::Platform;
+    let mut agent = tenant_key("h4", 0, 0, None);
+    (agent.key.role, agent.key.host) = (KeyRole::Agent, Some("compute-7".into()));
     let id1 = w(db, |tx| tx.insert_key(&first));
     let id2 = w(db, |tx| tx.insert_key(&second));
     let id3 = w(db, |tx| tx.insert_key(&platform));
@@ -570,8 +578,8 @@ fn api_keys(f: &Fixture) {
 }
 
 fn tenant_key(token_hash: &str, client_id: i64, user_id: i64, projects: Option<Vec<i64>>) -> NewApiKey {
-    NewApiKey {
-        token_hash: token_hash.into(),
+    let key = ApiKey {
+        id: 0,
         role: KeyRole::Tenant,
         host: None,
         client_id,
@@ -579,7 +587,9 @@ fn tenant_key(token_hash: &str, client_id: i64, user_id: i64, projects: Option<V
         projects,
         name: "ops".into(),
         created_at: 10,
-    }
+        revoked_at: None,
+    };
+    NewApiKey { token_hash: token_hash.into(), key }
 }
 
 fn write_rolls_back_on_error(f: &Fixture) {
@@ -691,30 +701,28 @@ fn quotas_and_usage(f: &Fixture) {
 struct Dump {
     groups: Vec<Group>,
     tasks: Vec<TaskRecord>,
-    keys: Vec<(palisade_store::ApiKey, String)>,
+    keys: Vec<(ApiKey, String)>,
     quotas: Vec<(Scope, Limits)>,
     usage: Vec<Usage>,
     ports: Vec<Port>,
 }
 
+/// Every item of a creation-ordered export, read in small pages to cross page boundaries.
+fn all_pages<T>(mut fetch: impl FnMut(i64) -> StoreResult<Vec<(i64, T)>>) -> StoreResult<Vec<T>> {
+    let mut items = Vec::new();
+    let mut after = 0;
+    loop {
+        let page = fetch(after)?;
+        let Some(&(last, _)) = page.last() else { return Ok(items) };
+        after = last;
+        items.extend(page.into_iter().map(|(_, item)| item));
+    }
+}
+
 fn dump(db: &Database) -> Dump {
     r(db, |tx| {
-        let mut groups = Vec::new();
-        let mut after = 0;
-        loop {
-            let page = tx.export_groups(after, 7)?;
-            let Some((last, _)) = page.last() else { break };
-            after = *last;
-            groups.extend(page.into_iter().map(|(_, g)| g));
-        }
-        let mut tasks = Vec::new();
-        let mut after = 0;
-        loop {
-            let page = tx.export_tasks(after, 7)?;
-            let Some((last, _)) = page.last() else { break };
-            after = *last;
-            tasks.extend(page.into_iter().map(|(_, t)| t));
-        }
+        let groups = all_pages(|after| tx.export_groups(after, 7))?;
+        let tasks = all_pages(|after| tx.export_tasks(after, 7))?;
         let usage = vec![tx.usage(&SCOPE)?, tx.usage(&OTHER_PROJECT)?, tx.usage(&OTHER_CLIENT)?];
         let mut ports = tx.list_ports(Some(1), &PortFilter::default())?;
         ports.extend(tx.list_ports(Some(2), &PortFilter::default())?);
@@ -764,16 +772,11 @@ fn fill(db: &Database, groups: usize) {
     });
     for (i, name) in ["a", "b", "c"].iter().enumerate() {
         // The last one is an agent key: roles and hosts move with the export too.
-        let key = NewApiKey {
-            token_hash: format!("hash-{name}"),
-            role: if i == 2 { KeyRole::Agent } else { KeyRole::Tenant },
-            host: (i == 2).then(|| "compute-9".to_string()),
-            client_id: 1,
-            user_id: i as i64,
-            projects: (i == 1).then(|| vec![10]),
-            name: name.to_string(),
-            created_at: 5,
-        };
+        let mut key = tenant_key(&format!("hash-{name}"), 1, i as i64, (i == 1).then(|| vec![10]));
+        (key.key.name, key.key.created_at) = (name.to_string(), 5);
+        if i == 2 {
+            (key.key.role, key.key.host) = (KeyRole::Agent, Some("compute-9".to_string()));
+        }
         let id = w(db, |tx| tx.insert_key(&key));
         if i == 0 {
             w(db, |tx| tx.revoke_key(id, 6));
@@ -799,8 +802,7 @@ fn export_import_round_trip(f: &Fixture) {
     let old_revision = r(f.db(), |tx| tx.policy_revision());
     assert!(r(target.db(), |tx| tx.policy_revision()) > old_revision);
     // New keys do not collide with imported ids.
-    let key = NewApiKey { name: String::new(), created_at: 1, ..tenant_key("fresh", 1, 1, None) };
-    let id = w(target.db(), |tx| tx.insert_key(&key));
+    let id = w(target.db(), |tx| tx.insert_key(&tenant_key("fresh", 1, 1, None)));
     assert!(id > 3, "{id}");
 }
 
@@ -1379,4 +1381,108 @@ fn audit_event_rolls_back_with_its_change(f: &Fixture) {
     });
     let (count, events) = r(db, |tx| tx.list_audit(&audit_page(AuditFilter::default())));
     assert_eq!((count, events[0].resource_id.as_deref()), (1, Some("kept")));
+}
+
+// ---------------------------------------------------------------------------------------------
+// What agents observe (migration 0007_observe)
+
+fn flow(port_id: Uuid, src: &str, start_ms: i64, action: FlowAction) -> FlowRecord {
+    FlowRecord {
+        port_id,
+        direction: Direction::Ingress,
+        src_addr: src.parse().unwrap(),
+        src_port: Some(40000),
+        dst_addr: "10.0.0.1".parse().unwrap(),
+        dst_port: Some(22),
+        protocol: 6,
+        icmp_type: None,
+        icmp_code: None,
+        packets: 2,
+        bytes: 120,
+        start: start_ms,
+        end: start_ms + 1000,
+        action,
+        rule_id: None,
+    }
+}
+
+/// A stored group and a stored port (host `h1`, address 10.0.0.1) bound to it.
+fn group_with_port(db: &Database) -> (Group, Port) {
+    let g = group(SCOPE, "web", 1);
+    let port = new_port(SCOPE, "h1", "tap1", &["10.0.0.1"], &[g.id], 10);
+    w(db, |tx| {
+        tx.insert_group(&g)?;
+        tx.insert_port(&port)
+    });
+    (g, port)
+}
+
+fn observe_rule_hits_accumulate_and_go_with_rules_and_ports(f: &Fixture) {
+    let db = f.db();
+    let (g, port) = group_with_port(db);
+    let (rule, other) = (g.rules[0].id, g.rules[1].id);
+    let hit = |rule_id: Uuid, packets: i64, last_hit_ms: i64| RuleHitsRecord {
+        rule_id,
+        port_id: port.id,
+        client_id: 1,
+        packets,
+        bytes: packets * 60,
+        last_hit_ms,
+    };
+    assert_eq!(w(db, |tx| tx.add_rule_hits(&[hit(rule, 3, 5_000)])), 1);
+    // Deltas add up, the latest hit wins whatever the order, and a deleted rule counts nothing.
+    assert_eq!(w(db, |tx| tx.add_rule_hits(&[hit(rule, 7, 4_000), hit(Uuid::new_v4(), 1, 1)])), 1);
+    assert_eq!(r(db, |tx| tx.rule_hits(&[rule, other])), vec![hit(rule, 10, 5_000)]);
+    w(db, |tx| tx.add_rule_hits(&[hit(other, 1, 9_000)]));
+    w(db, |tx| tx.delete_rule(other));
+    assert_eq!(r(db, |tx| tx.rule_hits(&[rule, other])).len(), 1, "the counts go with their rule");
+    w(db, |tx| tx.delete_port(None, port.id));
+    assert!(r(db, |tx| tx.rule_hits(&[rule])).is_empty(), "and with their port");
+}
+
+fn observe_flow_log_settings_grow_the_revision(f: &Fixture) {
+    let db = f.db();
+    let (g, port) = group_with_port(db);
+    let revision = |db: &Database| r(db, |tx| tx.policy_revision());
+    let start = revision(db);
+    w(db, |tx| tx.set_flow_log(FlowLogTarget::Port(port.id), 1, Some(FlowLogEvents::Drop)));
+    w(db, |tx| tx.set_flow_log(FlowLogTarget::Group(g.id), 1, Some(FlowLogEvents::Accept)));
+    assert!(revision(db) > start, "an agent must reload a changed flow-log setting");
+    assert_eq!(r(db, |tx| tx.get_flow_log(FlowLogTarget::Port(port.id))), Some(FlowLogEvents::Drop));
+    w(db, |tx| tx.set_flow_log(FlowLogTarget::Port(port.id), 1, Some(FlowLogEvents::All)));
+    let mut settings = r(db, |tx| tx.flow_log_settings(&[port.id], &[g.id]));
+    settings.sort();
+    assert_eq!(settings, vec![(FlowLogTarget::Port(port.id), FlowLogEvents::All), (FlowLogTarget::Group(g.id), FlowLogEvents::Accept)]);
+    let before_off = revision(db);
+    w(db, |tx| tx.set_flow_log(FlowLogTarget::Group(g.id), 1, None));
+    assert!(revision(db) > before_off);
+    assert_eq!(r(db, |tx| tx.get_flow_log(FlowLogTarget::Group(g.id))), None);
+    w(db, |tx| tx.delete_port(None, port.id));
+    assert!(r(db, |tx| tx.flow_log_settings(&[port.id], &[])).is_empty(), "a setting goes with its port");
+}
+
+fn observe_flows_filters_cap_and_prune(f: &Fixture) {
+    let db = f.db();
+    let (a, b) = (Uuid::new_v4(), Uuid::new_v4());
+    let batch = [flow(a, "192.0.2.1", 1_000, FlowAction::Reject), flow(b, "192.0.2.2", 2_000, FlowAction::Accept)];
+    assert_eq!(w(db, |tx| tx.insert_flows(1, &batch, 10)), 0);
+    w(db, |tx| tx.insert_flows(2, &[flow(a, "198.51.100.1", 3_000, FlowAction::Reject)], 10));
+    let list = |filter: FlowLogFilter| r(db, |tx| tx.list_flows(&FlowLogFilter { limit: 100, ..filter }));
+    let (count, mine) = list(FlowLogFilter { client_id: Some(1), ..FlowLogFilter::default() });
+    assert_eq!(count, 2);
+    assert_eq!(mine.iter().map(|s| s.record.clone()).collect::<Vec<_>>(), vec![batch[1].clone(), batch[0].clone()], "newest first");
+    assert_eq!(list(FlowLogFilter { action: Some(FlowAction::Reject), ..FlowLogFilter::default() }).0, 2);
+    assert_eq!(list(FlowLogFilter { port_ids: Some(vec![b]), ..FlowLogFilter::default() }).0, 1);
+    assert_eq!(list(FlowLogFilter { port_ids: Some(vec![]), ..FlowLogFilter::default() }).0, 0);
+    assert_eq!(list(FlowLogFilter { since_ms: Some(2_000), until_ms: Some(2_500), ..FlowLogFilter::default() }).0, 1);
+    // The cap keeps the newest records of that client only.
+    let more: Vec<FlowRecord> = (0..3).map(|i| flow(a, "203.0.113.1", 10_000 + i, FlowAction::Reject)).collect();
+    assert_eq!(w(db, |tx| tx.insert_flows(1, &more, 3)), 2);
+    let (count, kept) = list(FlowLogFilter { client_id: Some(1), ..FlowLogFilter::default() });
+    assert_eq!((count, kept.iter().all(|s| s.record.start >= 10_000)), (3, true));
+    assert_eq!(list(FlowLogFilter { client_id: Some(2), ..FlowLogFilter::default() }).0, 1);
+    // Age: records of minutes before the cutoff go, in batches.
+    assert_eq!(w(db, |tx| tx.prune_flows(10_001, 1)), 1);
+    assert_eq!(w(db, |tx| tx.prune_flows(10_001, 10)), 1);
+    assert_eq!(list(FlowLogFilter::default()).0, 2);
 }

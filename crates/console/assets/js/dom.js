@@ -265,21 +265,59 @@ export function openDialog({ title, content, className = "" }) {
   return { dialog, close };
 }
 
+/// A dialog holding a form: an error box first (for `showErrors`), then `content`, then the submit
+/// button (`submitLabel`, styled `submitClass`) and Cancel. Returns the dialog's handle (`close`),
+/// the form and its submit button.
+export function formDialog({ title, className = "", formClass = "", submitLabel, submitClass = "primary", content }) {
+  const submit = h(`button.${submitClass}`, { type: "submit" }, submitLabel);
+  const cancel = h("button", { type: "button", onClick: () => dialog.close() }, "Cancel");
+  const form = h(`form${formClass}`, { novalidate: true }, formError(), ...content, h("div.actions", null, submit, cancel));
+  const dialog = openDialog({ title, content: form, className });
+  return { dialog, form, submit };
+}
+
+/// Polls while the page is shown: `fetch()`, then (unless the page was left meanwhile) `tick(data)`,
+/// which returns the milliseconds until the next poll, and `draw(data)` only when `key(data)`
+/// changed, so that focus and selection survive the polling. A failure goes to `onError` and
+/// ends the polling.
+export async function poll(ctx, { fetch, tick, key, draw, onError }) {
+  let timer = null;
+  let last = "";
+  let stopped = false;
+  ctx.onCleanup(() => {
+    stopped = true;
+    clearTimeout(timer);
+  });
+  async function load() {
+    let data;
+    try {
+      data = await fetch();
+    } catch (error) {
+      if (!stopped) onError(error);
+      return;
+    }
+    if (stopped) return;
+    const delay = tick(data);
+    const snapshot = key(data);
+    if (snapshot !== last) {
+      last = snapshot;
+      draw(data);
+    }
+    timer = setTimeout(load, delay);
+  }
+  await load();
+}
+
 /// A dialog asking to confirm `action` (an async function). The dialog stays open with the error
 /// when the action fails; `onError` may render more (e.g. the ports using a group).
 export function confirmDialog({ title, message, confirmLabel, danger = false, action, onError }) {
-  const errorBox = formError();
   const details = h("div.dialog-details");
-  const confirm = h(`button.${danger ? "danger" : "primary"}`, { type: "submit" }, confirmLabel);
-  const form = h(
-    "form",
-    { novalidate: true },
-    errorBox,
-    h("p", null, message),
-    details,
-    h("div.actions", null, confirm, h("button", { type: "button", onClick: () => dialogRef.close() }, "Cancel")),
-  );
-  const dialogRef = openDialog({ title, content: form });
+  const { dialog: dialogRef, form, submit: confirm } = formDialog({
+    title,
+    submitLabel: confirmLabel,
+    submitClass: danger ? "danger" : "primary",
+    content: [h("p", null, message), details],
+  });
   form.addEventListener("submit", async (event) => {
     event.preventDefault();
     clearErrors(form);

@@ -12,10 +12,9 @@ import {
   time,
   errorPanel,
   field,
-  formError,
   showErrors,
   clearErrors,
-  openDialog,
+  formDialog,
   confirmDialog,
   protocolText,
   portsText,
@@ -282,17 +281,13 @@ export async function groupPage(ctx, id) {
     };
     protocol.control.addEventListener("change", hintFor);
     hintFor();
-    const errorBox = formError();
-    const save = h("button.primary", { type: "submit" }, "Save rule");
-    const form = h(
-      "form.rule-form",
-      { novalidate: true },
-      errorBox,
-      h("div.grid", null, direction.wrap, ethertype.wrap, protocol.wrap, min.wrap, max.wrap, prefix.wrap, remoteGroup.wrap, description.wrap),
-      datalist,
-      h("div.actions", null, save, h("button", { type: "button", onClick: () => dialog.close() }, "Cancel")),
-    );
-    const dialog = openDialog({ title: editing ? "Edit rule" : "Add rule", content: form, className: "wide" });
+    const { dialog, form, submit: save } = formDialog({
+      title: editing ? "Edit rule" : "Add rule",
+      className: "wide",
+      formClass: ".rule-form",
+      submitLabel: "Save rule",
+      content: [h("div.grid", null, direction.wrap, ethertype.wrap, protocol.wrap, min.wrap, max.wrap, prefix.wrap, remoteGroup.wrap, description.wrap), datalist],
+    });
     // Suggest the groups of the project for "Remote group" (the first page is enough to help).
     api
       .get(`/cloud/v1/securitygroups/${session.project}/${session.region}?limit=100`)
@@ -361,17 +356,12 @@ export async function groupPage(ctx, id) {
       hint: "key=value, one per line. Removing a line removes the tag.",
       attrs: { rows: 5, class: "mono" },
     });
-    const errorBox = formError();
-    const save = h("button.primary", { type: "submit" }, "Save tags");
-    const form = h(
-      "form.stack",
-      { novalidate: true },
-      errorBox,
-      tags.wrap,
-      readOnly.length ? h("p.muted", null, "Read-only tags (set by the platform): ", tagList(readOnly)) : null,
-      h("div.actions", null, save, h("button", { type: "button", onClick: () => dialog.close() }, "Cancel")),
-    );
-    const dialog = openDialog({ title: "Edit tags", content: form });
+    const { dialog, form, submit: save } = formDialog({
+      title: "Edit tags",
+      formClass: ".stack",
+      submitLabel: "Save tags",
+      content: [tags.wrap, readOnly.length ? h("p.muted", null, "Read-only tags (set by the platform): ", tagList(readOnly)) : null],
+    });
     form.addEventListener("submit", async (event) => {
       event.preventDefault();
       clearErrors(form);
@@ -399,10 +389,12 @@ export async function groupPage(ctx, id) {
   function copyDialog(group) {
     const suggested = `${group.name}-copy`.slice(0, 63);
     const name = field({ label: "Name", name: "name", value: suggested, hint: "The name of the new group" });
-    const errorBox = formError();
-    const save = h("button.primary", { type: "submit" }, "Copy");
-    const form = h("form.stack", { novalidate: true }, errorBox, h("p", null, "A new group with the same description, rules (new ids) and tags."), name.wrap, h("div.actions", null, save, h("button", { type: "button", onClick: () => dialog.close() }, "Cancel")));
-    const dialog = openDialog({ title: `Copy ${group.name}`, content: form });
+    const { dialog, form, submit: save } = formDialog({
+      title: `Copy ${group.name}`,
+      formClass: ".stack",
+      submitLabel: "Copy",
+      content: [h("p", null, "A new group with the same description, rules (new ids) and tags."), name.wrap],
+    });
     name.control.select();
     form.addEventListener("submit", async (event) => {
       event.preventDefault();

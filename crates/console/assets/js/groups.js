@@ -2,7 +2,7 @@
 // (limit/offset), filtered by exact name and by tags, and the "Create security group" form.
 
 import * as api from "./api.js";
-import { h, add, table, tagList, time, fmtNumber, errorPanel, field, formError, showErrors, clearErrors, openDialog } from "./dom.js";
+import { h, add, table, tagList, time, fmtNumber, errorPanel, field, formDialog, showErrors, clearErrors } from "./dom.js";
 
 const PAGE_SIZES = [25, 50, 100];
 
@@ -136,21 +136,13 @@ function createGroupDialog(ctx) {
     h("div.radio", null, h("input", { type: "radio", id: `${startId}-empty`, name: "start", value: "empty" }), h("label", { for: `${startId}-empty` }, "No rules (nothing allowed)")),
     h("p.field-error", { hidden: true }),
   );
-  const errorBox = formError();
   const progress = h("p.muted", { role: "status" });
-  const submit = h("button.primary", { type: "submit" }, "Create");
-  const form = h(
-    "form.stack",
-    { novalidate: true },
-    errorBox,
-    name.wrap,
-    description.wrap,
-    tags.wrap,
-    start,
-    progress,
-    h("div.actions", null, submit, h("button", { type: "button", onClick: () => dialog.close() }, "Cancel")),
-  );
-  const dialog = openDialog({ title: "Create security group", content: form });
+  const { dialog, form, submit } = formDialog({
+    title: "Create security group",
+    formClass: ".stack",
+    submitLabel: "Create",
+    content: [name.wrap, description.wrap, tags.wrap, start, progress],
+  });
   form.addEventListener("submit", async (event) => {
     event.preventDefault();
     clearErrors(form);

@@ -2,7 +2,7 @@
 
 import * as api from "./api.js";
 import { ApiError } from "./api.js";
-import { h, add, clear, table, time, errorPanel, field, formError, showErrors, clearErrors, protocolText, portsText, shortId, badge, fmtNumber } from "./dom.js";
+import { h, add, clear, table, time, errorPanel, field, formError, showErrors, clearErrors, protocolText, portsText, shortId, badge, fmtNumber, poll } from "./dom.js";
 import { groupNames } from "./groups.js";
 import { PROTOCOLS } from "./group.js";
 
@@ -16,33 +16,21 @@ export async function tasksPage(ctx) {
   const live = h("p.live-state", { role: "status" });
   const body = h("div");
   add(main, h("div.page-head", null, h("h1", null, "Tasks")), h("p.muted", null, `The latest tasks of project ${session.project}, region ${session.region}, newest first.`), live, body);
-  let timer = null;
-  let last = "";
-  let stopped = false;
-  ctx.onCleanup(() => {
-    stopped = true;
-    clearTimeout(timer);
-  });
-
-  async function load() {
-    let page;
-    try {
-      page = await api.get(`/cloud/v1/tasks${api.query({ limit: 25, project_id: session.project, region_id: session.region })}`);
-    } catch (error) {
-      if (stopped) return;
+  await poll(ctx, {
+    fetch: () => api.get(`/cloud/v1/tasks${api.query({ limit: 25, project_id: session.project, region_id: session.region })}`),
+    onError: (error) => {
       add(clear(body), errorPanel(error, "Listing tasks"));
       live.textContent = "";
-      return;
-    }
-    if (stopped) return;
-    const running = page.results.some((t) => t.state === "NEW" || t.state === "RUNNING");
-    const text = running ? "Updating live: a task is running." : "All tasks have ended.";
-    if (live.textContent !== text) live.textContent = text;
-    live.classList.toggle("is-live", running);
-    // Redraw only when something changed, so focus and selection survive the polling.
-    const snapshot = JSON.stringify(page.results.map((t) => [t.id, t.state, t.finished_on]));
-    if (snapshot !== last) {
-      last = snapshot;
+    },
+    tick: (page) => {
+      const running = page.results.some((t) => t.state === "NEW" || t.state === "RUNNING");
+      const text = running ? "Updating live: a task is running." : "All tasks have ended.";
+      if (live.textContent !== text) live.textContent = text;
+      live.classList.toggle("is-live", running);
+      return running ? 1000 : 5000;
+    },
+    key: (page) => JSON.stringify(page.results.map((t) => [t.id, t.state, t.finished_on])),
+    draw: (page) =>
       add(clear(body), 
         table({
           label: "Tasks",
@@ -50,11 +38,8 @@ export async function tasksPage(ctx) {
           rows: page.results.map((t) => [badge(t.state, STATE_KIND[t.state] || "neutral"), t.task_type.replaceAll("_", " "), time(t.created_on), time(t.finished_on), taskResult(t), h("span.mono", { title: t.id }, shortId(t.id))]),
           empty: "No tasks yet. Creating a security group starts one.",
         }),
-      );
-    }
-    timer = setTimeout(load, running ? 1000 : 5000);
-  }
-  await load();
+      ),
+  });
 }
 tasksPage.pageName = "tasks";
 

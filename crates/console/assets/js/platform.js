@@ -1,7 +1,7 @@
 // The platform's view: the host agents and whether each has applied the current policy.
 
 import * as api from "./api.js";
-import { h, add, clear, table, time, errorPanel, badge, fmtNumber } from "./dom.js";
+import { h, add, clear, table, time, errorPanel, badge, fmtNumber, poll } from "./dom.js";
 
 export async function agentsPage(ctx) {
   const { main } = ctx;
@@ -14,25 +14,12 @@ export async function agentsPage(ctx) {
     summary,
     body,
   );
-  let timer = null;
-  let stopped = false;
-  let last = "";
-  ctx.onCleanup(() => {
-    stopped = true;
-    clearTimeout(timer);
-  });
-  async function load() {
-    let list;
-    try {
-      list = await api.get("/palisade/v1/agents");
-    } catch (error) {
-      if (!stopped) add(clear(body), errorPanel(error, "Listing agents"));
-      return;
-    }
-    if (stopped) return;
-    const snapshot = JSON.stringify(list);
-    if (snapshot !== last) {
-      last = snapshot;
+  await poll(ctx, {
+    fetch: () => api.get("/palisade/v1/agents"),
+    onError: (error) => add(clear(body), errorPanel(error, "Listing agents")),
+    tick: () => 5000,
+    key: (list) => JSON.stringify(list),
+    draw: (list) => {
       const inSync = list.results.filter((a) => a.in_sync).length;
       summary.textContent = `Policy revision ${fmtNumber(list.policy_revision)}: ${inSync} of ${list.count} agent${list.count === 1 ? "" : "s"} in sync.`;
       add(clear(body), 
@@ -52,9 +39,7 @@ export async function agentsPage(ctx) {
           empty: "No agent has reported yet. Start one with palisade agent on each host.",
         }),
       );
-    }
-    timer = setTimeout(load, 5000);
-  }
-  await load();
+    },
+  });
 }
 agentsPage.pageName = "agents";

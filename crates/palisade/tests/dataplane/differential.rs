@@ -15,7 +15,8 @@
 //! The rules are normalised as the API stores them; the host policy is built with
 //! `HostPolicy::build`, compiled and loaded by the data plane's own `Applier` (the agent's
 //! `nft -f` of the rendered table); the engine is a `VerdictIndex` over the same groups' rules
-//! compiled with `verdict::compile_rule`, as the verdicts API builds it.
+//! compiled with `policy::compile_groups` and their remote groups expanded with
+//! `policy::remote_members`, as the verdicts API builds it.
 //!
 //! The kernel's verdict: every flow becomes one real packet (TCP SYN, UDP, UDP-Lite, SCTP INIT,
 //! DCCP request, ICMP/ICMPv6 of the flow's type and code, or a bare IP payload), with correct
@@ -48,19 +49,19 @@
 //! `PALISADE_DIFFERENTIAL_CASES` for longer runs. Needs root (CI runs as root).
 
 use std::cell::Cell;
-use std::collections::{BTreeMap, HashSet};
+use std::collections::HashSet;
 use std::fmt::Write as _;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::process::Command;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use palisade_core::group::{Group, Scope};
-use palisade_core::policy::{Flow, HostPolicy, Members, compile};
+use palisade_core::policy::{Flow, HostPolicy, Match, compile, compile_groups, remote_members};
 use palisade_core::port::Port;
 use palisade_core::rule::{Direction, Ethertype, Rule, RuleDraft, RuleSpec, dedupe};
-use palisade_core::verdict::{Decision, VerdictIndex, compile_rule};
+use palisade_core::verdict::{Decision, VerdictIndex};
 use palisade_core::{Cidr, Protocol};
 use palisade_dataplane::apply::Applier;
 use palisade_dataplane::host::{Links, MarkIds, Mode, plan};
@@ -68,7 +69,8 @@ use proptest::prelude::*;
 use proptest::test_runner::{Config, TestCaseError, TestError, TestRunner};
 use uuid::Uuid;
 
-use crate::lab::{BRIDGE, Lab, Netns, Wiring, can_run, counter};
+use crate::lab::{BRIDGE, Lab, Netns, Wiring, can_run, counter, test_each_wiring};
+use crate::traffic::{eth0_packet_socket, parse_mac};
 
 /// Cases per run (`PALISADE_DIFFERENTIAL_CASES` for more) and flows per case: at least 1,000
 /// flows per run.
@@ -328,14 +330,6 @@ impl Env {
     }
 }
 
-fn parse_mac(text: &str) -> [u8; 6] {
-    let mut mac = [0u8; 6];
-    for (i, part) in text.split(':').enumerate() {
-        mac[i] = u8::from_str_radix(part, 16).unwrap_or_else(|_| panic!("bad MAC {text:?}"));
-    }
-    mac
-}
-
 /// A packet socket on an instance's `eth0`: writes frames onto the wire, reads what arrives.
 struct Wire {
     fd: OwnedFd,
@@ -343,21 +337,12 @@ struct Wire {
 
 impl Wire {
     fn open(ns: &Netns) -> Wire {
-        let fd = ns.enter(|| unsafe {
-            let protocol = (libc::ETH_P_ALL as u16).to_be();
-            let fd = libc::socket(libc::AF_PACKET, libc::SOCK_RAW | libc::SOCK_CLOEXEC | libc::SOCK_NONBLOCK, i32::from(protocol));
-            assert!(fd >= 0, "packet socket: {}", std::io::Error::last_os_error());
-            let fd = OwnedFd::from_raw_fd(fd);
-            let ifindex = libc::if_nametoindex(c"eth0".as_ptr());
-            assert!(ifindex > 0, "no eth0");
-            let mut sll: libc::sockaddr_ll = std::mem::zeroed();
-            sll.sll_family = libc::AF_PACKET as u16;
-            sll.sll_protocol = protocol;
-            sll.sll_ifindex = ifindex as i32;
-            let rc = libc::bind(fd.as_raw_fd(), &sll as *const _ as *const libc::sockaddr, std::mem::size_of::<libc::sockaddr_ll>() as u32);
-            assert_eq!(rc, 0, "bind: {}", std::io::Error::last_os_error());
+        let fd = ns.enter(|| {
+            let fd = eth0_packet_socket(libc::ETH_P_ALL as u16, libc::SOCK_NONBLOCK);
             let size: libc::c_int = 8 << 20;
-            libc::setsockopt(fd.as_raw_fd(), libc::SOL_SOCKET, libc::SO_RCVBUFFORCE, &size as *const _ as *const libc::c_void, 4);
+            unsafe {
+                libc::setsockopt(fd.as_raw_fd(), libc::SOL_SOCKET, libc::SO_RCVBUFFORCE, &size as *const _ as *const libc::c_void, 4)
+            };
             fd
         });
         Wire { fd }
@@ -667,19 +652,8 @@ fn build(env: &Env, case: &Case) -> Built {
 
     // The engine, as the verdicts API builds it: the groups' rules in binding order, and the
     // members of every remote group they name.
-    let rules: Vec<_> = groups.iter().flat_map(|g| g.rules.iter().map(compile_rule)).collect();
-    let mut members: BTreeMap<Uuid, Members> = BTreeMap::new();
-    for id in groups.iter().flat_map(|g| g.rules.iter().filter_map(|r| r.spec.remote_group_id)) {
-        let entry = members.entry(id).or_default();
-        for p in ports.iter().filter(|p| p.security_group_ids.contains(&id)) {
-            for ip in &p.fixed_ips {
-                match ip {
-                    IpAddr::V4(a) => entry.ipv4.insert(*a),
-                    IpAddr::V6(a) => entry.ipv6.insert(*a),
-                };
-            }
-        }
-    }
+    let rules = compile_groups(&groups).expect("normalised rules compile");
+    let members = remote_members(rules.iter().filter_map(Match::remote_group), &ports);
     let index = VerdictIndex::build(rules, &members);
 
     // Flows: ports and ICMP ids unique in the case, and at most one flow per (family, remote,
@@ -875,33 +849,13 @@ fn kernel_verdict(arrived: bool) -> &'static str {
     if arrived { "allow (the packet came out on the other side)" } else { "deny (the packet never came out)" }
 }
 
-/// Runs `f` on a thread that entered `ns`; processes it starts run there too.
-fn in_namespace<T: Send>(ns: &Netns, f: impl FnOnce() -> T + Send) -> T {
-    let path = format!("/run/netns/{}", ns.name);
-    std::thread::scope(|scope| {
-        scope
-            .spawn(move || {
-                let file = std::fs::File::open(&path).expect("opening the namespace");
-                assert_eq!(unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) }, 0, "setns: {}", std::io::Error::last_os_error());
-                f()
-            })
-            .join()
-            .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
-    })
-}
-
-#[test]
-fn verdict_engine_agrees_with_the_kernel() {
-    differential(Wiring::Routed);
-}
-
-/// The same on a bridged host: the port is a bridge port, flows are bridged between it and the
-/// world (another member of the bridge), so they cross the bridge table (anti-spoofing, marks)
-/// and, through the bridge's netfilter call, the inet table's bridged dispatch and zone.
-#[test]
-fn verdict_engine_agrees_with_the_kernel_on_a_bridged_host() {
-    differential(Wiring::Bridged);
-}
+test_each_wiring!(
+    verdict_engine_agrees_with_the_kernel,
+    /// The same on a bridged host: the port is a bridge port, flows are bridged between it and
+    /// the world (another member of the bridge), so they cross the bridge table (anti-spoofing,
+    /// marks) and, through the bridge's netfilter call, the inet table's bridged dispatch and zone.
+    verdict_engine_agrees_with_the_kernel_on_a_bridged_host => differential
+);
 
 fn differential(wiring: Wiring) {
     if !can_run() {
@@ -909,7 +863,7 @@ fn differential(wiring: Wiring) {
     }
     let env = Env::new(wiring);
     let started = Instant::now();
-    let ([checked, allowed, fixed], cases) = in_namespace(&env.lab.host, || {
+    let ([checked, allowed, fixed], cases) = env.lab.host.enter(|| {
         let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
         let config = Config {
             cases: std::env::var("PALISADE_DIFFERENTIAL_CASES").ok().and_then(|n| n.parse().ok()).unwrap_or(CASES),

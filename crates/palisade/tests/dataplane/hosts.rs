@@ -7,21 +7,13 @@ use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use reqwest::Method;
-use serde_json::{Value, json};
+use serde_json::json;
 
 use crate::lab::{
-    AgentProcess, Api, Instance, Lab, Server, ServerProcess, Wiring, can_run, counter, egress_all, management_ip, rule, rules_with_handles,
+    AgentProcess, Api, ClientAndWeb, Instance, Lab, ServerProcess, Wiring, addr, counter, egress_all, ingress, ingress_from, management_ip,
+    rules_with_handles, test_each_wiring,
 };
 use crate::traffic::{Probe, arp_claim_answered, mismatches, tcp_connect, tcp_connect_bound, tcp_echo_server, udp_echo_server};
-
-fn addr(ip: impl Into<IpAddr>, port: u16) -> SocketAddr {
-    SocketAddr::new(ip.into(), port)
-}
-
-fn with(mut rules: Vec<Value>, more: Vec<Value>) -> Vec<Value> {
-    rules.extend(more);
-    rules
-}
 
 /// Fails with every mismatch of `probes` at once.
 #[track_caller]
@@ -51,48 +43,29 @@ fn edge_table(wiring: Wiring) -> &'static str {
     }
 }
 
-#[test]
-fn traffic_matrix_on_routed_hosts() {
-    traffic_matrix(Wiring::Routed);
-}
-
-#[test]
-fn traffic_matrix_on_bridged_hosts() {
-    traffic_matrix(Wiring::Bridged);
-}
+test_each_wiring!(traffic_matrix_on_routed_hosts, traffic_matrix_on_bridged_hosts => traffic_matrix);
 
 /// Two hosts, h1 (a, c, m) and h2 (d, e); one agent each, in `--mode auto`; the second host's
 /// agent reaches the API over the management link. `web` (c) takes TCP 80 and UDP 53 from
 /// anyone, TCP 22 and echo requests from members of `clients` (a, m on h1; d on h2); `clients`
 /// take TCP 80 from anyone; e is in `others`.
 fn traffic_matrix(wiring: Wiring) {
-    if !can_run() {
-        return;
-    }
-    let lab = Lab::with(wiring, &[3, 2]);
-    lab.run(|lab| async move {
-        let server = Server::start(&lab.dir, &format!("0.0.0.0:{}", 8080)).await;
-        let api = Api::create(&lab.dir, server.port, &["h1", "h2"]);
+    let Some(lab) = Lab::if_can_run(wiring, &[3, 2]) else { return };
+    lab.run_with_api(&["h1", "h2"], async |lab, api| {
         let [a, c, m, d, e] = [0, 1, 2, 3, 4].map(|i| &lab.instances[i]);
-        let clients = api.group("clients", with(egress_all(), vec![rule("ingress", "IPv4", Some("tcp"), Some(80), None, None)])).await;
+        let clients = api.group_with_egress("clients", [ingress("IPv4", "tcp", 80)]).await;
         let others = api.group("others", egress_all()).await;
         let web = api
-            .group(
-                "web",
-                with(
-                    egress_all(),
-                    vec![
-                        rule("ingress", "IPv4", Some("tcp"), Some(80), None, None),
-                        rule("ingress", "IPv6", Some("tcp"), Some(80), None, None),
-                        rule("ingress", "IPv4", Some("tcp"), Some(22), None, Some(clients)),
-                        rule("ingress", "IPv6", Some("tcp"), Some(22), None, Some(clients)),
-                        rule("ingress", "IPv4", Some("udp"), Some(53), None, None),
-                        rule("ingress", "IPv6", Some("udp"), Some(53), None, None),
+            .group_with_egress("web", [
+                        ingress("IPv4", "tcp", 80),
+                        ingress("IPv6", "tcp", 80),
+                        ingress_from("IPv4", "tcp", 22, clients),
+                        ingress_from("IPv6", "tcp", 22, clients),
+                        ingress("IPv4", "udp", 53),
+                        ingress("IPv6", "udp", 53),
                         json!({"direction": "ingress", "ethertype": "IPv4", "protocol": "icmp", "port_range_min": 8, "remote_group_id": clients}),
                         json!({"direction": "ingress", "ethertype": "IPv6", "protocol": "ipv6-icmp", "port_range_min": 128, "remote_group_id": clients}),
-                    ],
-                ),
-            )
+                    ])
             .await;
         api.register(a, "h1", &[clients]).await;
         api.register(c, "h1", &[web]).await;
@@ -233,7 +206,6 @@ fn traffic_matrix(wiring: Wiring) {
         })
         .await;
         drop((h1, h2));
-        server.stop().await;
     });
 }
 
@@ -279,29 +251,17 @@ async fn check_flows(lab: &Lab, api: &Api, what: &str, flows: &[Flow]) {
 /// data) is refused and dropped, never last-wins.
 #[test]
 fn two_clients_share_one_host() {
-    if !can_run() {
-        return;
-    }
-    let lab = Lab::new(4);
-    lab.run(|lab| async move {
-        let server = Server::start(&lab.dir, crate::lab::API).await;
-        let api = Api::create(&lab.dir, server.port, &["h1"]);
+    let Some(lab) = Lab::if_can_run(Wiring::Routed, &[4]) else { return };
+    lab.run_with_api(&["h1"], async |lab, api| {
         let (one, two) = (api.as_client(1), api.as_client(2));
         let [a1, c1, a2, c2] = [0, 1, 2, 3].map(|i| &lab.instances[i]);
         let mut groups = Vec::new();
         for api in [&one, &two] {
-            let clients = api.group("clients", with(egress_all(), vec![rule("ingress", "IPv4", Some("tcp"), Some(80), None, None)])).await;
+            let clients = api.group_with_egress("clients", [ingress("IPv4", "tcp", 80)]).await;
             let web = api
-                .group(
+                .group_with_egress(
                     "web",
-                    with(
-                        egress_all(),
-                        vec![
-                            rule("ingress", "IPv4", Some("tcp"), Some(80), None, None),
-                            rule("ingress", "IPv4", Some("tcp"), Some(22), None, Some(clients)),
-                            rule("ingress", "IPv6", Some("tcp"), Some(22), None, Some(clients)),
-                        ],
-                    ),
+                    [ingress("IPv4", "tcp", 80), ingress_from("IPv4", "tcp", 22, clients), ingress_from("IPv6", "tcp", 22, clients)],
                 )
                 .await;
             groups.push((clients, web));
@@ -379,7 +339,7 @@ fn two_clients_share_one_host() {
             .parse()
             .unwrap();
         two.delete_rule(ssh2).await;
-        two.add_rule(web2, rule("ingress", "IPv4", Some("tcp"), Some(8080), None, None)).await;
+        two.add_rule(web2, ingress("IPv4", "tcp", 8080)).await;
         let extra = two.group("more", egress_all()).await;
         two.instance_group(c2, "clients", true).await;
         let (status, body) = api
@@ -427,46 +387,26 @@ fn two_clients_share_one_host() {
             &[p("a1->c1 tcp 80", a1, Probe::Tcp(addr(c1.v4, 80)), true), p("a2->c2 tcp 8080", a2, Probe::Tcp(addr(c2.v4, 8080)), true)],
         );
         drop(agent);
-        server.stop().await;
     });
 }
 
-#[test]
-fn a_revocation_made_while_the_agent_is_down_cuts_at_restart_routed() {
-    revocation_across_restart(Wiring::Routed);
-}
-
-#[test]
-fn a_revocation_made_while_the_agent_is_down_cuts_at_restart_bridged() {
-    revocation_across_restart(Wiring::Bridged);
-}
+test_each_wiring!(
+    a_revocation_made_while_the_agent_is_down_cuts_at_restart_routed,
+    a_revocation_made_while_the_agent_is_down_cuts_at_restart_bridged => revocation_across_restart
+);
 
 /// An established connection, the agent killed (SIGKILL), its rule revoked, the agent started
 /// again: the connection is cut within a second of the start, and one whose rule stays lives.
 fn revocation_across_restart(wiring: Wiring) {
-    if !can_run() {
-        return;
-    }
-    let lab = Lab::with(wiring, &[2]);
-    lab.run(|lab| async move {
-        let server = Server::start(&lab.dir, crate::lab::API).await;
-        let api = Api::create(&lab.dir, server.port, &["h1"]);
+    let Some(lab) = Lab::if_can_run(wiring, &[2]) else { return };
+    lab.run_with_api(&["h1"], async |lab, api| {
         let (a, c) = (&lab.instances[0], &lab.instances[1]);
-        let web = api.group("web", egress_all()).await;
-        let http = api.add_rule(web, rule("ingress", "IPv4", Some("tcp"), Some(80), None, None)).await;
-        api.add_rule(web, rule("ingress", "IPv4", Some("tcp"), Some(8080), None, None)).await;
-        let clients = api.group("clients", egress_all()).await;
-        api.register(a, "h1", &[clients]).await;
-        api.register(c, "h1", &[web]).await;
-        tcp_echo_server(&c.ns, addr(c.v4, 80));
-        tcp_echo_server(&c.ns, addr(c.v4, 8080));
-        let agent = AgentProcess::spawn(&lab.dir, &api, "h1");
-        api.converge("h1").await;
+        let ClientAndWeb { open, agent, .. } = ClientAndWeb::set_up(lab, api, "h1", &[80, 8080]).await;
         let mut cut = tcp_connect(&a.ns, None, addr(c.v4, 80)).expect("tcp 80 is open");
         let mut kept = tcp_connect(&a.ns, None, addr(c.v4, 8080)).expect("tcp 8080 is open");
 
         agent.kill();
-        api.delete_rule(http).await;
+        api.delete_rule(open[0]).await;
         assert!(cut.echo("while the agent is down"), "nothing enforces the revocation while the agent is down");
         let started = Instant::now();
         let agent = AgentProcess::spawn(&lab.dir, &api, "h1");
@@ -487,33 +427,23 @@ fn revocation_across_restart(wiring: Wiring) {
         assert!(kept.echo("after the restart"), "a connection whose rule stays lives on");
         assert!(agent.log_text().contains("deleted conntrack entries the policy does not admit"), "{}", agent.log_text());
         drop(agent);
-        server.stop().await;
     });
 }
 
 /// The API down for 10 s: a change made right after it is back is in the kernel within a second.
 #[test]
 fn the_agent_catches_up_within_a_second_of_an_api_outage() {
-    if !can_run() {
-        return;
-    }
-    let lab = Lab::new(2);
-    lab.run(|lab| async move {
+    let Some(lab) = Lab::if_can_run(Wiring::Routed, &[2]) else { return };
+    lab.run(async |lab| {
         let server = ServerProcess::start(&lab.dir).await;
         let api = Api::create(&lab.dir, 8080, &["h1"]);
         let (a, c) = (&lab.instances[0], &lab.instances[1]);
-        let web = api.group("web", egress_all()).await;
-        let clients = api.group("clients", egress_all()).await;
-        api.register(a, "h1", &[clients]).await;
-        api.register(c, "h1", &[web]).await;
-        tcp_echo_server(&c.ns, addr(c.v4, 80));
-        let agent = AgentProcess::spawn(&lab.dir, &api, "h1");
-        api.converge("h1").await;
+        let ClientAndWeb { web, agent, .. } = ClientAndWeb::set_up(lab, &api, "h1", &[]).await;
 
         server.kill();
         tokio::time::sleep(Duration::from_secs(10)).await;
         let server = ServerProcess::start(&lab.dir).await;
-        let id = api.add_rule(web, rule("ingress", "IPv4", Some("tcp"), Some(80), None, None)).await;
+        let id = api.add_rule(web, ingress("IPv4", "tcp", 80)).await;
         let started = Instant::now();
         let chain = format!("list chain inet palisade gi_{}", web.simple());
         let mut applied = None;
@@ -541,17 +471,12 @@ fn the_agent_catches_up_within_a_second_of_an_api_outage() {
 /// y2: each bridge has its own conntrack zone, so that is a new connection, refused.
 #[test]
 fn bridged_networks_with_the_same_addresses_never_share_a_connection() {
-    if !can_run() {
-        return;
-    }
-    let lab = Lab::with(Wiring::Bridged, &[2]);
+    let Some(lab) = Lab::if_can_run(Wiring::Bridged, &[2]) else { return };
     let twins = lab.overlapping_network(2);
-    lab.run(|lab| async move {
-        let server = Server::start(&lab.dir, crate::lab::API).await;
-        let api = Api::create(&lab.dir, server.port, &["h1"]);
+    lab.run_with_api(&["h1"], async |lab, api| {
         let (one, two) = (api.as_client(1), api.as_client(2));
         let (x1, y1, x2, y2) = (&lab.instances[0], &lab.instances[1], &twins[0], &twins[1]);
-        let open = one.group("web", with(egress_all(), vec![rule("ingress", "IPv4", Some("tcp"), Some(80), None, None)])).await;
+        let open = one.group_with_egress("web", [ingress("IPv4", "tcp", 80)]).await;
         let clients1 = one.group("clients", egress_all()).await;
         let closed = two.group("web", egress_all()).await;
         let clients2 = two.group("clients", egress_all()).await;
@@ -574,6 +499,5 @@ fn bridged_networks_with_the_same_addresses_never_share_a_connection() {
         assert!(bridged.contains("brlab2"), "{bridged}");
         assert!(agent.log_text().contains("bridge=\"brlab2\""), "{}", agent.log_text());
         drop(agent);
-        server.stop().await;
     });
 }

@@ -16,21 +16,41 @@
 //! Nothing is done outside the namespaces this file creates; each is deleted on drop.
 
 use std::collections::BTreeMap;
-use std::net::{Ipv4Addr, Ipv6Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::os::fd::AsRawFd;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use palisade::config::Config;
 use palisade::startup::{Application, KeySpec, create_api_key};
-use palisade_api::ApiConfig;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use uuid::Uuid;
 
+use crate::server_config::server_config;
+use crate::traffic::tcp_echo_server;
+
 static NEXT: AtomicUsize = AtomicUsize::new(0);
+
+/// One test per wiring of a scenario `fn(Wiring)`: the first name runs it on a routed host, the
+/// second on a bridged one (each name may carry its doc comment).
+macro_rules! test_each_wiring {
+    ($(#[$routed_doc:meta])* $routed:ident, $(#[$bridged_doc:meta])* $bridged:ident => $scenario:ident) => {
+        $(#[$routed_doc])*
+        #[test]
+        fn $routed() {
+            $scenario($crate::lab::Wiring::Routed);
+        }
+
+        $(#[$bridged_doc])*
+        #[test]
+        fn $bridged() {
+            $scenario($crate::lab::Wiring::Bridged);
+        }
+    };
+}
+pub(crate) use test_each_wiring;
 
 /// True when the tests can run here (root, with `ip`, `nft` and `conntrack`); otherwise says why.
 pub fn can_run() -> bool {
@@ -72,16 +92,25 @@ impl Netns {
         run(&["ip", "netns", "exec", &self.name, "sh", "-c", command])
     }
 
-    /// Runs `f` on a thread that entered the namespace: sockets it creates live there.
-    pub fn enter<T: Send + 'static>(&self, f: impl FnOnce() -> T + Send + 'static) -> T {
+    /// Runs `f` on a thread that entered the namespace: sockets it creates, and processes it
+    /// spawns, live there. A panic in `f` is the caller's.
+    pub fn enter<T: Send>(&self, f: impl FnOnce() -> T + Send) -> T {
         let path = format!("/run/netns/{}", self.name);
-        std::thread::spawn(move || {
-            let file = std::fs::File::open(&path).expect("opening the namespace");
-            assert_eq!(unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) }, 0, "setns: {}", std::io::Error::last_os_error());
-            f()
+        std::thread::scope(|scope| {
+            scope
+                .spawn(move || {
+                    let file = std::fs::File::open(&path).expect("opening the namespace");
+                    assert_eq!(
+                        unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) },
+                        0,
+                        "setns: {}",
+                        std::io::Error::last_os_error()
+                    );
+                    f()
+                })
+                .join()
+                .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
         })
-        .join()
-        .expect("namespace thread panicked")
     }
 }
 
@@ -166,11 +195,6 @@ fn wire_to(host: &Netns, ns: &Netns, wiring: Wiring, bridge: &str, device: &str,
 }
 
 impl Lab {
-    /// One routed host with `count` instances.
-    pub fn new(count: usize) -> Lab {
-        Lab::with(Wiring::Routed, &[count])
-    }
-
     /// Hosts wired per `wiring`, `counts[h]` instances on host `h`; instances are numbered across
     /// hosts (`tap1`, `tap2`, … and 10.77.0.11, 10.77.0.12, …).
     pub fn with(wiring: Wiring, counts: &[usize]) -> Lab {
@@ -280,27 +304,33 @@ impl Lab {
         self.host.sh(&format!("nft {command}"))
     }
 
+    /// A lab of `counts[h]` instances on host `h`, wired per `wiring` ([`Lab::with`]); `None`,
+    /// after saying why, where the tests cannot run ([`can_run`]).
+    pub fn if_can_run(wiring: Wiring, counts: &[usize]) -> Option<Lab> {
+        can_run().then(|| Lab::with(wiring, counts))
+    }
+
     /// Runs `body` on a runtime whose threads live in the host namespace (the API, the agent and
     /// the test's API client all run there); a panic in `body` fails the test after cleanup.
-    pub fn run<'a, F, Fut>(&'a self, body: F)
-    where
-        F: FnOnce(&'a Lab) -> Fut + Send,
-        Fut: std::future::Future<Output = ()>,
-    {
-        let path = format!("/run/netns/{}", self.host.name);
-        let result = std::thread::scope(|scope| {
-            scope
-                .spawn(move || {
-                    let file = std::fs::File::open(&path).expect("opening the host namespace");
-                    assert_eq!(unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) }, 0);
-                    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
-                    runtime.block_on(body(self));
-                })
-                .join()
-        });
-        if let Err(panic) = result {
-            std::panic::resume_unwind(panic);
-        }
+    pub fn run(&self, body: impl AsyncFnOnce(&Lab) + Send) {
+        self.host.enter(|| {
+            let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+            runtime.block_on(body(self));
+        })
+    }
+
+    /// [`Lab::run`] with the API started in-process first (with the keys of [`Api::create`] for
+    /// `hosts`) and stopped after `body`, once everything `body` holds (its agents) is gone. With
+    /// more than one host it listens on every address, so that the other hosts' agents reach it
+    /// over the management link.
+    pub fn run_with_api(&self, hosts: &[&str], body: impl AsyncFnOnce(&Lab, &Api) + Send) {
+        let listen = if self.others.is_empty() { API } else { "0.0.0.0:8080" };
+        self.run(async |lab| {
+            let server = Server::start(&lab.dir, listen).await;
+            let api = Api::create(&lab.dir, server.port, hosts);
+            body(lab, &api).await;
+            server.stop().await;
+        })
     }
 }
 
@@ -323,19 +353,7 @@ pub struct Server {
 impl Server {
     /// Serves on `listen` (`127.0.0.1:0` for any free port) with the database in `dir`.
     pub async fn start(dir: &std::path::Path, listen: &str) -> Server {
-        let config = Config {
-            listen: listen.into(),
-            database_url: format!("sqlite:{}", dir.join("palisade.db").display()),
-            sqlite_synchronous: "normal".into(),
-            log_format: "text".into(),
-            bootstrap_key: false,
-            api: ApiConfig::default(),
-            metrics_listen: None,
-            audit_retention_days: palisade::config::DEFAULT_AUDIT_RETENTION_DAYS,
-            tls: None,
-            connections: palisade::config::ConnectionLimits::default(),
-            task_retention_days: palisade::config::DEFAULT_TASK_RETENTION_DAYS,
-        };
+        let config = server_config(listen, format!("sqlite:{}", dir.join("palisade.db").display()));
         let app = Application::build(config).await.expect("starting the API");
         let port = app.port();
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
@@ -360,19 +378,29 @@ impl Server {
     }
 }
 
+/// A child process, killed (SIGKILL: no graceful anything) and reaped on drop.
+struct KilledOnDrop(Child);
+
+impl Drop for KilledOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// `palisade serve` as a process in the namespace of the calling thread, killed on drop: a
 /// restart test needs the API really gone, connections and all.
 pub struct ServerProcess {
-    child: Child,
+    _child: KilledOnDrop,
 }
 
 impl ServerProcess {
     pub async fn start(dir: &std::path::Path) -> ServerProcess {
         let child = Command::new(env!("CARGO_BIN_EXE_palisade"))
             .args([
+                "serve",
                 "--database-url",
                 &format!("sqlite:{}", dir.join("palisade.db").display()),
-                "serve",
                 "--listen",
                 API,
                 "--no-bootstrap-key",
@@ -386,21 +414,11 @@ impl ServerProcess {
             assert!(Instant::now() < deadline, "palisade serve did not start");
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
-        ServerProcess { child }
+        ServerProcess { _child: KilledOnDrop(child) }
     }
 
-    /// SIGKILL: no graceful anything.
-    pub fn kill(mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for ServerProcess {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+    /// SIGKILL, now.
+    pub fn kill(self) {}
 }
 
 /// Creates an API key in the database at `dir`; returns its token.
@@ -412,7 +430,7 @@ fn new_key(dir: &std::path::Path, spec: &KeySpec) -> String {
 
 /// The real `palisade agent` process, killed on drop.
 pub struct AgentProcess {
-    child: Child,
+    _child: KilledOnDrop,
     pub log: PathBuf,
 }
 
@@ -441,25 +459,15 @@ impl AgentProcess {
             Some(ns) => ns.enter(move || command.spawn()),
         }
         .expect("spawning palisade agent");
-        AgentProcess { child, log }
+        AgentProcess { _child: KilledOnDrop(child), log }
     }
 
     pub fn log_text(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
-    /// SIGKILL: no graceful anything.
-    pub fn kill(mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for AgentProcess {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+    /// SIGKILL, now.
+    pub fn kill(self) {}
 }
 
 /// A JSON client of the API with one key.
@@ -581,6 +589,11 @@ impl Api {
         body["id"].as_str().unwrap().parse().unwrap()
     }
 
+    /// Tenant: [`Api::group`] with [`egress_all`] and the `ingress` rules.
+    pub async fn group_with_egress(&self, name: &str, ingress: impl IntoIterator<Item = Value>) -> Uuid {
+        self.group(name, egress_all().into_iter().chain(ingress).collect()).await
+    }
+
     /// Tenant: adds a rule synchronously; returns its id.
     pub async fn add_rule(&self, group: Uuid, rule: Value) -> Uuid {
         let (status, body) =
@@ -676,6 +689,20 @@ pub fn egress_all() -> Vec<Value> {
     vec![rule("egress", "IPv4", None, None, None, None), rule("egress", "IPv6", None, None, None, None)]
 }
 
+/// An ingress rule for `protocol` (tcp or udp) on `port` from anywhere.
+pub fn ingress(ethertype: &str, protocol: &str, port: u16) -> Value {
+    rule("ingress", ethertype, Some(protocol), Some(port), None, None)
+}
+
+/// An ingress rule for `protocol` on `port` from the members of `group`.
+pub fn ingress_from(ethertype: &str, protocol: &str, port: u16, group: Uuid) -> Value {
+    rule("ingress", ethertype, Some(protocol), Some(port), None, Some(group))
+}
+
+pub fn addr(ip: impl Into<IpAddr>, port: u16) -> SocketAddr {
+    SocketAddr::new(ip.into(), port)
+}
+
 impl Api {
     /// Tenant: Gcore #24 / #25 with `{"name": ...}`: binds or unbinds a group on every port of
     /// the instance.
@@ -686,6 +713,37 @@ impl Api {
             .call(reqwest::Method::POST, &format!("/cloud/v1/instances/1/1/{}/{action}", instance.instance_id), Some(json!({"name": name})))
             .await;
         Api::expect(status, 204, &body);
+    }
+}
+
+/// The scene of several tests: instance 0 (`a`) in a group `clients`, instance 1 (`c`) in a group
+/// `web` that takes TCP on each of `open` from anyone (one rule each), both ports on `host`, echo
+/// servers on c's TCP 80 and `open`, and the agent of `host` started and caught up.
+pub struct ClientAndWeb {
+    pub web: Uuid,
+    pub clients: Uuid,
+    /// The rules of `open`, in its order.
+    pub open: Vec<Uuid>,
+    pub agent: AgentProcess,
+}
+
+impl ClientAndWeb {
+    pub async fn set_up(lab: &Lab, api: &Api, host: &str, open: &[u16]) -> ClientAndWeb {
+        let (a, c) = (&lab.instances[0], &lab.instances[1]);
+        let web = api.group("web", egress_all()).await;
+        let mut rules = Vec::new();
+        for port in open {
+            rules.push(api.add_rule(web, ingress("IPv4", "tcp", *port)).await);
+        }
+        let clients = api.group("clients", egress_all()).await;
+        api.register(a, host, &[clients]).await;
+        api.register(c, host, &[web]).await;
+        for port in std::iter::once(80).chain(open.iter().copied().filter(|p| *p != 80)) {
+            tcp_echo_server(&c.ns, addr(c.v4, port));
+        }
+        let agent = AgentProcess::spawn(&lab.dir, api, host);
+        api.converge(host).await;
+        ClientAndWeb { web, clients, open: rules, agent }
     }
 }
 

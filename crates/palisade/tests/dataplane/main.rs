@@ -6,55 +6,31 @@
 mod differential;
 mod hosts;
 mod lab;
+mod observe;
+#[path = "../../../../tests/common/server_config.rs"]
+mod server_config;
 mod traffic;
 
 use std::collections::BTreeSet;
-use std::net::{IpAddr, SocketAddr};
 
-use lab::{AgentProcess, Api, Lab, Server, ServerProcess, can_run, counter, egress_all, rule, rules_with_handles};
+use lab::{
+    AgentProcess, Api, ClientAndWeb, Lab, Server, ServerProcess, Wiring, addr, counter, egress_all, ingress, ingress_from, rule,
+    rules_with_handles,
+};
 use reqwest::Method;
 use serde_json::{Value, json};
 use traffic::{ping, tcp_connect, tcp_echo_server, tcp_ok, udp_echo_server, udp_ok};
 
 const HOST: &str = "h1";
 
-fn addr(ip: impl Into<IpAddr>, port: u16) -> SocketAddr {
-    SocketAddr::new(ip.into(), port)
-}
-
-fn with(mut rules: Vec<Value>, more: Vec<Value>) -> Vec<Value> {
-    rules.extend(more);
-    rules
-}
-
-/// The lab's API inside the host namespace, with its tenant, platform and (for [`HOST`]) agent keys.
-async fn start(lab: &Lab) -> (Server, Api) {
-    let server = Server::start(&lab.dir, lab::API).await;
-    let api = Api::create(&lab.dir, server.port, &[HOST]);
-    (server, api)
-}
-
 #[test]
 fn tcp_by_port_and_by_source_prefix() {
-    if !can_run() {
-        return;
-    }
-    let lab = Lab::new(3);
-    lab.run(|lab| async move {
-        let (server, api) = start(lab).await;
+    let Some(lab) = Lab::if_can_run(Wiring::Routed, &[3]) else { return };
+    lab.run_with_api(&[HOST], async |lab, api| {
         let (a, b, c) = (&lab.instances[0], &lab.instances[1], &lab.instances[2]);
         let a_prefix = format!("{}/32", a.v4);
         let web = api
-            .group(
-                "web",
-                with(
-                    egress_all(),
-                    vec![
-                        rule("ingress", "IPv4", Some("tcp"), Some(80), None, None),
-                        rule("ingress", "IPv4", Some("tcp"), Some(22), Some(&a_prefix), None),
-                    ],
-                ),
-            )
+            .group_with_egress("web", [ingress("IPv4", "tcp", 80), rule("ingress", "IPv4", Some("tcp"), Some(22), Some(&a_prefix), None)])
             .await;
         let clients = api.group("clients", egress_all()).await;
         api.register(a, HOST, &[clients]).await;
@@ -89,7 +65,7 @@ fn tcp_by_port_and_by_source_prefix() {
             .call_full(
                 Method::POST,
                 &format!("/cloud/v2/security_groups/1/1/{web}/rules?wait_for_agents=10"),
-                Some(rule("ingress", "IPv4", Some("tcp"), Some(8080), None, None)),
+                Some(ingress("IPv4", "tcp", 8080)),
             )
             .await;
         Api::expect(status, 200, &body);
@@ -101,32 +77,15 @@ fn tcp_by_port_and_by_source_prefix() {
         let (_, agents) = api.platform.call(Method::GET, &format!("/palisade/v1/agents?revision={revision}"), None).await;
         assert_eq!(agents["results"][0]["applied"], true, "{agents}");
         drop(agent);
-        server.stop().await;
     });
 }
 
 #[test]
 fn udp_icmp_by_type_and_ipv6() {
-    if !can_run() {
-        return;
-    }
-    let lab = Lab::new(2);
-    lab.run(|lab| async move {
-        let (server, api) = start(lab).await;
+    let Some(lab) = Lab::if_can_run(Wiring::Routed, &[2]) else { return };
+    lab.run_with_api(&[HOST], async |lab, api| {
         let (a, c) = (&lab.instances[0], &lab.instances[1]);
-        let web = api
-            .group(
-                "web",
-                with(
-                    egress_all(),
-                    vec![
-                        rule("ingress", "IPv4", Some("udp"), Some(53), None, None),
-                        rule("ingress", "IPv6", Some("tcp"), Some(80), None, None),
-                        rule("ingress", "IPv6", Some("udp"), Some(53), None, None),
-                    ],
-                ),
-            )
-            .await;
+        let web = api.group_with_egress("web", [ingress("IPv4", "udp", 53), ingress("IPv6", "tcp", 80), ingress("IPv6", "udp", 53)]).await;
         let clients = api.group("clients", egress_all()).await;
         api.register(a, HOST, &[clients]).await;
         api.register(c, HOST, &[web]).await;
@@ -163,33 +122,17 @@ fn udp_icmp_by_type_and_ipv6() {
         api.converge(HOST).await;
         assert!(ping(&a.ns, c.v4.into()), "echo request type 8 code 0 is open");
         assert!(ping(&a.ns, c.v6.into()), "ICMPv6 echo request type 128 is open");
-        server.stop().await;
     });
 }
 
 #[test]
 fn remote_group_membership_is_a_set_element_change() {
-    if !can_run() {
-        return;
-    }
-    let lab = Lab::new(3);
-    lab.run(|lab| async move {
-        let (server, api) = start(lab).await;
+    let Some(lab) = Lab::if_can_run(Wiring::Routed, &[3]) else { return };
+    lab.run_with_api(&[HOST], async |lab, api| {
         let (a, b, c) = (&lab.instances[0], &lab.instances[1], &lab.instances[2]);
         let clients = api.group("clients", egress_all()).await;
         let others = api.group("others", egress_all()).await;
-        let web = api
-            .group(
-                "web",
-                with(
-                    egress_all(),
-                    vec![
-                        rule("ingress", "IPv4", Some("tcp"), Some(80), None, Some(clients)),
-                        rule("ingress", "IPv6", Some("tcp"), Some(80), None, Some(clients)),
-                    ],
-                ),
-            )
-            .await;
+        let web = api.group_with_egress("web", [ingress_from("IPv4", "tcp", 80, clients), ingress_from("IPv6", "tcp", 80, clients)]).await;
         api.register(a, HOST, &[clients]).await;
         api.register(b, HOST, &[others]).await;
         api.register(c, HOST, &[web]).await;
@@ -221,63 +164,32 @@ fn remote_group_membership_is_a_set_element_change() {
         assert!(!tcp_ok(&b.ns, addr(c.v4, 80)) && !tcp_ok(&b.ns, addr(c.v6, 80)), "b left clients");
         assert!(tcp_ok(&a.ns, addr(c.v4, 80)), "a is still a member");
         assert_eq!(rules_with_handles(&lab.nft(&format!("-a list chain inet palisade {chain}"))), rules_before);
-        server.stop().await;
     });
 }
 
 #[test]
 fn revoking_a_rule_cuts_its_established_connections_only() {
-    if !can_run() {
-        return;
-    }
-    let lab = Lab::new(2);
-    lab.run(|lab| async move {
-        let (server, api) = start(lab).await;
+    let Some(lab) = Lab::if_can_run(Wiring::Routed, &[2]) else { return };
+    lab.run_with_api(&[HOST], async |lab, api| {
         let (a, c) = (&lab.instances[0], &lab.instances[1]);
-        let web = api.group("web", egress_all()).await;
-        let http = api.add_rule(web, rule("ingress", "IPv4", Some("tcp"), Some(80), None, None)).await;
-        api.add_rule(web, rule("ingress", "IPv4", Some("tcp"), Some(8080), None, None)).await;
-        let clients = api.group("clients", egress_all()).await;
-        api.register(a, HOST, &[clients]).await;
-        api.register(c, HOST, &[web]).await;
-        tcp_echo_server(&c.ns, addr(c.v4, 80));
-        tcp_echo_server(&c.ns, addr(c.v4, 8080));
-        let _agent = AgentProcess::spawn(&lab.dir, &api, HOST);
-        api.converge(HOST).await;
-
+        let scene = ClientAndWeb::set_up(lab, api, HOST, &[80, 8080]).await;
         let mut cut = tcp_connect(&a.ns, None, addr(c.v4, 80)).expect("tcp 80 is open");
         let mut kept = tcp_connect(&a.ns, None, addr(c.v4, 8080)).expect("tcp 8080 is open");
         assert!(cut.echo("before") && kept.echo("before"));
-        api.delete_rule(http).await;
+        api.delete_rule(scene.open[0]).await;
         api.converge(HOST).await;
         assert!(!cut.echo("after"), "the established connection of the revoked rule is cut");
         assert!(kept.echo("after"), "a connection of a rule still in force lives on");
         assert!(!tcp_ok(&a.ns, addr(c.v4, 80)), "and no new one opens");
-        server.stop().await;
     });
 }
 
 #[test]
 fn spoofed_sources_are_dropped() {
-    if !can_run() {
-        return;
-    }
-    let lab = Lab::new(3);
-    lab.run(|lab| async move {
-        let (server, api) = start(lab).await;
+    let Some(lab) = Lab::if_can_run(Wiring::Routed, &[3]) else { return };
+    lab.run_with_api(&[HOST], async |lab, api| {
         let (a, b, c) = (&lab.instances[0], &lab.instances[1], &lab.instances[2]);
-        let web = api
-            .group(
-                "web",
-                with(
-                    egress_all(),
-                    vec![
-                        rule("ingress", "IPv4", Some("tcp"), Some(80), None, None),
-                        rule("ingress", "IPv6", Some("tcp"), Some(80), None, None),
-                    ],
-                ),
-            )
-            .await;
+        let web = api.group_with_egress("web", [ingress("IPv4", "tcp", 80), ingress("IPv6", "tcp", 80)]).await;
         let clients = api.group("clients", egress_all()).await;
         for vm in [a, b] {
             api.register(vm, HOST, &[clients]).await;
@@ -309,30 +221,20 @@ fn spoofed_sources_are_dropped() {
         let chain = lab.nft("list chain inet palisade port_spoof");
         let arp = lab.nft("list chain arp palisade arp_spoof");
         assert!(counter(&chain, "spoofed MAC") + counter(&arp, "spoofed ARP sender MAC") > 0, "{chain}\n{arp}");
-        server.stop().await;
     });
 }
 
 #[test]
 fn agent_replaces_a_stale_table_survives_api_restarts_and_skips_unchanged_policies() {
-    if !can_run() {
-        return;
-    }
-    let lab = Lab::new(2);
-    lab.run(|lab| async move {
+    let Some(lab) = Lab::if_can_run(Wiring::Routed, &[2]) else { return };
+    lab.run(async |lab| {
         // A table left by an earlier agent, with a chain the policy does not have.
         lab.nft("add table inet palisade");
         lab.nft("add chain inet palisade stale_leftover");
         let server = ServerProcess::start(&lab.dir).await;
         let api = Api::create(&lab.dir, 8080, &[HOST]);
         let (a, c) = (&lab.instances[0], &lab.instances[1]);
-        let web = api.group("web", egress_all()).await;
-        let clients = api.group("clients", egress_all()).await;
-        api.register(a, HOST, &[clients]).await;
-        api.register(c, HOST, &[web]).await;
-        tcp_echo_server(&c.ns, addr(c.v4, 80));
-        let agent = AgentProcess::spawn(&lab.dir, &api, HOST);
-        api.converge(HOST).await;
+        let ClientAndWeb { web, clients, agent, .. } = ClientAndWeb::set_up(lab, &api, HOST, &[]).await;
         assert!(!lab.nft("list table inet palisade").contains("stale_leftover"), "the stale table was replaced");
         assert!(!tcp_ok(&a.ns, addr(c.v4, 80)));
 
@@ -369,7 +271,7 @@ fn agent_replaces_a_stale_table_survives_api_restarts_and_skips_unchanged_polici
         let table = lab.nft("list table inet palisade");
         assert!(table.contains("oifname vmap @port_ingress"), "the table stays while the API is away");
         let server = ServerProcess::start(&lab.dir).await;
-        api.add_rule(web, rule("ingress", "IPv4", Some("tcp"), Some(80), None, None)).await;
+        api.add_rule(web, ingress("IPv4", "tcp", 80)).await;
         api.converge(HOST).await;
         assert!(tcp_ok(&a.ns, addr(c.v4, 80)), "the change made after the restart is enforced");
         assert!(agent.log_text().contains("agent step failed"), "the agent saw the API go: {}", agent.log_text());
@@ -695,12 +597,8 @@ fn ports_and_instances_api() {
 #[test]
 #[ignore = "benchmark"]
 fn api_change_to_kernel_latency() {
-    if !can_run() {
-        return;
-    }
-    let lab = Lab::new(1);
-    lab.run(|lab| async move {
-        let (server, api) = start(lab).await;
+    let Some(lab) = Lab::if_can_run(Wiring::Routed, &[1]) else { return };
+    lab.run_with_api(&[HOST], async |lab, api| {
         let mut groups = Vec::new();
         for g in 0..10 {
             let rules: Vec<Value> = (0..100).map(|i| rule("ingress", "IPv4", Some("tcp"), Some(1000 + g * 100 + i), None, None)).collect();
@@ -751,7 +649,6 @@ fn api_change_to_kernel_latency() {
             samples.push(started.elapsed());
         }
         report("v2 rule create (task) with ?wait_for_agents", samples);
-        server.stop().await;
     });
 }
 

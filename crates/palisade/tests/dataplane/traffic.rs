@@ -209,17 +209,7 @@ fn ping_here(to: IpAddr) -> std::io::Result<bool> {
     let mut buf = [0u8; 1500];
     let mut file = std::fs::File::from(fd);
     while Instant::now() < deadline {
-        let left = deadline.saturating_duration_since(Instant::now());
-        let tv = libc::timeval { tv_sec: left.as_secs() as libc::time_t, tv_usec: left.subsec_micros().max(1000) as libc::suseconds_t };
-        unsafe {
-            libc::setsockopt(
-                file.as_raw_fd(),
-                libc::SOL_SOCKET,
-                libc::SO_RCVTIMEO,
-                &tv as *const _ as *const libc::c_void,
-                std::mem::size_of::<libc::timeval>() as libc::socklen_t,
-            );
-        }
+        receive_timeout(file.as_raw_fd(), deadline);
         let n = match file.read(&mut buf) {
             Ok(n) => n,
             Err(_) => return Ok(false),
@@ -285,12 +275,50 @@ fn verdict(allowed: bool) -> &'static str {
     if allowed { "allowed" } else { "refused" }
 }
 
-fn parse_mac(text: &str) -> [u8; 6] {
+/// A blocking receive on `fd` waits until `deadline` at most (and at least a millisecond).
+fn receive_timeout(fd: std::os::fd::RawFd, deadline: Instant) {
+    let left = deadline.saturating_duration_since(Instant::now());
+    let tv = libc::timeval { tv_sec: left.as_secs() as libc::time_t, tv_usec: left.subsec_micros().max(1000) as libc::suseconds_t };
+    // SAFETY: the option is a timeval we own, of the size given.
+    unsafe {
+        libc::setsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            libc::SO_RCVTIMEO,
+            &tv as *const _ as *const libc::c_void,
+            std::mem::size_of::<libc::timeval>() as libc::socklen_t,
+        );
+    }
+}
+
+pub fn parse_mac(text: &str) -> [u8; 6] {
     let mut mac = [0u8; 6];
     for (i, part) in text.split(':').enumerate() {
-        mac[i] = u8::from_str_radix(part, 16).unwrap();
+        mac[i] = u8::from_str_radix(part, 16).unwrap_or_else(|_| panic!("bad MAC {text:?}"));
     }
     mac
+}
+
+/// A packet socket of the calling thread's namespace, bound to its `eth0`, for the frames of
+/// `ethertype` (`ETH_P_ALL`: all of them); `flags` are added to the socket type.
+pub fn eth0_packet_socket(ethertype: u16, flags: libc::c_int) -> std::os::fd::OwnedFd {
+    use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+    let protocol = ethertype.to_be();
+    // SAFETY: plain socket calls on a descriptor we own, with a zeroed sockaddr_ll we fill in.
+    unsafe {
+        let fd = libc::socket(libc::AF_PACKET, libc::SOCK_RAW | libc::SOCK_CLOEXEC | flags, i32::from(protocol));
+        assert!(fd >= 0, "packet socket: {}", std::io::Error::last_os_error());
+        let fd = OwnedFd::from_raw_fd(fd);
+        let ifindex = libc::if_nametoindex(c"eth0".as_ptr());
+        assert!(ifindex > 0, "no eth0");
+        let mut sll: libc::sockaddr_ll = std::mem::zeroed();
+        sll.sll_family = libc::AF_PACKET as u16;
+        sll.sll_protocol = protocol;
+        sll.sll_ifindex = ifindex as i32;
+        let rc = libc::bind(fd.as_raw_fd(), &sll as *const _ as *const libc::sockaddr, std::mem::size_of::<libc::sockaddr_ll>() as u32);
+        assert_eq!(rc, 0, "bind: {}", std::io::Error::last_os_error());
+        fd
+    }
 }
 
 /// Sends, from `ns`'s `eth0`, an ARP request for `target` claiming to be `sender_ip` at
@@ -306,18 +334,8 @@ pub fn arp_claim_answered(
 ) -> bool {
     let (frame_mac, sender_mac) = (parse_mac(frame_mac), parse_mac(sender_mac));
     ns.enter(move || unsafe {
-        use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
-        let protocol = (0x0806u16).to_be();
-        let fd = libc::socket(libc::AF_PACKET, libc::SOCK_RAW | libc::SOCK_CLOEXEC, i32::from(protocol));
-        assert!(fd >= 0, "packet socket: {}", std::io::Error::last_os_error());
-        let fd = OwnedFd::from_raw_fd(fd);
-        let ifindex = libc::if_nametoindex(c"eth0".as_ptr());
-        let mut sll: libc::sockaddr_ll = std::mem::zeroed();
-        sll.sll_family = libc::AF_PACKET as u16;
-        sll.sll_protocol = protocol;
-        sll.sll_ifindex = ifindex as i32;
-        let rc = libc::bind(fd.as_raw_fd(), &sll as *const _ as *const libc::sockaddr, std::mem::size_of::<libc::sockaddr_ll>() as u32);
-        assert_eq!(rc, 0, "bind: {}", std::io::Error::last_os_error());
+        use std::os::fd::AsRawFd;
+        let fd = eth0_packet_socket(0x0806, 0);
         let mut frame = vec![0xffu8; 6];
         frame.extend_from_slice(&frame_mac);
         frame.extend_from_slice(&[0x08, 0x06, 0, 1, 0x08, 0x00, 6, 4, 0, 1]);
@@ -330,15 +348,7 @@ pub fn arp_claim_answered(
         let deadline = Instant::now() + TIMEOUT;
         let mut buf = [0u8; 1500];
         while Instant::now() < deadline {
-            let left = deadline.saturating_duration_since(Instant::now());
-            let tv = libc::timeval { tv_sec: left.as_secs() as libc::time_t, tv_usec: left.subsec_micros().max(1000) as libc::suseconds_t };
-            libc::setsockopt(
-                fd.as_raw_fd(),
-                libc::SOL_SOCKET,
-                libc::SO_RCVTIMEO,
-                &tv as *const _ as *const libc::c_void,
-                std::mem::size_of::<libc::timeval>() as libc::socklen_t,
-            );
+            receive_timeout(fd.as_raw_fd(), deadline);
             let n = libc::recv(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0);
             if n < 42 {
                 continue;

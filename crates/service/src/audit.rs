@@ -210,6 +210,8 @@ pub fn outcome_of(e: &OpError) -> &'static str {
         OpError::Invalid(_) | OpError::Rule(RuleError::Invalid { .. }) => "Invalid",
         OpError::Rule(RuleError::Duplicate { .. }) | OpError::Conflict { .. } => "Conflict",
         OpError::Quota(_) => "QuotaExceeded",
+        OpError::TooManyTasks { .. } => "TooManyTasks",
+        OpError::DeadlineExceeded => "DeadlineExceeded",
         OpError::Store(_) => "StoreError",
     }
 }

@@ -3,7 +3,7 @@
 
 use palisade_core::error::FieldErrors;
 use palisade_core::group::{Group, Scope};
-use palisade_core::input::RuleChange;
+use palisade_core::input::{LegacyUpdateGroup, RuleChange};
 use palisade_core::quota::{Limits, QuotaExceeded};
 use palisade_core::rule::dedupe;
 use palisade_core::{Rule, RuleDraft, RuleError, RuleSpec, Tag, TagPatch, diff::diff_rules};
@@ -27,6 +27,13 @@ pub enum OpError {
     /// 409 with the exception class and structured `info` (e.g. a group still bound to ports).
     #[error("{message}")]
     Conflict { class: &'static str, message: String, info: Option<serde_json::Value> },
+    /// 429 with a retry hint: the client already has `open_limit` unfinished tasks
+    /// (`crate::queue::enqueue`), so one client's flood cannot grow the queue without bound.
+    #[error("This client has {open_limit} unfinished tasks; retry when some have finished")]
+    TooManyTasks { open_limit: u32 },
+    /// 504: work bounded by a [`crate::deadline::Deadline`] ran past it.
+    #[error("the deadline passed")]
+    DeadlineExceeded,
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -40,11 +47,17 @@ pub struct Settings {
     pub template: Vec<RuleSpec>,
     /// Limits of scopes that have none of their own.
     pub default_quotas: Limits,
+    /// Flow records one client keeps; beyond it the oldest go first.
+    pub flow_log_max_records_per_client: u64,
 }
 
 impl Default for Settings {
     fn default() -> Self {
-        Settings { template: palisade_core::rule::default_template(), default_quotas: Limits::default() }
+        Settings {
+            template: palisade_core::rule::default_template(),
+            default_quotas: Limits::default(),
+            flow_log_max_records_per_client: crate::observe::DEFAULT_MAX_FLOW_RECORDS_PER_CLIENT,
+        }
     }
 }
 
@@ -155,6 +168,15 @@ fn insert_new_group(tx: &mut dyn Tx, scope: &Scope, new: NewGroup<'_>, template:
     Ok(group)
 }
 
+/// What a v2 update changes; a `None` part stays as it is.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct GroupEdit<'a> {
+    pub name: Option<&'a str>,
+    pub description: Option<&'a str>,
+    /// The desired final rule set.
+    pub rules: Option<&'a [RuleDraft]>,
+}
+
 /// Applies name, description and desired rules; returns the group and the ids of added rules.
 /// Nothing is written when nothing changes.
 #[allow(clippy::too_many_arguments)]
@@ -168,18 +190,12 @@ pub fn update_group(
     settings: &Settings,
     now: i64,
 ) -> OpResult<(Group, Vec<Uuid>)> {
-    within_quota(tx, scope, settings, |tx| apply_update(tx, scope, id, name, description, rules, now))
+    let edit = GroupEdit { name, description, rules };
+    within_quota(tx, scope, settings, |tx| apply_update(tx, scope, id, edit, now))
 }
 
-fn apply_update(
-    tx: &mut dyn Tx,
-    scope: &Scope,
-    id: Uuid,
-    name: Option<&str>,
-    description: Option<&str>,
-    rules: Option<&[RuleDraft]>,
-    now: i64,
-) -> OpResult<(Group, Vec<Uuid>)> {
+fn apply_update(tx: &mut dyn Tx, scope: &Scope, id: Uuid, edit: GroupEdit<'_>, now: i64) -> OpResult<(Group, Vec<Uuid>)> {
+    let GroupEdit { name, description, rules } = edit;
     let mut group = load_group(tx, scope, id)?;
     let mut changed = false;
     if let Some(name) = name.filter(|n| *n != group.name) {
@@ -309,32 +325,23 @@ pub fn legacy_update(
     tx: &mut dyn Tx,
     scope: &Scope,
     id: Uuid,
-    name: Option<&str>,
-    tags: Option<&TagPatch>,
-    changes: &[RuleChange],
+    update: &LegacyUpdateGroup,
     settings: &Settings,
     now: i64,
 ) -> OpResult<Group> {
-    within_quota(tx, scope, settings, |tx| apply_legacy_update(tx, scope, id, name, tags, changes, now))
+    within_quota(tx, scope, settings, |tx| apply_legacy_update(tx, scope, id, update, now))
 }
 
-fn apply_legacy_update(
-    tx: &mut dyn Tx,
-    scope: &Scope,
-    id: Uuid,
-    name: Option<&str>,
-    tags: Option<&TagPatch>,
-    changes: &[RuleChange],
-    now: i64,
-) -> OpResult<Group> {
+fn apply_legacy_update(tx: &mut dyn Tx, scope: &Scope, id: Uuid, update: &LegacyUpdateGroup, now: i64) -> OpResult<Group> {
+    let LegacyUpdateGroup { name, tags, changed_rules } = update;
     load_group(tx, scope, id)?;
     if let Some(patch) = tags {
         patch_tags(tx, scope, id, patch, now)?;
     }
     if name.is_some() {
-        apply_update(tx, scope, id, name, None, None, now)?;
+        apply_update(tx, scope, id, GroupEdit { name: name.as_deref(), ..GroupEdit::default() }, now)?;
     }
-    for (i, change) in changes.iter().enumerate() {
+    for (i, change) in changed_rules.iter().enumerate() {
         let field = format!("changed_rules.{i}");
         match change {
             RuleChange::Create(draft) => {

@@ -1,0 +1,215 @@
+//! PostgreSQL: security groups, their rules and tags, and the per-scope usage
+//! (migrations/postgres/0001_init.sql). Lists of ids travel as `text[]`; the row locks that keep
+//! several nodes from losing each other's changes are explained in the `postgres` module.
+
+use palisade_core::group::{Group, Scope};
+use palisade_core::quota::Usage;
+use palisade_core::{Protocol, Rule, Tag};
+use postgres::types::ToSql;
+use uuid::Uuid;
+
+use super::PgTx;
+use crate::rows::{
+    Columns, attach, count_from_row, group_from_row, id_pair_from_row, id_text, ids_text, owned_rule_from_row, tag_from_row, usage_from_row,
+};
+use crate::sql::{self, GROUP_COLUMNS, RULE_COLUMNS, TAG_COLUMNS};
+use crate::{GroupFilter, GroupTx, StoreResult};
+
+impl PgTx<'_> {
+    /// Fills in rules and tags of `groups` with one query each (no N+1).
+    fn attach_children(&mut self, groups: &mut [Group]) -> StoreResult<()> {
+        if groups.is_empty() {
+            return Ok(());
+        }
+        let ids = ids_text(&groups.iter().map(|g| g.id).collect::<Vec<_>>());
+        let rules = self.rows(
+            &format!("SELECT {RULE_COLUMNS} FROM security_group_rules WHERE group_id = ANY($1::text[]) ORDER BY seq"),
+            &[&ids],
+            owned_rule_from_row,
+        )?;
+        attach(groups, |g| g.id, rules, |g, rule| g.rules.push(rule));
+        let tags = self.rows(
+            &format!("SELECT {TAG_COLUMNS} FROM security_group_tags WHERE group_id = ANY($1::text[]) ORDER BY group_id, key"),
+            &[&ids],
+            tag_from_row,
+        )?;
+        attach(groups, |g| g.id, tags, |g, tag| g.tags.push(tag));
+        Ok(())
+    }
+
+    /// Groups of one query, completed with their rules and tags.
+    pub(super) fn whole_groups(&mut self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> StoreResult<Vec<Group>> {
+        let mut groups = self.rows(sql, params, |r| group_from_row(r, 0))?;
+        self.attach_children(&mut groups)?;
+        Ok(groups)
+    }
+
+    /// Positioned groups of an export page: the position, then the group columns.
+    pub(super) fn positioned_groups(&mut self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> StoreResult<Vec<(i64, Group)>> {
+        let rows = self.rows(sql, params, |r| Ok((r.column::<i64>(0)?, group_from_row(r, 1)?)))?;
+        let (positions, mut groups): (Vec<i64>, Vec<Group>) = rows.into_iter().unzip();
+        self.attach_children(&mut groups)?;
+        Ok(positions.into_iter().zip(groups).collect())
+    }
+}
+
+impl GroupTx for PgTx<'_> {
+    fn get_group(&mut self, scope: &Scope, id: Uuid) -> StoreResult<Option<Group>> {
+        // In a write transaction the row is locked until commit: whoever changes a group has
+        // read its latest committed state, and the next writer waits for this one.
+        let lock = if self.write { " FOR NO KEY UPDATE" } else { "" };
+        let groups = self
+            .whole_groups(&format!("{}{lock}", sql::GET_GROUP), &[&id_text(id), &scope.client_id, &scope.project_id, &scope.region_id])?;
+        Ok(groups.into_iter().next())
+    }
+
+    fn group_exists(&mut self, scope: &Scope, id: Uuid) -> StoreResult<bool> {
+        // In a write transaction, keep the group from being deleted until commit (a rule may be
+        // about to name it); KEY SHARE does not block other changes of the group.
+        let lock = if self.write { " FOR KEY SHARE" } else { "" };
+        let row = self
+            .query_opt(&format!("{}{lock}", sql::GROUP_EXISTS), &[&id_text(id), &scope.client_id, &scope.project_id, &scope.region_id])?;
+        Ok(row.is_some())
+    }
+
+    fn list_groups(&mut self, scope: &Scope, filter: &GroupFilter) -> StoreResult<(u64, Vec<Group>)> {
+        let columns = GROUP_COLUMNS.split(", ").map(|c| format!("g.{c}")).collect::<Vec<_>>().join(", ");
+        let limit = i64::from(filter.limit);
+        let offset = i64::try_from(filter.offset).unwrap_or(i64::MAX);
+        let base = "g.client_id = $1 AND g.project_id = $2 AND g.region_id = $3 AND ($4::text IS NULL OR g.name = $4)";
+        let scope_filters: [&(dyn ToSql + Sync); 4] = [&scope.client_id, &scope.project_id, &scope.region_id, &filter.name];
+        let page: [&(dyn ToSql + Sync); 2] = [&limit, &offset];
+        if filter.tag_keys.is_empty() && filter.tag_pairs.is_empty() {
+            // No tag filter: no per-row subqueries, and without a name the count is the
+            // trigger-kept usage row.
+            let count = match filter.name {
+                None => self.usage(scope)?.security_groups,
+                Some(_) => self.row(&format!("SELECT COUNT(*) FROM security_groups g WHERE {base}"), &scope_filters, count_from_row)?,
+            };
+            let groups = self.whole_groups(
+                &format!("SELECT {columns} FROM security_groups g WHERE {base} ORDER BY g.seq LIMIT $5 OFFSET $6"),
+                &[&scope_filters[..], &page].concat(),
+            )?;
+            return Ok((count, groups));
+        }
+        let condition = format!(
+            "{base}
+            AND NOT EXISTS (SELECT 1 FROM unnest($5::text[]) AS k(key) WHERE NOT EXISTS
+                (SELECT 1 FROM security_group_tags t WHERE t.group_id = g.id AND t.key = k.key))
+            AND NOT EXISTS (SELECT 1 FROM unnest($6::text[], $7::text[]) AS p(key, value) WHERE NOT EXISTS
+                (SELECT 1 FROM security_group_tags t WHERE t.group_id = g.id AND t.key = p.key AND t.value = p.value))"
+        );
+        let pair_keys: Vec<&str> = filter.tag_pairs.iter().map(|(k, _)| k.as_str()).collect();
+        let pair_values: Vec<&str> = filter.tag_pairs.iter().map(|(_, v)| v.as_str()).collect();
+        let tag_filters: [&(dyn ToSql + Sync); 3] = [&filter.tag_keys, &pair_keys, &pair_values];
+        let filters = [&scope_filters[..], &tag_filters].concat();
+        let count = self.row(&format!("SELECT COUNT(*) FROM security_groups g WHERE {condition}"), &filters, count_from_row)?;
+        let groups = self.whole_groups(
+            &format!("SELECT {columns} FROM security_groups g WHERE {condition} ORDER BY g.seq LIMIT $8 OFFSET $9"),
+            &[&filters[..], &page].concat(),
+        )?;
+        Ok((count, groups))
+    }
+
+    fn groups_by_ids(&mut self, ids: &[Uuid]) -> StoreResult<Vec<Group>> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.whole_groups(
+            &format!("SELECT {GROUP_COLUMNS} FROM security_groups WHERE id = ANY($1::text[]) ORDER BY seq"),
+            &[&ids_text(ids)],
+        )
+    }
+
+    fn insert_group(&mut self, group: &Group) -> StoreResult<()> {
+        let scope = &group.scope;
+        self.execute(
+            sql::INSERT_GROUP,
+            &[
+                &id_text(group.id),
+                &scope.client_id,
+                &scope.project_id,
+                &scope.region_id,
+                &group.name,
+                &group.description,
+                &group.created_at,
+                &group.updated_at,
+                &group.revision_number,
+            ],
+        )?;
+        for rule in &group.rules {
+            self.insert_rule(rule)?;
+        }
+        self.replace_tags(group.id, &group.tags)
+    }
+
+    fn update_group(&mut self, group: &Group) -> StoreResult<()> {
+        self.execute(sql::UPDATE_GROUP, &[&id_text(group.id), &group.name, &group.description, &group.updated_at, &group.revision_number])?;
+        Ok(())
+    }
+
+    fn delete_group(&mut self, scope: &Scope, id: Uuid) -> StoreResult<bool> {
+        Ok(self.execute(sql::DELETE_GROUP, &[&id_text(id), &scope.client_id, &scope.project_id, &scope.region_id])? > 0)
+    }
+
+    fn replace_tags(&mut self, group_id: Uuid, tags: &[Tag]) -> StoreResult<()> {
+        let id = id_text(group_id);
+        self.execute(sql::DELETE_TAGS, &[&id])?;
+        for tag in tags {
+            self.execute(sql::INSERT_TAG, &[&id, &tag.key, &tag.value, &tag.read_only])?;
+        }
+        Ok(())
+    }
+
+    fn insert_rule(&mut self, rule: &Rule) -> StoreResult<()> {
+        let spec = &rule.spec;
+        self.execute(
+            sql::INSERT_RULE,
+            &[
+                &id_text(rule.id),
+                &id_text(rule.group_id),
+                &spec.direction.as_str(),
+                &spec.ethertype.as_str(),
+                &spec.protocol.map(Protocol::name),
+                &spec.port_range_min.map(i32::from),
+                &spec.port_range_max.map(i32::from),
+                &spec.remote_ip_prefix.map(|p| p.to_string()),
+                &spec.remote_group_id.map(id_text),
+                &spec.description,
+                &rule.created_at,
+            ],
+        )?;
+        Ok(())
+    }
+
+    fn delete_rule(&mut self, rule_id: Uuid) -> StoreResult<bool> {
+        Ok(self.execute(sql::DELETE_RULE, &[&id_text(rule_id)])? > 0)
+    }
+
+    fn group_of_rule(&mut self, scope: &Scope, rule_id: Uuid) -> StoreResult<Option<Uuid>> {
+        self.row_opt(sql::GROUP_OF_RULE, &[&id_text(rule_id), &scope.client_id, &scope.project_id, &scope.region_id], |r| r.uuid(0))
+    }
+
+    fn rules_referencing(&mut self, group_id: Uuid) -> StoreResult<Vec<(Uuid, Uuid)>> {
+        let id = id_text(group_id);
+        if self.write {
+            // Only a delete asks this: lock the group first, so a rule naming it that another
+            // transaction is committing right now is seen (it held KEY SHARE on the group).
+            self.query("SELECT 1 FROM security_groups WHERE id = $1 FOR UPDATE", &[&id])?;
+        }
+        self.rows(
+            "SELECT id, group_id FROM security_group_rules WHERE remote_group_id = $1 AND group_id <> $1 ORDER BY seq",
+            &[&id],
+            id_pair_from_row,
+        )
+    }
+
+    fn count_groups(&mut self, scope: &Scope) -> StoreResult<u64> {
+        self.row(sql::COUNT_GROUPS, &[&scope.client_id, &scope.project_id, &scope.region_id], count_from_row)
+    }
+
+    fn usage(&mut self, scope: &Scope) -> StoreResult<Usage> {
+        let usage = self.row_opt(sql::SCOPE_USAGE, &[&scope.client_id, &scope.project_id, &scope.region_id], usage_from_row)?;
+        Ok(usage.unwrap_or_default())
+    }
+}
