@@ -133,23 +133,22 @@ pub(crate) fn numbered(sql: &str) -> Cow<'_, str> {
     let mut next = 1u32; // the number the next new parameter must have for the numberings to agree
     let mut seen_max = 0u32;
     let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'$' && bytes.get(i + 1).is_some_and(u8::is_ascii_digit) {
-            let mut n = 0u32;
+    // `find` skips to the next `$` with memchr: statements are long, parameters few.
+    while let Some(at) = sql[i..].find('$') {
+        i += at + 1;
+        let mut n = 0u32;
+        let mut digits = 0;
+        while let Some(d) = bytes.get(i).filter(|b| b.is_ascii_digit()) {
+            n = n.saturating_mul(10).saturating_add(u32::from(d - b'0'));
             i += 1;
-            while let Some(d) = bytes.get(i).filter(|b| b.is_ascii_digit()) {
-                n = n.saturating_mul(10).saturating_add(u32::from(d - b'0'));
-                i += 1;
+            digits += 1;
+        }
+        if digits > 0 && n > seen_max {
+            if n != next {
+                return Cow::Owned(by_number(sql));
             }
-            if n > seen_max {
-                if n != next {
-                    return Cow::Owned(by_number(sql));
-                }
-                seen_max = n;
-                next += 1;
-            }
-        } else {
-            i += 1;
+            seen_max = n;
+            next += 1;
         }
     }
     Cow::Borrowed(sql)
