@@ -173,30 +173,32 @@ impl<'v, 'e> Fields<'v, 'e> {
     }
 
     /// A field that may be absent.
-    pub fn optional(&mut self, field: &str) -> Field<'_, 'v> {
+    pub fn optional<'r>(&'r mut self, field: &'r str) -> Field<'r, 'v> {
         self.field(field, Absent::Allowed)
     }
 
     /// A field that must be present (`Field required` otherwise).
-    pub fn required(&mut self, field: &str) -> Field<'_, 'v> {
+    pub fn required<'r>(&'r mut self, field: &'r str) -> Field<'r, 'v> {
         self.field(field, Absent::Required)
     }
 
     /// A field that must be present, where absence is reported with the field's own type error
     /// rather than `Field required` (the verdict questions).
-    pub fn expected(&mut self, field: &str) -> Field<'_, 'v> {
+    pub fn expected<'r>(&'r mut self, field: &'r str) -> Field<'r, 'v> {
         self.field(field, Absent::Invalid)
     }
 
-    fn field(&mut self, field: &str, absent: Absent) -> Field<'_, 'v> {
-        Field { path: self.path(field), value: self.obj.get(field), absent, errors: &mut *self.errors }
+    fn field<'r>(&'r mut self, field: &'r str, absent: Absent) -> Field<'r, 'v> {
+        Field { prefix: &self.prefix, name: field, value: self.obj.get(field), absent, errors: &mut *self.errors }
     }
 }
 
-/// One field of a [`Fields`], to be read by one typed getter.
+/// One field of a [`Fields`], to be read by one typed getter. Its dotted path is written out
+/// only when an error or a nested parser needs it: most fields of most bodies are fine.
 pub struct Field<'r, 'v> {
     errors: &'r mut FieldErrors,
-    path: String,
+    prefix: &'r str,
+    name: &'r str,
     value: Option<&'v Value>,
     absent: Absent,
 }
@@ -208,28 +210,32 @@ impl<'r, 'v> Field<'r, 'v> {
         self
     }
 
-    /// The value, its path and the collector; `None` (with `Field required` if so) when absent.
-    fn present(self) -> Option<(&'v Value, String, &'r mut FieldErrors)> {
+    /// The value, this field's (prefix, name) and the collector; `None` (with `Field required`
+    /// if so) when absent.
+    #[allow(clippy::type_complexity)]
+    fn present(self) -> Option<(&'v Value, (&'r str, &'r str), &'r mut FieldErrors)> {
+        let at = (self.prefix, self.name);
         match (self.value, self.absent) {
-            (Some(value), _) => Some((value, self.path, self.errors)),
+            (Some(value), _) => Some((value, at, self.errors)),
             (None, Absent::Allowed) => None,
             (None, Absent::Required) => {
-                self.errors.add(self.path, "Field required");
+                self.errors.add(path(at.0, at.1), "Field required");
                 None
             }
-            (None, Absent::Invalid) => Some((&NULL, self.path, self.errors)),
+            (None, Absent::Invalid) => Some((&NULL, at, self.errors)),
         }
     }
 
     /// The value read by a parser that reports its own errors (under the field's path).
     pub fn with<T>(self, read: impl FnOnce(&'v Value, &str, &mut FieldErrors) -> Option<T>) -> Option<T> {
-        let (value, path, errors) = self.present()?;
-        read(value, &path, errors)
+        let (value, (prefix, name), errors) = self.present()?;
+        read(value, &path(prefix, name), errors)
     }
 
     /// The value read by `parse`, whose `Err` is the field's error.
     pub fn parse<T, E: Into<String>>(self, parse: impl FnOnce(&'v Value) -> Result<T, E>) -> Option<T> {
-        self.with(|value, path, errors| parse(value).map_err(|reason| errors.add(path, reason)).ok())
+        let (value, (prefix, name), errors) = self.present()?;
+        parse(value).map_err(|reason| errors.add(path(prefix, name), reason)).ok()
     }
 
     pub fn uuid(self) -> Option<Uuid> {
@@ -261,7 +267,8 @@ impl<'r, 'v> Field<'r, 'v> {
 
     /// A list, its items to be read by [`List`]; `not_a_list` for anything else.
     pub fn list(self, not_a_list: &str) -> Option<List<'r, 'v>> {
-        let (value, path, errors) = self.present()?;
+        let (value, (prefix, name), errors) = self.present()?;
+        let path = path(prefix, name);
         match value.as_array() {
             Some(items) => Some(List { errors, path, items }),
             None => {
