@@ -119,21 +119,24 @@ async fn rule_stats_accumulate_and_show_in_effective_rules_and_analysis() {
     let (ssh, https) = (rules[0].clone(), rules[1].clone());
     let port = register_port(&app, 1, "h1", &[&group_id], "10.0.0.5").await;
     let elsewhere = register_port(&app, 1, "h2", &[&group_id], "10.0.0.6").await;
+    let other_group = id_of(&app.create_group_v1("other", json!([])).await);
+    let unbound = register_port(&app, 1, "h1", &[&other_group], "10.0.0.7").await;
     let agent = app.agent("h1");
     let hit = |port: &str, packets: u64, at: i64| json!({"port_id": port, "rule_id": ssh, "packets": packets, "bytes": packets * 60, "last_hit_at": at});
     let first =
         agent.post_json("/palisade/v1/agents/h1/rule-stats", &json!({"stats": [hit(&port, 4, 1_700_000_000)]})).await.expect(200).body;
     assert_eq!((first["accepted"].as_u64(), first["ignored"].as_u64()), (Some(1), Some(0)));
-    // The second report adds; the entry about a port of host h2 is not h1's to report.
+    // The second report adds; the entry about a port of host h2 is not h1's to report, and a
+    // port of h1 not bound to the rule's group cannot have hit it (it would show in the stats).
     let second = agent
         .post_json(
             "/palisade/v1/agents/h1/rule-stats",
-            &json!({"stats": [hit(&port, 6, 1_700_000_100), hit(&elsewhere, 99, 1_700_000_100)]}),
+            &json!({"stats": [hit(&port, 6, 1_700_000_100), hit(&elsewhere, 99, 1_700_000_100), hit(&unbound, 7, 1_700_000_100)]}),
         )
         .await
         .expect(200)
         .body;
-    assert_eq!((second["accepted"].as_u64(), second["ignored"].as_u64()), (Some(1), Some(1)));
+    assert_eq!((second["accepted"].as_u64(), second["ignored"].as_u64()), (Some(1), Some(2)));
     let stats = app.get(&format!("/palisade/v1/security_groups/{group_id}/rule-stats")).await.expect(200).body;
     assert_eq!(stats["rules"].as_array().unwrap().len(), 1, "{stats}");
     let counted = &stats["rules"][0];

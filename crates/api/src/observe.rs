@@ -90,7 +90,7 @@ where
     operation_id = "reportRuleStats",
     tag = "Agents",
     summary = "Report rule hit counts",
-    description = "The host's agent (its own key only) reports per-rule, per-port hit-count deltas since its previous accepted report: `{\"stats\": [{\"port_id\", \"rule_id\", \"packets\", \"bytes\", \"last_hit_at\"}]}` (`last_hit_at` in Unix seconds). They are added to the counts in one transaction; entries about ports of other hosts, or rules that no longer exist, are ignored and counted as such. A 2xx means the batch is counted.",
+    description = "The host's agent (its own key only) reports per-rule, per-port hit-count deltas since its previous accepted report: `{\"stats\": [{\"port_id\", \"rule_id\", \"packets\", \"bytes\", \"last_hit_at\"}]}` (`last_hit_at` in Unix seconds). They are added to the counts in one transaction; entries about ports of other hosts, or rules that no longer exist or whose group is not bound to the port, are ignored and counted as such. A 2xx means the batch is counted.",
     params(crate::schema::HostPath),
     request_body = Object,
     responses((status = 200, description = "What was counted", body = IngestOut), crate::openapi::ValidationError, crate::openapi::NotFound)

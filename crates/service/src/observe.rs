@@ -11,6 +11,7 @@ use palisade_core::diff::diff_rules;
 use palisade_core::group::Group;
 use palisade_core::observe::{FlowLogEvents, FlowLogReport, FlowLogSetting, FlowRecord, RuleStatsReport};
 use palisade_core::policy::{Flow, HostPolicy};
+use palisade_core::port::Port;
 use palisade_core::verdict::{Decision, VerdictIndex};
 use palisade_core::{Rule, RuleDraft};
 use palisade_store::observe::{FlowLogFilter, FlowLogTarget, RuleHitsRecord};
@@ -52,23 +53,39 @@ fn saturating(n: u64) -> i64 {
     i64::try_from(n).unwrap_or(i64::MAX)
 }
 
-/// Adds the hit deltas of `host`'s agent to the counts, in the caller's transaction.
+/// Adds the hit deltas of `host`'s agent to the counts, in the caller's transaction. A hit counts
+/// only for a port of the host bound to the rule's group: an agent's report never puts one
+/// client's port under another client's rule (their stats would show it).
 pub fn apply_rule_stats(tx: &mut dyn Tx, host: &str, report: &RuleStatsReport) -> OpResult<Ingested> {
-    let clients = ports_on_host(tx, host)?;
-    let hits: Vec<RuleHitsRecord> = report
-        .stats
-        .iter()
-        .filter_map(|hit| {
-            clients.get(&hit.port_id).map(|&client_id| RuleHitsRecord {
+    let ports: HashMap<Uuid, Port> = tx
+        .list_ports(None, &PortFilter { host: Some(host.to_string()), ..PortFilter::default() })?
+        .into_iter()
+        .map(|p| (p.id, p))
+        .collect();
+    // The group of each (rule, port scope) asked about, once.
+    let mut group_of: HashMap<(Uuid, Uuid), Option<Uuid>> = HashMap::new();
+    let mut hits = Vec::new();
+    for hit in &report.stats {
+        let Some(port) = ports.get(&hit.port_id) else { continue };
+        let group = match group_of.get(&(hit.rule_id, port.id)) {
+            Some(group) => *group,
+            None => {
+                let group = tx.group_of_rule(&port.scope, hit.rule_id)?;
+                group_of.insert((hit.rule_id, port.id), group);
+                group
+            }
+        };
+        if group.is_some_and(|g| port.security_group_ids.contains(&g)) {
+            hits.push(RuleHitsRecord {
                 rule_id: hit.rule_id,
                 port_id: hit.port_id,
-                client_id,
+                client_id: port.scope.client_id,
                 packets: saturating(hit.packets),
                 bytes: saturating(hit.bytes),
                 last_hit_ms: hit.last_hit_at.saturating_mul(1000),
-            })
-        })
-        .collect();
+            });
+        }
+    }
     let accepted = tx.add_rule_hits(&hits)?;
     Ok(Ingested { accepted, ignored: report.stats.len() as u64 - accepted, trimmed: 0 })
 }
