@@ -504,10 +504,16 @@ test("a person manages groups and rules and asks why a flow is dropped", async (
   });
 
   await t.test("the platform sees agents, every client's ports and any client's quotas", async () => {
-    // compute-1's agent applied the current policy, compute-2's is one revision behind.
+    // compute-1's agent applied its host's current policy, compute-2's is one revision behind
+    // (each host has its own revision: the agents report once to be listed with it).
+    for (const [key, host] of [[keys.agent1, "compute-1"], [keys.agent2, "compute-2"]]) {
+      await expectStatus(call(key, "PUT", `/palisade/v1/agents/${host}/status`, { applied_revision: 0 }), 200);
+    }
     const agents = await expectStatus(call(keys.platform, "GET", "/palisade/v1/agents"), 200);
-    await expectStatus(call(keys.agent1, "PUT", "/palisade/v1/agents/compute-1/status", { applied_revision: agents.policy_revision }), 200);
-    await expectStatus(call(keys.agent2, "PUT", "/palisade/v1/agents/compute-2/status", { applied_revision: Math.max(0, agents.policy_revision - 1) }), 200);
+    const revisionOf = (host) => agents.results.find((a) => a.host === host).policy_revision;
+    assert.ok(revisionOf("compute-2") >= 1, "compute-2 holds a port, so its policy has a revision");
+    await expectStatus(call(keys.agent1, "PUT", "/palisade/v1/agents/compute-1/status", { applied_revision: revisionOf("compute-1") }), 200);
+    await expectStatus(call(keys.agent2, "PUT", "/palisade/v1/agents/compute-2/status", { applied_revision: revisionOf("compute-2") - 1 }), 200);
     await signIn(page, keys.platform);
     await ready(page, "agents");
     await page.getByText("1 of 2 agents in sync").waitFor();

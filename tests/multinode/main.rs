@@ -556,8 +556,7 @@ async fn frozen_node_stalls_nothing() {
     let Cluster { db, scratch: _scratch, token, api, a, b, .. } = Cluster::start("frozen", |_| {}).await;
 
     // Freeze B while it is inside a task of project P, holding P's scope lock. B's burst creates
-    // groups without rules: a rule write also locks the global policy_revision row (issue 16
-    // item 1), which would stall rule writers of every project and is not what this tests.
+    // groups without rules, so that its tasks are short and B is caught inside one often.
     let mut attempts = 0;
     let mut b_names = Vec::new();
     loop {

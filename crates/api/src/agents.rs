@@ -1,11 +1,12 @@
 //! `/palisade/v1/agents`: what each host's agent must enforce and what it reports it applied.
 //!
-//! Every change that can change enforcement (rules, ports, addresses, bindings) grows one global
-//! policy revision in its own transaction (store triggers). Agents long-poll
+//! Each host's policy has its own revision: a change grows the revisions of exactly the hosts whose
+//! policy it changes (migration 0008, `palisade_store`'s pending changes). Agents long-poll
 //! `GET /palisade/v1/agents/{host}/policy?after=REV&wait=SECONDS`: the answer comes at once when
-//! the revision is past `after`, otherwise when it moves or `wait` runs out (304). The revision
-//! feed, the policy's content and the waits are the service's (`palisade_service::policy`);
-//! this module parses, checks the agent's host and renders.
+//! the host's revision is past `after`, otherwise when it moves or `wait` runs out (304); a
+//! change elsewhere never wakes it. The revision feed, the policy's content and the waits are
+//! the service's (`palisade_service::policy`); this module parses, checks the agent's host and
+//! renders.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -65,7 +66,7 @@ async fn read_policy(state: &AppState, host: String, held: Option<String>) -> Re
     operation_id = "getHostPolicy",
     tag = "Agents",
     summary = "Get the policy of a host",
-    description = "The host's own agent key only (another host's is a 403). What the host's agent enforces: every client's ports on the host (device, MAC, addresses, bound groups), the rules of every bound group (protocols by number), and the member addresses of every group those rules name as `remote_group_id`, listed once per group. Without `after` it answers at once. With `after`, it answers as soon as the policy revision is past `after`, or with 304 (no body, `x-policy-revision` header) when `wait` seconds pass first. The `ETag` header tags the policy's content (the revision aside): with `If-None-Match` set to it, a newer revision that changes nothing for the host answers 304 with the new `x-policy-revision`, so the agent reports it without fetching the policy again.",
+    description = "The host's own agent key only (another host's is a 403). What the host's agent enforces: every client's ports on the host (device, MAC, addresses, bound groups), the rules of every bound group (protocols by number), and the member addresses of every group those rules name as `remote_group_id`, listed once per group. Without `after` it answers at once. With `after`, it answers as soon as the host's policy revision is past `after` (a change that does not reach the host never wakes it), or with 304 (no body, `x-policy-revision` header) when `wait` seconds pass first. The `ETag` header tags the policy's content (the revision aside): with `If-None-Match` set to it, a newer revision that changes nothing for the host answers 304 with the new `x-policy-revision`, so the agent reports it without fetching the policy again.",
     params(crate::schema::HostPath, crate::schema::PolicyQuery),
     responses((status = 200, description = "The policy of the host's ports at the current revision (also in the `x-policy-revision` header)", body = crate::schema::HostPolicy), crate::openapi::ValidationError, crate::openapi::NotFound, crate::openapi::GatewayTimeout)
 )]
@@ -88,7 +89,7 @@ pub async fn policy(
         let deadline = tokio::time::Instant::now() + Duration::from_secs(wait as u64);
         // A stopping server answers its long-polls at once; the agent asks again elsewhere.
         let passed = tokio::select! {
-            passed = state.policy.wait_past(&state.store, after, deadline) => passed?,
+            passed = state.policy.wait_past(&state.store, &host, after, deadline) => passed?,
             () = state.stopping() => None,
         };
         if passed.is_none() {
@@ -115,9 +116,11 @@ pub async fn policy(
 pub struct AgentOut {
     pub host: String,
     pub applied_revision: i64,
+    /// The host's current policy revision.
+    pub policy_revision: i64,
     /// Time of the agent's last report, UTC, `YYYY-MM-DDTHH:MM:SS+0000`.
     pub reported_at: String,
-    /// Whether the agent has applied the current policy revision.
+    /// Whether the agent has applied its host's current policy revision.
     pub in_sync: bool,
     /// With `?revision=N`: whether the agent has applied revision N (or a later one).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -128,6 +131,7 @@ fn agent_out(agent: &AgentRecord, revision: i64) -> AgentOut {
     AgentOut {
         host: agent.host.clone(),
         applied_revision: agent.applied_revision,
+        policy_revision: revision,
         reported_at: time::with_zone(UnixMs(agent.reported_at)),
         in_sync: agent.applied_revision >= revision,
         applied: None,
@@ -164,7 +168,8 @@ pub async fn report(
     let (agent, revision) = state
         .write(move |tx| {
             tx.report_agent(&agent)?;
-            Ok((agent, tx.policy_revision()?))
+            let revision = tx.host_revision(&agent.host)?;
+            Ok((agent, revision))
         })
         .await?;
     state.policy.agent_reported();
@@ -173,7 +178,7 @@ pub async fn report(
 
 #[derive(Serialize, utoipa::ToSchema)]
 pub struct AgentList {
-    /// The current global policy revision.
+    /// The highest policy revision of any host (each agent's own is in its entry).
     pub policy_revision: i64,
     pub count: u64,
     pub results: Vec<AgentOut>,
@@ -197,8 +202,10 @@ pub async fn list(State(state): State<Arc<AppState>>, query: Query) -> Result<Js
         return Err(errors.into());
     }
     let (agents, revision) = state.read(move |tx| Ok((tx.list_agents()?, tx.policy_revision()?))).await?;
-    let results: Vec<AgentOut> =
-        agents.iter().map(|a| AgentOut { applied: asked.map(|n| a.applied_revision >= n), ..agent_out(a, revision) }).collect();
+    let results: Vec<AgentOut> = agents
+        .iter()
+        .map(|(a, host_revision)| AgentOut { applied: asked.map(|n| a.applied_revision >= n), ..agent_out(a, *host_revision) })
+        .collect();
     Ok(Json(AgentList { policy_revision: revision, count: results.len() as u64, results }))
 }
 
@@ -206,12 +213,11 @@ pub async fn list(State(state): State<Arc<AppState>>, query: Query) -> Result<Js
 const MAX_WAIT_FOR_AGENTS: f64 = 60.0;
 
 /// `?wait_for_agents=SECONDS` on any write: after the write succeeds (and, for a v2 write, after
-/// its tasks finished), waits up to SECONDS until the agent of every host concerned has applied
-/// the policy revision the change produced. For a tenant the hosts concerned are those holding
-/// its ports (of the projects its key may use), and the answer names only them: headers
-/// `x-agents-applied` and `x-agents-pending` (host names, comma-separated), nothing of the global
-/// revision, which moves with every client's writes. The platform waits for every host and also
-/// gets `x-policy-revision`.
+/// its tasks finished), waits up to SECONDS until the agent of every host whose policy the change
+/// changed has applied the revision the change gave that host — exactly those hosts, none other
+/// (a change that reaches no port answers at once). A tenant hears only of hosts holding its own
+/// ports: headers `x-agents-applied` and `x-agents-pending` (host names, comma-separated). The
+/// platform also gets `x-policy-revision` (the highest revision among those hosts).
 pub async fn wait_for_agents(State(state): State<Arc<AppState>>, request: Request, next: Next) -> Response {
     let asked = request
         .uri()
@@ -230,7 +236,8 @@ pub async fn wait_for_agents(State(state): State<Arc<AppState>>, request: Reques
         Ok(caller) => caller,
         Err(e) => return e.into_response(),
     };
-    let response = next.run(Request::from_parts(parts, body)).await;
+    let written = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let response = crate::state::WRITTEN_HOSTS.scope(written.clone(), next.run(Request::from_parts(parts, body))).await;
     if !response.status().is_success() {
         return response;
     }
@@ -244,7 +251,8 @@ pub async fn wait_for_agents(State(state): State<Arc<AppState>>, request: Reques
         .ok()
         .and_then(|v| v.get("tasks").and_then(Value::as_array).map(|t| t.iter().filter_map(|id| id.as_str().map(str::to_owned)).collect()))
         .unwrap_or_default();
-    match settle(&state, &caller, tasks, deadline).await {
+    let written = std::mem::take(&mut *written.lock().unwrap_or_else(|p| p.into_inner()));
+    match settle(&state, &caller, tasks, written, deadline).await {
         Ok((revision, applied, pending)) => {
             let headers = &mut parts.headers;
             if caller.role == Role::Platform {
@@ -261,13 +269,15 @@ pub async fn wait_for_agents(State(state): State<Arc<AppState>>, request: Reques
     Response::from_parts(parts, Body::from(bytes))
 }
 
-/// Waits for `tasks` to finish, then for the agents of the caller's hosts to apply the revision
-/// after them (`PolicyFeed::wait_for_agents`). Returns (revision, hosts that applied it, hosts
+/// Waits for `tasks` to finish, then for the agents of the hosts the request changed (`written`
+/// by its own transactions, and those its tasks recorded) to apply their new revisions
+/// (`PolicyFeed::wait_for_agents`). Returns (highest revision, hosts that applied theirs, hosts
 /// that have not by the deadline).
 async fn settle(
     state: &Arc<AppState>,
     caller: &Caller,
     tasks: Vec<String>,
+    mut written: Vec<palisade_store::HostRevision>,
     deadline: tokio::time::Instant,
 ) -> Result<(i64, Vec<String>, Vec<String>)> {
     // Another node may run the tasks (PostgreSQL): the database is read again at this step.
@@ -277,6 +287,10 @@ async fn settle(
         waited = wait_for_tasks(&state.store, finished, caller.client_id, &tasks, deadline, Some(RECHECK)) => { waited?; }
         () = state.stopping() => {}
     }
+    if !tasks.is_empty() {
+        let client_id = caller.client_id;
+        written.extend(state.read(move |tx| Ok(tx.task_policy_hosts(client_id, &tasks)?)).await?);
+    }
     let viewer = (caller.role != Role::Platform).then(|| caller.viewer());
-    Ok(state.policy.wait_for_agents(&state.store, viewer, deadline, state.stopping()).await?)
+    Ok(state.policy.wait_for_agents(&state.store, viewer, written, deadline, state.stopping()).await?)
 }

@@ -94,13 +94,19 @@ impl Drop for WaiterSlot<'_> {
     }
 }
 
+tokio::task_local! {
+    /// The hosts (with their new revisions) whose policy the writes of the current request
+    /// changed, collected while a `?wait_for_agents` request runs (`crate::agents`).
+    pub static WRITTEN_HOSTS: Arc<Mutex<Vec<palisade_store::HostRevision>>>;
+}
+
 pub struct AppState {
     pub store: Arc<Database>,
     pub wake: Arc<Notify>,
     pub config: ApiConfig,
     pub settings: Arc<Settings>,
-    /// The policy revision agents long-poll on (`/palisade/v1/agents`).
-    pub policy: PolicyFeed,
+    /// The host policy revisions agents long-poll on (`/palisade/v1/agents`).
+    pub policy: Arc<PolicyFeed>,
     /// The ids of every batch of tasks the worker has committed.
     pub tasks_done: palisade_service::FinishedTasks,
     /// Requests waiting in [`AppState::hand_over`] now.
@@ -122,10 +128,10 @@ impl AppState {
             flow_log_max_records_per_client: config.flow_log_max_records_per_client,
         });
         AppState {
+            policy: PolicyFeed::new(&store),
             store,
             wake,
             settings,
-            policy: Default::default(),
             tasks_done: tokio::sync::broadcast::channel(256).0,
             hand_over_waiters: Default::default(),
             key_cache: Mutex::new(HashMap::new()),
@@ -170,12 +176,18 @@ impl AppState {
         R: Send + 'static,
         F: FnOnce(&mut dyn Tx) -> Result<R> + Send + 'static,
     {
-        let result = blocking::write(&self.store, f).await;
-        if result.is_ok() {
-            // A committed write may have grown the policy revision: let waiting agents know now.
-            self.policy.poke();
+        // The store bumps the hosts whose policy the write changed (and wakes their agents) as
+        // it commits; flushing here names them, for this request's `?wait_for_agents`.
+        let (value, hosts) = blocking::write(&self.store, move |tx| {
+            let value = f(tx)?;
+            let hosts = tx.flush_policy()?;
+            Ok::<_, crate::error::ApiError>((value, hosts))
+        })
+        .await?;
+        if !hosts.is_empty() {
+            let _ = WRITTEN_HOSTS.try_with(|written| written.lock().unwrap_or_else(|p| p.into_inner()).extend(hosts));
         }
-        result
+        Ok(value)
     }
 
     /// Runs `f` on the heavy pool within the request deadline: 504 when the deadline passes

@@ -212,12 +212,12 @@ fn apply_update(tx: &mut dyn Tx, scope: &Scope, id: Uuid, edit: GroupEdit<'_>, n
         check_remote_groups(tx, scope, id, &desired, "rules")?;
         let diff = diff_rules(&group.rules, &desired);
         for rule_id in &diff.delete {
-            tx.delete_rule(*rule_id)?;
+            tx.delete_rule(scope, *rule_id)?;
         }
         group.rules.retain(|r| !diff.delete.contains(&r.id));
         for spec in diff.create {
             let rule = new_rule(id, spec, now);
-            tx.insert_rule(&rule)?;
+            tx.insert_rule(scope, &rule)?;
             added.push(rule.id);
             group.rules.push(rule);
         }
@@ -269,7 +269,7 @@ fn insert_rule(tx: &mut dyn Tx, scope: &Scope, group_id: Uuid, draft: &RuleDraft
         return Err(OpError::Rule(RuleError::Duplicate { field: "rule".into(), existing }));
     }
     let rule = new_rule(group_id, spec, now);
-    tx.insert_rule(&rule)?;
+    tx.insert_rule(scope, &rule)?;
     touch(&mut group, now);
     tx.update_group(&group)?;
     Ok(rule)
@@ -282,7 +282,7 @@ pub fn delete_rule(tx: &mut dyn Tx, scope: &Scope, group_id: Option<Uuid>, rule_
         return Err(rule_not_found(rule_id));
     }
     let mut group = load_group(tx, scope, owner)?;
-    tx.delete_rule(rule_id)?;
+    tx.delete_rule(scope, rule_id)?;
     group.rules.retain(|r| r.id != rule_id);
     touch(&mut group, now);
     tx.update_group(&group)?;
@@ -312,9 +312,9 @@ pub fn replace_rule(
     if let Some(existing) = group.duplicate_of(&spec) {
         return Err(OpError::Rule(RuleError::Duplicate { field: "rule".into(), existing }));
     }
-    tx.delete_rule(rule_id)?;
+    tx.delete_rule(scope, rule_id)?;
     let rule = new_rule(owner, spec, now);
-    tx.insert_rule(&rule)?;
+    tx.insert_rule(scope, &rule)?;
     touch(&mut group, now);
     tx.update_group(&group)?;
     Ok(rule)
@@ -393,11 +393,11 @@ pub fn revert_group(tx: &mut dyn Tx, scope: &Scope, id: Uuid, settings: &Setting
 fn reset_rules(tx: &mut dyn Tx, scope: &Scope, id: Uuid, template: &[RuleSpec], now: i64) -> OpResult<Group> {
     let mut group = load_group(tx, scope, id)?;
     for rule in &group.rules {
-        tx.delete_rule(rule.id)?;
+        tx.delete_rule(scope, rule.id)?;
     }
     group.rules = template.iter().map(|spec| new_rule(id, spec.clone(), now)).collect();
     for rule in &group.rules {
-        tx.insert_rule(rule)?;
+        tx.insert_rule(scope, rule)?;
     }
     touch(&mut group, now);
     tx.update_group(&group)?;
@@ -414,7 +414,7 @@ pub fn delete_group(tx: &mut dyn Tx, scope: &Scope, id: Uuid, now: i64) -> OpRes
     }
     crate::ports::check_group_unused(tx, id)?;
     for (rule_id, group_id) in tx.rules_referencing(id)? {
-        tx.delete_rule(rule_id)?;
+        tx.delete_rule(scope, rule_id)?;
         if let Some(mut group) = tx.get_group(scope, group_id)? {
             touch(&mut group, now);
             tx.update_group(&group)?;

@@ -1,19 +1,20 @@
 //! What each host's agent must enforce, and waiting for agents to enforce it.
 //!
-//! Every change that can change enforcement (rules, ports, addresses, bindings) grows one global
-//! policy revision in its own transaction (store triggers). One watcher task per node follows the
-//! revision in the database while anyone waits ([`PolicyFeed`]), so a change made by any node,
-//! through the API or a task, reaches the waiting agents within [`POLL`].
+//! Each host's policy has its own revision (migration 0008): a write transaction bumps the
+//! revisions of exactly the hosts whose policy it changed, once, before it commits
+//! (`palisade_store` keeps the list). The store tells this node's [`PolicyFeed`] of every bump as
+//! the write commits, and on PostgreSQL of other nodes' bumps through `NOTIFY`, so an agent's
+//! long-poll wakes when its own host changed and never for another host's change.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Weak};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 use palisade_core::group::Scope;
 use palisade_core::policy::HostPolicy;
-use palisade_store::{Database, PortFilter, Store, StoreResult, Tx};
+use palisade_store::{Database, HostRevision, PortFilter, StoreResult, Tx};
 use tokio::sync::{Notify, watch};
 use tokio::time::Instant;
 use uuid::Uuid;
@@ -22,8 +23,9 @@ use crate::blocking;
 use crate::deadline::Deadline;
 use crate::ops::OpResult;
 
-/// How often the watcher reads the revision while an agent waits.
-pub const POLL: Duration = Duration::from_millis(10);
+/// How often the revisions of hosts whose agents wait are read again anyway: the safety net for
+/// a notification lost between nodes (the listener reconnects and asks for a re-read, too).
+pub const RESYNC: Duration = Duration::from_secs(1);
 
 /// Whose data a reader sees: one client's and, for a key limited to some projects, only theirs.
 #[derive(Debug, Clone)]
@@ -44,30 +46,58 @@ impl Viewer {
     }
 }
 
-/// The node's view of the policy revision, fed by one watcher task while anyone waits.
+/// The node's view of the revisions of the hosts whose agents wait here.
 pub struct PolicyFeed {
-    revision: watch::Sender<i64>,
-    started: AtomicBool,
-    poke: Arc<Notify>,
+    store: Weak<Database>,
+    /// The highest revision seen per waited host; an entry lives while someone waits on it.
+    hosts: Mutex<HashMap<String, watch::Sender<i64>>>,
     /// Notified when an agent of this node reports a revision.
     reported: Notify,
-}
-
-impl Default for PolicyFeed {
-    fn default() -> Self {
-        PolicyFeed {
-            revision: watch::Sender::new(0),
-            started: AtomicBool::new(false),
-            poke: Arc::new(Notify::new()),
-            reported: Notify::new(),
-        }
-    }
+    /// Notified when changes may have been missed: re-read every waited host now.
+    resync: Arc<Notify>,
+    resyncing: AtomicBool,
 }
 
 impl PolicyFeed {
-    /// Tells the watcher to read the revision now (after a local write).
-    pub fn poke(&self) {
-        self.poke.notify_one();
+    /// A feed told of every change of `store`'s host revisions.
+    pub fn new(store: &Arc<Database>) -> Arc<PolicyFeed> {
+        let feed = Arc::new(PolicyFeed {
+            store: Arc::downgrade(store),
+            hosts: Mutex::new(HashMap::new()),
+            reported: Notify::new(),
+            resync: Arc::new(Notify::new()),
+            resyncing: AtomicBool::new(false),
+        });
+        let weak = Arc::downgrade(&feed);
+        store.set_policy_listener(Arc::new(move |change: Option<&[HostRevision]>| {
+            if let Some(feed) = weak.upgrade() {
+                match change {
+                    Some(hosts) => feed.hosts_at(hosts),
+                    None => feed.resync.notify_one(),
+                }
+            }
+        }));
+        feed
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, watch::Sender<i64>>> {
+        self.hosts.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Records that these hosts have (at least) these revisions; wakes those waiting on them.
+    pub fn hosts_at(&self, hosts: &[HostRevision]) {
+        let map = self.lock();
+        for (host, revision) in hosts {
+            if let Some(sender) = map.get(host) {
+                sender.send_if_modified(|seen| {
+                    let newer = *revision > *seen;
+                    if newer {
+                        *seen = *revision;
+                    }
+                    newer
+                });
+            }
+        }
     }
 
     /// Tells those waiting for agents that an agent of this node reported what it applied.
@@ -75,72 +105,87 @@ impl PolicyFeed {
         self.reported.notify_waiters();
     }
 
-    /// A receiver of revision changes; starts the watcher on first use.
-    pub fn subscribe(&self, store: &Arc<Database>) -> watch::Receiver<i64> {
-        let rx = self.revision.subscribe();
-        if !self.started.swap(true, Ordering::SeqCst) {
-            tokio::spawn(watch_revision(Arc::downgrade(store), self.revision.clone(), self.poke.clone()));
-        } else {
-            // The watcher may be in its idle pause: have it poll at the waiting pace now.
-            self.poke();
-        }
-        rx
+    /// How many hosts have an agent waiting on this node.
+    pub fn waiting_hosts(&self) -> usize {
+        self.lock().len()
     }
 
-    /// Waits until the revision passes `after`; `None` when it has not by `until`.
-    pub async fn wait_past(&self, store: &Arc<Database>, after: i64, until: Instant) -> StoreResult<Option<i64>> {
-        let mut revisions = self.subscribe(store);
-        let mut current = blocking::read(store, |tx| tx.policy_revision()).await?;
-        while current <= after {
-            match tokio::time::timeout_at(until, revisions.changed()).await {
-                Ok(Ok(())) => current = *revisions.borrow_and_update(),
+    fn subscribe(self: &Arc<Self>, host: &str) -> Subscription {
+        let receiver = {
+            let mut map = self.lock();
+            map.entry(host.to_string()).or_insert_with(|| watch::Sender::new(0)).subscribe()
+        };
+        if !self.resyncing.swap(true, Ordering::SeqCst) {
+            tokio::spawn(resync_loop(Arc::downgrade(self), self.resync.clone()));
+        }
+        Subscription { feed: self.clone(), host: host.to_string(), receiver: Some(receiver) }
+    }
+
+    /// Waits until the revision of `host` passes `after`; `None` when it has not by `until`.
+    pub async fn wait_past(self: &Arc<Self>, store: &Arc<Database>, host: &str, after: i64, until: Instant) -> StoreResult<Option<i64>> {
+        let mut subscription = self.subscribe(host);
+        // Read after subscribing: a bump committed in between is in the read or in the feed.
+        let name = host.to_string();
+        let current = blocking::read(store, move |tx| tx.host_revision(&name)).await?;
+        self.hosts_at(&[(host.to_string(), current)]);
+        let receiver = subscription.receiver.as_mut().expect("a subscription holds its receiver until dropped");
+        loop {
+            let seen = *receiver.borrow_and_update();
+            if seen > after {
+                return Ok(Some(seen));
+            }
+            match tokio::time::timeout_at(until, receiver.changed()).await {
+                Ok(Ok(())) => {}
                 Ok(Err(_)) | Err(_) => return Ok(None),
             }
         }
-        Ok(Some(current))
     }
 
-    /// Waits until the agent of every host concerned has applied the current policy revision, or
-    /// `until` passes, or `stop` resolves. The hosts concerned are those holding ports `viewer`
-    /// sees, or every host that has an agent (`viewer` is `None`: the platform). Returns the
-    /// revision, the hosts that applied it and those that have not (a host whose agent never
+    /// Waits until the agent of each of `hosts` has applied (at least) the host's revision given,
+    /// or `until` passes, or `stop` resolves. For a tenant (`viewer`), only hosts holding its
+    /// ports count (the others are not its to hear of). Returns the highest revision among the
+    /// hosts, the hosts whose agents applied theirs, and those that have not (an agent that never
     /// reported is among the latter).
     pub async fn wait_for_agents(
         &self,
         store: &Arc<Database>,
         viewer: Option<Viewer>,
+        hosts: Vec<HostRevision>,
         until: Instant,
         stop: impl Future<Output = ()>,
     ) -> StoreResult<(i64, Vec<String>, Vec<String>)> {
         // Wake-ups come from agent reports on this node; the step bounds the wait for those that
         // happen on other nodes.
         const STEP: Duration = Duration::from_millis(10);
-        let (revision, hosts) = blocking::read(store, move |tx| {
-            let revision = tx.policy_revision()?;
-            let hosts: Option<BTreeSet<String>> = match &viewer {
-                Some(viewer) => Some(
+        let mut wanted: BTreeMap<String, i64> = BTreeMap::new();
+        for (host, revision) in hosts {
+            let entry = wanted.entry(host).or_insert(revision);
+            *entry = (*entry).max(revision);
+        }
+        if let Some(viewer) = viewer.filter(|_| !wanted.is_empty()) {
+            let own: BTreeSet<String> = blocking::read(store, move |tx| {
+                Ok::<_, palisade_store::StoreError>(
                     tx.list_ports(Some(viewer.client_id), &PortFilter::default())?
                         .into_iter()
                         .filter(|p| viewer.may_use_project(p.scope.project_id))
                         .map(|p| p.host)
                         .collect(),
-                ),
-                None => None,
-            };
-            Ok::<_, palisade_store::StoreError>((revision, hosts))
-        })
-        .await?;
+                )
+            })
+            .await?;
+            wanted.retain(|host, _| own.contains(host));
+        }
+        let revision = wanted.values().copied().max().unwrap_or(0);
         let mut stop = std::pin::pin!(stop);
         loop {
             let reported = self.reported.notified();
-            let agents = blocking::read(store, |tx| tx.list_agents()).await?;
-            let applied_at: BTreeMap<String, i64> = agents.into_iter().map(|a| (a.host, a.applied_revision)).collect();
-            let concerned: Vec<String> = match &hosts {
-                Some(hosts) => hosts.iter().cloned().collect(),
-                None => applied_at.keys().cloned().collect(),
+            let (applied, pending): (Vec<String>, Vec<String>) = if wanted.is_empty() {
+                (Vec::new(), Vec::new())
+            } else {
+                let agents = blocking::read(store, |tx| tx.list_agents()).await?;
+                let applied_at: BTreeMap<String, i64> = agents.into_iter().map(|(a, _)| (a.host, a.applied_revision)).collect();
+                wanted.keys().cloned().partition(|host| applied_at.get(host).is_some_and(|&applied| applied >= wanted[host]))
             };
-            let (applied, pending): (Vec<String>, Vec<String>) =
-                concerned.into_iter().partition(|host| applied_at.get(host).is_some_and(|&applied| applied >= revision));
             if pending.is_empty() || Instant::now() >= until {
                 return Ok((revision, applied, pending));
             }
@@ -153,38 +198,51 @@ impl PolicyFeed {
     }
 }
 
-async fn watch_revision(store: Weak<Database>, revision: watch::Sender<i64>, poke: Arc<Notify>) {
-    loop {
-        if revision.receiver_count() > 0 {
-            let Some(db) = store.upgrade() else { return };
-            match tokio::task::spawn_blocking(move || db.read(|tx| tx.policy_revision())).await {
-                Ok(Ok(current)) => {
-                    revision.send_if_modified(|seen| {
-                        let changed = *seen != current;
-                        *seen = current;
-                        changed
-                    });
-                }
-                Ok(Err(e)) => tracing::warn!(error = %e, "reading the policy revision"),
-                Err(e) => tracing::warn!(error = %e, "policy revision task failed"),
-            }
-        } else if store.strong_count() == 0 {
-            return;
-        }
-        let pause = if revision.receiver_count() > 0 { POLL } else { Duration::from_secs(1) };
-        tokio::select! {
-            _ = poke.notified() => {}
-            _ = tokio::time::sleep(pause) => {}
+/// A waiter's hold on a host's entry in the feed; the entry goes with its last waiter.
+struct Subscription {
+    feed: Arc<PolicyFeed>,
+    host: String,
+    receiver: Option<watch::Receiver<i64>>,
+}
+
+impl Drop for Subscription {
+    fn drop(&mut self) {
+        drop(self.receiver.take());
+        let mut map = self.feed.lock();
+        if map.get(&self.host).is_some_and(|sender| sender.receiver_count() == 0) {
+            map.remove(&self.host);
         }
     }
 }
 
-/// The policy of `host` at the current revision, read in one transaction: every client's ports
+/// Re-reads the revisions of every waited host every [`RESYNC`], or at once when the store
+/// says changes may have been missed; ends with the feed or the store.
+async fn resync_loop(feed: Weak<PolicyFeed>, resync: Arc<Notify>) {
+    loop {
+        {
+            let Some(strong) = feed.upgrade() else { return };
+            let Some(store) = strong.store.upgrade() else { return };
+            let hosts: Vec<String> = strong.lock().keys().cloned().collect();
+            if !hosts.is_empty() {
+                match blocking::read(&store, move |tx| tx.host_revisions(&hosts)).await {
+                    Ok(revisions) => strong.hosts_at(&revisions),
+                    Err(e) => tracing::warn!(error = %e, "reading host policy revisions"),
+                }
+            }
+        }
+        tokio::select! {
+            _ = resync.notified() => {}
+            _ = tokio::time::sleep(RESYNC) => {}
+        }
+    }
+}
+
+/// The policy of `host` at its current revision, read in one transaction: every client's ports
 /// on the host (one agent enforces them all), their groups and the members of the remote groups
 /// those name. It can be large (thousands of rules, remote groups of many members), so its steps
 /// check `deadline`.
 pub fn host_policy(tx: &mut dyn Tx, host: &str, deadline: Deadline) -> OpResult<HostPolicy> {
-    let revision = tx.policy_revision()?;
+    let revision = tx.host_revision(host)?;
     let ports = tx.list_ports(None, &PortFilter { host: Some(host.to_string()), ..PortFilter::default() })?;
     let mut seen = std::collections::HashSet::new();
     let group_ids: Vec<Uuid> = ports.iter().flat_map(|p| p.security_group_ids.iter().copied()).filter(|id| seen.insert(*id)).collect();

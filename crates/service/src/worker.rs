@@ -114,6 +114,11 @@ impl Worker {
         match execute(tx, &task, payload, &self.settings, now) {
             Ok(done) => {
                 tx.release_savepoint()?;
+                // The hosts this task changed, for `?wait_for_agents` (which may be on another node).
+                let hosts = tx.flush_policy()?;
+                if !hosts.is_empty() {
+                    tx.set_task_policy_hosts(&task.id, &hosts)?;
+                }
                 task.state = TaskState::Finished;
                 task.created_resources = done.created_resources;
                 let mut summary = done.summary;

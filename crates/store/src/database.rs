@@ -43,6 +43,16 @@ impl Database {
         matches!(self, Database::Sqlite(_))
     }
 
+    /// Tells `listener` of every committed change of host policy revisions: this process's
+    /// writes as they commit and, on PostgreSQL once [`Database::spawn_task_listener`] runs,
+    /// other nodes' through NOTIFY (`None`: some may have been missed, re-read).
+    pub fn set_policy_listener(&self, listener: crate::PolicyListener) {
+        match self {
+            Database::Sqlite(store) => store.set_policy_listener(listener),
+            Database::Postgres(store) => store.set_policy_listener(listener),
+        }
+    }
+
     pub fn backend(&self) -> &'static str {
         match self {
             Database::Sqlite(_) => "sqlite",

@@ -21,11 +21,13 @@ pub mod transfer;
 
 mod database;
 mod migrate;
+mod pending;
 mod rows;
 mod sql;
 mod tx;
 
 pub use database::Database;
+pub use pending::{HostRevision, PolicyListener, notification as policy_notification, parse_notification as parse_policy_notification};
 pub use tx::{AuditTx, GroupTx, KeyTx, ObserveTx, PortTx, QuotaTx, SavepointTx, TaskClaim, TaskTx, TransferTx, Tx};
 
 /// The store's traits in one import (`use palisade_store::prelude::*;`). Calling methods on a

@@ -23,6 +23,7 @@ macro_rules! migrations {
             (5, include_str!(concat!("../../../migrations/", $dialect, "/0005_audit.sql"))),
             (6, include_str!(concat!("../../../migrations/", $dialect, "/0006_task_retention.sql"))),
             (7, include_str!(concat!("../../../migrations/", $dialect, "/0007_observe.sql"))),
+            (8, include_str!(concat!("../../../migrations/", $dialect, "/0008_host_revisions.sql"))),
         ]
     };
 }

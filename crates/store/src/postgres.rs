@@ -45,6 +45,7 @@ mod tasks;
 mod transfer;
 
 use crate::migrate::{self, MigrationConnection};
+use crate::pending::{ListenerSlot, Pending, PolicyListener};
 use crate::rows::{ColumnType, Columns};
 use crate::{SavepointTx, Store, StoreError, StoreResult, Tx, sql};
 use palisade_core::group::Scope;
@@ -54,6 +55,8 @@ const MIGRATION_LOCK: i64 = 0x7061_6c69_7361_6465; // "palisade"
 
 /// The channel `insert_task` notifies and the listeners listen on.
 pub const TASK_CHANNEL: &str = "palisade_tasks";
+/// The channel a write notifies with the hosts whose revision it bumped (`crate::pending`).
+pub const POLICY_CHANNEL: &str = "palisade_policy";
 
 /// Connections per node unless the URL says `pool_max_size=N`.
 const DEFAULT_POOL_SIZE: usize = 16;
@@ -275,6 +278,9 @@ fn map_error(e: postgres::Error) -> StoreError {
 
 pub struct PgStore {
     pool: Arc<Pool>,
+    /// Told of the host revisions each committed write bumped, and (from the listener thread)
+    /// of those of other nodes.
+    policy: ListenerSlot,
 }
 
 /// Splits our own `pool_max_size` parameter off a URL; the rest goes to the driver.
@@ -335,7 +341,13 @@ impl PgStore {
                 return Err(e);
             }
         }
-        Ok(PgStore { pool })
+        Ok(PgStore { pool, policy: ListenerSlot::default() })
+    }
+
+    /// Tells `listener` of every committed change of host revisions, this node's and (once
+    /// [`PgStore::spawn_task_listener`] runs) other nodes'.
+    pub fn set_policy_listener(&self, listener: PolicyListener) {
+        self.policy.set(listener);
     }
 
     /// Runs `f` in a transaction opened with `begin`. A connection whose `BEGIN` fails because it
@@ -356,10 +368,28 @@ impl PgStore {
             }
         }
         let PgConn { client, statements } = &mut conn;
-        let mut tx = PgTx { client, statements, write, notified: false, broken: false, failed: false, locked_scopes: Vec::new() };
+        let mut tx = PgTx {
+            client,
+            statements,
+            write,
+            notified: false,
+            broken: false,
+            failed: false,
+            locked_scopes: Vec::new(),
+            pending: Pending::default(),
+        };
         // A panic in `f` leaves the connection mid-transaction: it must not go back to the pool.
-        let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(&mut tx)));
+        let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            let result = f(&mut tx);
+            // What the transaction changed is written last, so the usage rows and host
+            // revisions it touches are locked only for the moment before COMMIT.
+            match result {
+                Ok(value) if write => tx.flush_all().map(|()| value).map_err(E::from),
+                other => other,
+            }
+        }));
         let (broken, failed) = (tx.broken, tx.failed);
+        let bumped = std::mem::take(&mut tx.pending.bumped);
         let result = match outcome {
             // PostgreSQL turns the COMMIT of a transaction in which a statement failed into a
             // ROLLBACK without an error: never report success for it, even if `f` swallowed
@@ -372,7 +402,12 @@ impl PgStore {
             }
         };
         let end = if result.is_ok() { "COMMIT" } else { "ROLLBACK" };
-        match conn.client.batch_execute(end) {
+        let committed = conn.client.batch_execute(end);
+        if committed.is_ok() && result.is_ok() && !bumped.is_empty() {
+            // This node's waiting agents hear at once; other nodes through the NOTIFY.
+            self.policy.tell(Some(&bumped));
+        }
+        match committed {
             Ok(()) if !broken => {
                 self.pool.put(conn);
                 result
@@ -399,24 +434,27 @@ impl PgStore {
     /// Starts a thread that LISTENs on [`TASK_CHANNEL`] with its own connection and calls
     /// `wake.notify_one()` on every notification (and after every reconnect, to catch up on
     /// anything missed). It reconnects with backoff, and ends when `wake` is dropped elsewhere.
+    /// The same connection LISTENs on [`POLICY_CHANNEL`] and hands other nodes' host revisions
+    /// to the policy listener (and `None` after every reconnect: something may have been missed).
     pub fn spawn_task_listener(&self, wake: Arc<tokio::sync::Notify>) {
         let config = self.pool.config.clone();
         let wake = Arc::downgrade(&wake);
-        let spawned = std::thread::Builder::new().name("palisade-pg-listen".into()).spawn(move || listen_loop(config, wake));
+        let policy = self.policy.clone();
+        let spawned = std::thread::Builder::new().name("palisade-pg-listen".into()).spawn(move || listen_loop(config, wake, policy));
         if let Err(e) = spawned {
             tracing::error!(error = %e, "could not start the PostgreSQL task listener; tasks of other nodes are found by polling");
         }
     }
 }
 
-fn listen_loop(config: postgres::Config, wake: Weak<tokio::sync::Notify>) {
+fn listen_loop(config: postgres::Config, wake: Weak<tokio::sync::Notify>, policy: ListenerSlot) {
     let mut backoff = Duration::from_millis(100);
     loop {
         if wake.strong_count() == 0 {
             return;
         }
         let started = Instant::now();
-        match listen_once(&config, &wake) {
+        match listen_once(&config, &wake, &policy) {
             Ok(()) => return,
             Err(e) => {
                 if started.elapsed() > Duration::from_secs(30) {
@@ -432,28 +470,47 @@ fn listen_loop(config: postgres::Config, wake: Weak<tokio::sync::Notify>) {
 }
 
 /// One listening connection's life; `Ok` when `wake` is gone, `Err` when the connection failed.
-fn listen_once(config: &postgres::Config, wake: &Weak<tokio::sync::Notify>) -> Result<(), postgres::Error> {
+fn listen_once(config: &postgres::Config, wake: &Weak<tokio::sync::Notify>, policy: &ListenerSlot) -> Result<(), postgres::Error> {
     let mut client = config.connect(NoTls)?;
-    client.batch_execute(&format!("LISTEN {TASK_CHANNEL}"))?;
-    tracing::debug!("listening for tasks of other nodes");
-    // Work may have been queued while we were not listening.
+    client.batch_execute(&format!("LISTEN {TASK_CHANNEL}; LISTEN {POLICY_CHANNEL}"))?;
+    tracing::debug!("listening for tasks and policy changes of other nodes");
+    // Work may have been queued, and policies changed, while we were not listening.
     match wake.upgrade() {
         Some(wake) => wake.notify_one(),
         None => return Ok(()),
     }
+    policy.tell(None);
     loop {
-        let got = {
+        let (tasks, quiet) = {
             use postgres::fallible_iterator::FallibleIterator;
             let mut notifications = client.notifications();
-            let first = notifications.timeout_iter(Duration::from_secs(15)).next()?.is_some();
-            // Whatever else has arrived already is covered by the same wake-up.
-            while notifications.iter().next()?.is_some() {}
-            first
+            let mut received = Vec::new();
+            if let Some(first) = notifications.timeout_iter(Duration::from_secs(15)).next()? {
+                received.push(first);
+            }
+            // Whatever else has arrived already is covered by the same pass.
+            while let Some(next) = notifications.iter().next()? {
+                received.push(next);
+            }
+            let quiet = received.is_empty();
+            let mut tasks = false;
+            for notification in received {
+                if notification.channel() == POLICY_CHANNEL {
+                    match crate::pending::parse_notification(notification.payload()) {
+                        Some(hosts) => policy.tell(Some(&hosts)),
+                        None => policy.tell(None),
+                    }
+                } else {
+                    tasks = true;
+                }
+            }
+            (tasks, quiet)
         };
         let Some(wake) = wake.upgrade() else { return Ok(()) };
-        if got {
+        if tasks {
             wake.notify_one();
-        } else {
+        }
+        if quiet {
             // Quiet for a while (or the server went away): make sure the connection still works.
             client.batch_execute("SELECT 1")?;
         }
@@ -472,6 +529,8 @@ struct PgTx<'a> {
     failed: bool,
     /// Scopes whose advisory lock this transaction holds (see `postgres/quotas.rs`).
     locked_scopes: Vec<Scope>,
+    /// Usage and host changes to write before COMMIT (`crate::pending`).
+    pending: Pending,
 }
 
 impl Columns for Row {
@@ -543,15 +602,20 @@ impl PgTx<'_> {
 
 impl SavepointTx for PgTx<'_> {
     fn savepoint(&mut self) -> StoreResult<()> {
-        self.batch("SAVEPOINT task")
+        self.batch("SAVEPOINT task")?;
+        self.pending.savepoint();
+        Ok(())
     }
 
     fn release_savepoint(&mut self) -> StoreResult<()> {
-        self.batch("RELEASE SAVEPOINT task")
+        self.batch("RELEASE SAVEPOINT task")?;
+        self.pending.release_savepoint();
+        Ok(())
     }
 
     fn rollback_to_savepoint(&mut self) -> StoreResult<()> {
         self.batch("ROLLBACK TO SAVEPOINT task; RELEASE SAVEPOINT task")?;
+        self.pending.rollback_to_savepoint();
         // Whatever failed after the savepoint is undone; the transaction can commit again.
         self.failed = false;
         // Locks taken after the savepoint are released with it; forgetting every scope is

@@ -253,3 +253,21 @@ pub(crate) fn usage_from_row(row: &impl Columns) -> StoreResult<Usage> {
 pub(crate) fn count_from_row(row: &impl Columns) -> StoreResult<u64> {
     Ok(row.column::<i64>(0)?.max(0) as u64)
 }
+
+/// Host revisions as stored in `tasks.policy_hosts`: JSON `[["host", revision], ...]`.
+pub(crate) fn hosts_json(hosts: &[crate::HostRevision]) -> String {
+    serde_json::to_string(hosts).unwrap_or_else(|_| "[]".into())
+}
+
+/// Several tasks' `policy_hosts`, merged: each host once, with the highest revision.
+pub(crate) fn merge_hosts(lists: &[String]) -> StoreResult<Vec<crate::HostRevision>> {
+    let mut merged = std::collections::BTreeMap::<String, i64>::new();
+    for list in lists {
+        let hosts: Vec<crate::HostRevision> = serde_json::from_str(list).map_err(|e| bad_value("task policy hosts", &e.to_string()))?;
+        for (host, revision) in hosts {
+            let entry = merged.entry(host).or_insert(revision);
+            *entry = (*entry).max(revision);
+        }
+    }
+    Ok(merged.into_iter().collect())
+}

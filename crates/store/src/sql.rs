@@ -30,6 +30,8 @@ macro_rules! columns {
     };
 }
 
+pub(crate) use columns;
+
 pub(crate) const GROUP_COLUMNS: &str = columns!(group);
 pub(crate) const RULE_COLUMNS: &str = columns!(rule);
 pub(crate) const TASK_COLUMNS: &str = columns!(task);
@@ -52,10 +54,15 @@ pub(crate) const INSERT_TAG: &str = "INSERT INTO security_group_tags (group_id, 
 pub(crate) const TAG_COLUMNS: &str = "group_id, key, value, read_only";
 pub(crate) const INSERT_RULE: &str =
     concat!("INSERT INTO security_group_rules (", columns!(rule), ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)");
-pub(crate) const DELETE_RULE: &str = "DELETE FROM security_group_rules WHERE id = $1";
+/// Deletes a rule and says which group held it (the group whose hosts must hear of it).
+pub(crate) const DELETE_RULE: &str = "DELETE FROM security_group_rules WHERE id = $1 RETURNING group_id";
 pub(crate) const GROUP_OF_RULE: &str = "SELECT g.id FROM security_group_rules r JOIN security_groups g ON g.id = r.group_id
      WHERE r.id = $1 AND g.client_id = $2 AND g.project_id = $3 AND g.region_id = $4";
 pub(crate) const COUNT_GROUPS: &str = "SELECT COUNT(*) FROM security_groups WHERE client_id = $1 AND project_id = $2 AND region_id = $3";
+/// Adds a transaction's usage changes to its scope's row (`crate::pending`), once per scope.
+pub(crate) const ADD_USAGE: &str = "INSERT INTO scope_usage (client_id, project_id, region_id, groups, rules) VALUES ($1, $2, $3, $4, $5)
+     ON CONFLICT (client_id, project_id, region_id) DO UPDATE
+     SET groups = scope_usage.groups + excluded.groups, rules = scope_usage.rules + excluded.rules";
 pub(crate) const SCOPE_USAGE: &str = "SELECT groups, rules FROM scope_usage WHERE client_id = $1 AND project_id = $2 AND region_id = $3";
 
 // Quotas.
@@ -76,7 +83,8 @@ pub(crate) const UPDATE_PORT: &str =
     "UPDATE ports SET instance_name = $2, host = $3, device = $4, mac = $5, fixed_ips = $6, updated_at = $7 WHERE id = $1";
 pub(crate) const DELETE_PORT_GROUPS: &str = "DELETE FROM port_security_groups WHERE port_id = $1";
 pub(crate) const INSERT_PORT_GROUP: &str = "INSERT INTO port_security_groups (port_id, group_id, position) VALUES ($1, $2, $3)";
-pub(crate) const POLICY_REVISION: &str = "SELECT revision FROM policy_revision WHERE id = 1";
+pub(crate) const HIGHEST_REVISION: &str = "SELECT coalesce(max(revision), 0) FROM host_revisions";
+pub(crate) const HOST_REVISION: &str = "SELECT revision FROM host_revisions WHERE host = $1";
 pub(crate) const REPORT_AGENT: &str = "INSERT INTO agents (host, applied_revision, reported_at) VALUES ($1, $2, $3)
      ON CONFLICT (host) DO UPDATE SET applied_revision = excluded.applied_revision, reported_at = excluded.reported_at";
 
@@ -86,6 +94,7 @@ pub(crate) const INSERT_TASK: &str =
 pub(crate) const UPDATE_TASK: &str = "UPDATE tasks SET state = $2, error = $3, created_resources = $4, updated_on = $5, finished_on = $6,
      acknowledged_at = $7, acknowledged_by = $8 WHERE id = $1";
 pub(crate) const GET_TASK: &str = concat!("SELECT ", columns!(task), " FROM tasks WHERE id = $1 AND client_id = $2");
+pub(crate) const SET_TASK_POLICY_HOSTS: &str = "UPDATE tasks SET policy_hosts = $2 WHERE id = $1";
 pub(crate) const COUNT_OPEN_TASKS: &str = "SELECT COUNT(*) FROM tasks WHERE client_id = $1 AND state IN ('NEW', 'RUNNING')";
 
 // API keys.

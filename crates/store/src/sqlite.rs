@@ -19,6 +19,7 @@ mod tasks;
 mod transfer;
 
 use crate::migrate::{self, MigrationConnection};
+use crate::pending::{ListenerSlot, Pending, PolicyListener};
 use crate::rows::{ColumnType, Columns};
 use crate::{SavepointTx, Store, StoreError, StoreResult, Tx, sql};
 
@@ -29,6 +30,8 @@ pub struct SqliteStore {
     synchronous: String,
     writer: Mutex<Connection>,
     readers: Mutex<Vec<Connection>>,
+    /// Told of the host revisions each committed write bumped.
+    policy: ListenerSlot,
 }
 
 impl From<rusqlite::Error> for StoreError {
@@ -58,7 +61,12 @@ impl SqliteStore {
         let path = path.to_string_lossy().into_owned();
         let mut writer = open_connection(&path, &synchronous)?;
         migrate::apply_pending(&mut writer, migrate::SQLITE)?;
-        Ok(SqliteStore { path, synchronous, writer: Mutex::new(writer), readers: Mutex::new(Vec::new()) })
+        Ok(SqliteStore { path, synchronous, writer: Mutex::new(writer), readers: Mutex::new(Vec::new()), policy: ListenerSlot::default() })
+    }
+
+    /// Tells `listener` of the host revisions every committed write bumped.
+    pub fn set_policy_listener(&self, listener: PolicyListener) {
+        self.policy.set(listener);
     }
 
     fn reader(&self) -> StoreResult<Connection> {
@@ -171,7 +179,7 @@ impl Store for SqliteStore {
         let mut conn = self.reader()?;
         let result = {
             let tx = conn.transaction().map_err(StoreError::from)?;
-            let mut handle = SqliteTx { conn: &tx };
+            let mut handle = SqliteTx { conn: &tx, pending: Pending::default() };
             let result = f(&mut handle);
             // A read transaction has nothing to keep; ending it releases the snapshot.
             drop(tx);
@@ -184,10 +192,16 @@ impl Store for SqliteStore {
     fn write<R, E: From<StoreError>>(&self, f: impl FnOnce(&mut dyn Tx) -> Result<R, E>) -> Result<R, E> {
         let mut conn = self.writer.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate).map_err(StoreError::from)?;
-        let result = f(&mut SqliteTx { conn: &tx });
+        let mut handle = SqliteTx { conn: &tx, pending: Pending::default() };
+        // What the transaction changed (usage, host revisions) is written last (`crate::pending`).
+        let result = f(&mut handle).and_then(|value| handle.flush_all().map(|()| value).map_err(E::from));
+        let bumped = std::mem::take(&mut handle.pending.bumped);
         match result {
             Ok(value) => {
                 tx.commit().map_err(StoreError::from)?;
+                if !bumped.is_empty() {
+                    self.policy.tell(Some(&bumped));
+                }
                 Ok(value)
             }
             Err(e) => {
@@ -206,6 +220,8 @@ impl Store for SqliteStore {
 /// One transaction of either kind; `read` and `write` hand it to their closure as `&mut dyn Tx`.
 struct SqliteTx<'a> {
     conn: &'a Connection,
+    /// Usage and host changes to write before COMMIT (`crate::pending`).
+    pending: Pending,
 }
 
 /// Statement helpers shaped like the PostgreSQL backend's, so the per-resource files of both
@@ -234,15 +250,21 @@ impl SqliteTx<'_> {
 
 impl SavepointTx for SqliteTx<'_> {
     fn savepoint(&mut self) -> StoreResult<()> {
-        Ok(self.conn.execute_batch("SAVEPOINT task")?)
+        self.conn.execute_batch("SAVEPOINT task")?;
+        self.pending.savepoint();
+        Ok(())
     }
 
     fn release_savepoint(&mut self) -> StoreResult<()> {
-        Ok(self.conn.execute_batch("RELEASE SAVEPOINT task")?)
+        self.conn.execute_batch("RELEASE SAVEPOINT task")?;
+        self.pending.release_savepoint();
+        Ok(())
     }
 
     fn rollback_to_savepoint(&mut self) -> StoreResult<()> {
-        Ok(self.conn.execute_batch("ROLLBACK TO SAVEPOINT task; RELEASE SAVEPOINT task")?)
+        self.conn.execute_batch("ROLLBACK TO SAVEPOINT task; RELEASE SAVEPOINT task")?;
+        self.pending.rollback_to_savepoint();
+        Ok(())
     }
 }
 

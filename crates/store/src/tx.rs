@@ -14,6 +14,7 @@ use palisade_core::{Rule, Tag};
 use uuid::Uuid;
 
 use crate::observe::{FlowLogFilter, FlowLogTarget, RuleHitsRecord, StoredFlow};
+use crate::pending::HostRevision;
 use crate::{
     AckFilter, AgentRecord, ApiKey, AuditEvent, AuditFilter, GroupFilter, NewApiKey, PortFilter, StoreResult, TaskFilter, TaskRecord,
 };
@@ -39,14 +40,17 @@ pub trait GroupTx {
     /// Deletes the group with its rules and tags; false when it did not exist.
     fn delete_group(&mut self, scope: &Scope, id: Uuid) -> StoreResult<bool>;
     fn replace_tags(&mut self, group_id: Uuid, tags: &[Tag]) -> StoreResult<()>;
-    fn insert_rule(&mut self, rule: &Rule) -> StoreResult<()>;
-    fn delete_rule(&mut self, rule_id: Uuid) -> StoreResult<bool>;
+    /// Inserts a rule of a group of `scope` (the scope's usage is counted at commit).
+    fn insert_rule(&mut self, scope: &Scope, rule: &Rule) -> StoreResult<()>;
+    /// Deletes a rule of a group of `scope`; false when it did not exist.
+    fn delete_rule(&mut self, scope: &Scope, rule_id: Uuid) -> StoreResult<bool>;
     /// The group (in `scope`) holding rule `rule_id`.
     fn group_of_rule(&mut self, scope: &Scope, rule_id: Uuid) -> StoreResult<Option<Uuid>>;
     /// Rules of other groups that name `group_id` as their remote group: (rule id, its group id).
     fn rules_referencing(&mut self, group_id: Uuid) -> StoreResult<Vec<(Uuid, Uuid)>>;
     fn count_groups(&mut self, scope: &Scope) -> StoreResult<u64>;
-    /// Groups and rules of the scope (kept by the database, read in O(1)).
+    /// Groups and rules of the scope, read in O(1): the stored count (kept by the store at the
+    /// end of each write transaction, see `crate::pending`) plus this transaction's changes.
     fn usage(&mut self, scope: &Scope) -> StoreResult<Usage>;
 }
 
@@ -62,9 +66,10 @@ pub trait QuotaTx {
 }
 
 /// The data plane's rows (migration 0002_ports): ports and their bound groups, the per-host lock
-/// of the port registry, the global policy revision and what each host's agent applied. Every
-/// change of a rule, a port or a binding grows the policy revision in the same transaction
-/// (database triggers).
+/// of the port registry, each host's policy revision (migration 0008) and what each host's agent
+/// applied. A write transaction that changes a host's policy (a rule of a group bound on the
+/// host, a port there, the members of a remote group its rules name) bumps that host's revision
+/// once, before it commits (`crate::pending`); no other host's.
 pub trait PortTx {
     /// Inserts the port with its bindings (`security_group_ids`, in order).
     fn insert_port(&mut self, port: &Port) -> StoreResult<()>;
@@ -82,12 +87,21 @@ pub trait PortTx {
     fn lock_host(&mut self, host: &str) -> StoreResult<()>;
     /// Ports bound to any of `group_ids` (on any host), in creation order.
     fn ports_in_groups(&mut self, group_ids: &[Uuid]) -> StoreResult<Vec<Port>>;
-    /// The global policy revision.
+    /// The highest policy revision of any host (0 when no host has one).
     fn policy_revision(&mut self) -> StoreResult<i64>;
+    /// The policy revision of `host` (0 when nothing ever changed its policy).
+    fn host_revision(&mut self, host: &str) -> StoreResult<i64>;
+    /// The revisions of those of `hosts` that have one.
+    fn host_revisions(&mut self, hosts: &[String]) -> StoreResult<Vec<HostRevision>>;
+    /// Bumps now the revision of every host whose policy this transaction changed since the
+    /// last flush, and returns those hosts with their new revisions. The store does it anyway
+    /// before COMMIT; a caller flushes itself to learn the hosts of one change (the worker, per
+    /// task) — `?wait_for_agents` waits for exactly them.
+    fn flush_policy(&mut self) -> StoreResult<Vec<HostRevision>>;
     /// Records the revision a host's agent reports it applied.
     fn report_agent(&mut self, agent: &AgentRecord) -> StoreResult<()>;
-    /// Every host's agent report, by host name.
-    fn list_agents(&mut self) -> StoreResult<Vec<AgentRecord>>;
+    /// Every host's agent report, by host name, with the host's current policy revision.
+    fn list_agents(&mut self) -> StoreResult<Vec<(AgentRecord, i64)>>;
 }
 
 /// One nested savepoint, so one task of a batch can fail without undoing the others. It is the
@@ -112,6 +126,10 @@ pub trait TaskTx {
     fn claim_task(&mut self, skip: &[Scope]) -> StoreResult<Option<TaskClaim>>;
     /// Writes state, error, created_resources, updated_on, finished_on and the acknowledgement.
     fn update_task(&mut self, task: &TaskRecord) -> StoreResult<()>;
+    /// Records the hosts (with their new revisions) whose policy task `id` changed.
+    fn set_task_policy_hosts(&mut self, id: &str, hosts: &[HostRevision]) -> StoreResult<()>;
+    /// The hosts whose policy any of the client's tasks `ids` changed, with the revisions.
+    fn task_policy_hosts(&mut self, client_id: i64, ids: &[String]) -> StoreResult<Vec<HostRevision>>;
     fn get_task(&mut self, client_id: i64, id: &str) -> StoreResult<Option<TaskRecord>>;
     fn list_tasks(&mut self, client_id: i64, filter: &TaskFilter) -> StoreResult<(u64, Vec<TaskRecord>)>;
     /// Acknowledges the client's unacknowledged tasks matching the filters; returns how many.
@@ -167,13 +185,13 @@ pub trait TransferTx {
     fn export_quotas(&mut self) -> StoreResult<Vec<(Scope, Limits)>>;
     /// Inserts a key keeping its id and revocation, so its tokens stay valid.
     fn import_key(&mut self, key: &ApiKey, token_hash: &str) -> StoreResult<()>;
-    /// Raises the global policy revision to at least `revision` (never lowers it), so agents
-    /// that applied a revision of the exported store see a newer one after an import.
+    /// Raises the policy revisions to at least `revision` (never lowers one), so agents that
+    /// applied a revision of the exported store see a newer one after an import.
     fn raise_policy_revision(&mut self, revision: i64) -> StoreResult<()>;
 }
 
 /// What agents observe (migration 0007_observe): per-rule, per-port hit counts, the flow-log
-/// settings of ports and groups (a change grows the policy revision: database triggers), and the
+/// settings of ports and groups (a change bumps the revisions of the hosts concerned), and the
 /// flow records, bounded per client and by age.
 pub trait ObserveTx {
     /// Adds hit deltas to the (rule, port) counts; entries of rules that no longer exist are

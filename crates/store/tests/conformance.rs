@@ -136,6 +136,7 @@ conformance!(
     observe_rule_hits_accumulate_and_go_with_rules_and_ports,
     observe_flow_log_settings_grow_the_revision,
     observe_flows_filters_cap_and_prune,
+    host_revisions_follow_exactly_the_hosts_a_change_reaches,
 );
 
 // ---------------------------------------------------------------------------------------------
@@ -261,9 +262,9 @@ fn groups_crud_with_rules_and_tags(f: &Fixture) {
 
     // Rules added and removed one at a time keep creation order.
     let extra = rule(g.id, spec("ingress", Some("icmp"), None, Some("0.0.0.0/0")), 1_700_000_100);
-    w(db, |tx| tx.insert_rule(&extra));
-    assert!(w(db, |tx| tx.delete_rule(g.rules[1].id)));
-    assert!(!w(db, |tx| tx.delete_rule(g.rules[1].id)));
+    w(db, |tx| tx.insert_rule(&SCOPE, &extra));
+    assert!(w(db, |tx| tx.delete_rule(&SCOPE, g.rules[1].id)));
+    assert!(!w(db, |tx| tx.delete_rule(&SCOPE, g.rules[1].id)));
     let got = r(db, |tx| tx.get_group(&SCOPE, g.id)).unwrap();
     let mut expected: Vec<Rule> = g.rules.clone();
     expected.remove(1);
@@ -364,7 +365,7 @@ fn rule_lookup_and_references(f: &Fixture) {
     w(db, |tx| {
         tx.insert_group(&a)?;
         tx.insert_group(&b)?;
-        tx.insert_rule(&ref_rule)
+        tx.insert_rule(&SCOPE, &ref_rule)
     });
     assert_eq!(r(db, |tx| tx.group_of_rule(&SCOPE, ref_rule.id)), Some(b.id));
     assert_eq!(r(db, |tx| tx.group_of_rule(&SCOPE, a.rules[2].id)), Some(a.id));
@@ -680,7 +681,7 @@ fn quotas_and_usage(f: &Fixture) {
         tx.insert_group(&group(OTHER_PROJECT, "c", 3))
     });
     assert_eq!(r(db, |tx| tx.usage(&SCOPE)), Usage { security_groups: 2, security_group_rules: 8 });
-    w(db, |tx| tx.delete_rule(a.rules[0].id));
+    w(db, |tx| tx.delete_rule(&SCOPE, a.rules[0].id));
     assert_eq!(r(db, |tx| tx.usage(&SCOPE)), Usage { security_groups: 2, security_group_rules: 7 });
     w(db, |tx| tx.delete_group(&SCOPE, a.id));
     assert_eq!(r(db, |tx| tx.usage(&SCOPE)), Usage { security_groups: 1, security_group_rules: 4 });
@@ -873,6 +874,54 @@ mod postgres_nodes {
         let f = Fixture::postgres();
         let second = Database::open(&f.url, "normal").expect("second node");
         (f, second)
+    }
+
+    /// No global serialisation: while one client's write transaction is open — its scope locked,
+    /// a group with rules inserted, a port bound, its host's revision bumped — another client's
+    /// write of the same kinds (on another node, another host) commits. Before migration 0008
+    /// the second write waited on the one row of `policy_revision` until the first committed.
+    /// (SQLite has one writer by design: there the second write waits; see docs/architecture.md.)
+    #[test]
+    fn a_write_in_another_project_commits_while_one_is_open() {
+        let (f, second) = two_nodes();
+        let (opened_tx, opened_rx) = std::sync::mpsc::channel::<()>();
+        let (other_done_tx, other_done_rx) = std::sync::mpsc::channel::<Duration>();
+        std::thread::scope(|s| {
+            let first = f.db();
+            let holder = s.spawn(move || {
+                let a = group(SCOPE, "held-open", 1);
+                let port = new_port(SCOPE, "host-a", "tapa", &["10.2.0.1"], &[a.id], 2);
+                first
+                    .write(|tx| {
+                        tx.lock_scope(&SCOPE)?;
+                        tx.insert_group(&a)?;
+                        tx.insert_port(&port)?;
+                        let bumped = tx.flush_policy()?;
+                        assert_eq!(bumped.len(), 1);
+                        opened_tx.send(()).unwrap();
+                        // Held open until the other client's write has committed (or 10 s).
+                        let waited = other_done_rx.recv_timeout(Duration::from_secs(10));
+                        Ok::<_, StoreError>(waited.is_ok())
+                    })
+                    .unwrap()
+            });
+            opened_rx.recv_timeout(Duration::from_secs(10)).expect("the first transaction opened");
+            let started = std::time::Instant::now();
+            let b = group(OTHER_CLIENT, "meanwhile", 3);
+            let port = new_port(OTHER_CLIENT, "host-b", "tapb", &["10.2.0.2"], &[b.id], 4);
+            w(&second, |tx| {
+                tx.lock_scope(&OTHER_CLIENT)?;
+                tx.insert_group(&b)?;
+                tx.insert_rule(&OTHER_CLIENT, &rule(b.id, spec("ingress", Some("tcp"), Some((80, 80)), None), 5))?;
+                tx.insert_port(&port)
+            });
+            let took = started.elapsed();
+            other_done_tx.send(took).unwrap();
+            assert!(holder.join().unwrap(), "the other client's write committed while the first was still open");
+            assert_eq!(r(&second, |tx| tx.usage(&OTHER_CLIENT)).security_group_rules, 5);
+            assert!(r(&second, |tx| tx.host_revision("host-b")) > 0);
+        });
+        assert_eq!(r(f.db(), |tx| tx.usage(&SCOPE)).security_groups, 1, "and the first committed after it");
     }
 
     #[test]
@@ -1183,7 +1232,7 @@ fn ports_bindings_revision_and_agents(f: &Fixture) {
     assert!(after_bind > after_update);
     p1.security_group_ids = vec![g1.id];
     assert_eq!(r(db, |tx| tx.get_port(Some(1), p1.id)), Some(p1.clone()));
-    w(db, |tx| tx.delete_rule(g1.rules[0].id));
+    w(db, |tx| tx.delete_rule(&SCOPE, g1.rules[0].id));
     assert!(revision(db) > after_bind, "rule changes grow the revision");
 
     // Deleting a port takes its bindings with it.
@@ -1201,7 +1250,103 @@ fn ports_bindings_revision_and_agents(f: &Fixture) {
         tx.report_agent(&agent("h1", 4))?;
         tx.report_agent(&agent("h1", 7))
     });
-    assert_eq!(r(db, |tx| tx.list_agents()), vec![agent("h1", 7), agent("h2", 3)]);
+    let listed = r(db, |tx| tx.list_agents());
+    let h1 = r(db, |tx| tx.host_revision("h1"));
+    let h2 = r(db, |tx| tx.host_revision("h2"));
+    assert_eq!(listed, vec![(agent("h1", 7), h1), (agent("h2", 3), h2)], "each agent with its host's revision");
+    assert_eq!(r(db, |tx| tx.host_revision("no-such-host")), 0);
+}
+
+/// A write bumps the revision of exactly the hosts whose policy it changes: the hosts of ports
+/// bound to a group whose rules change, and for a change of a group's members (a port bound to
+/// it), the hosts of ports bound to groups whose rules name it as remote group. Nothing else.
+fn host_revisions_follow_exactly_the_hosts_a_change_reaches(f: &Fixture) {
+    let db = f.db();
+    // web names db as remote group; web's port is on h-web, db's on h-db; lone's on h-lone.
+    let web = group(SCOPE, "web", 1);
+    let db_group = group(SCOPE, "db", 2);
+    let lone = group(SCOPE, "lone", 3);
+    let mut from_db = spec("ingress", Some("tcp"), Some((80, 80)), None);
+    from_db.remote_group_id = Some(db_group.id);
+    let remote_rule = rule(web.id, from_db, 4);
+    w(db, |tx| {
+        tx.insert_group(&web)?;
+        tx.insert_group(&db_group)?;
+        tx.insert_group(&lone)?;
+        tx.insert_rule(&SCOPE, &remote_rule)
+    });
+    let web_port = new_port(SCOPE, "h-web", "tapw", &["10.1.0.1"], &[web.id], 5);
+    let lone_port = new_port(SCOPE, "h-lone", "tapl", &["10.1.0.3"], &[lone.id], 6);
+    let bumped = w(db, |tx| {
+        tx.insert_port(&web_port)?;
+        tx.insert_port(&lone_port)?;
+        tx.flush_policy()
+    });
+    let mut hosts: Vec<&str> = bumped.iter().map(|(h, _)| h.as_str()).collect();
+    hosts.sort();
+    assert_eq!(hosts, ["h-lone", "h-web"], "new ports bump their own hosts");
+    let revisions = |db: &Database| ["h-web", "h-db", "h-lone"].map(|h| r(db, |tx| tx.host_revision(h)));
+    let start = revisions(db);
+
+    // A rule of lone: only h-lone.
+    let extra = rule(lone.id, spec("ingress", Some("icmp"), None, Some("0.0.0.0/0")), 7);
+    let bumped = w(db, |tx| {
+        tx.insert_rule(&SCOPE, &extra)?;
+        tx.flush_policy()
+    });
+    assert_eq!(bumped.iter().map(|(h, _)| h.as_str()).collect::<Vec<_>>(), ["h-lone"]);
+    let now = revisions(db);
+    assert!(now[2] > start[2]);
+    assert_eq!((now[0], now[1]), (start[0], start[1]), "no other host moves");
+    assert_eq!(now[2], bumped[0].1, "the revision reported is the one stored");
+
+    // A member joins db (a port on h-db bound to it): h-db itself, and h-web, whose web rules
+    // name db as remote group. Not h-lone.
+    let before = revisions(db);
+    let db_port = new_port(SCOPE, "h-db", "tapd", &["10.1.0.2"], &[db_group.id], 8);
+    w(db, |tx| tx.insert_port(&db_port));
+    let now = revisions(db);
+    assert!(now[0] > before[0] && now[1] > before[1], "h-web hears of db's new member: {before:?} -> {now:?}");
+    assert_eq!(now[2], before[2]);
+
+    // Nothing bound: a new group with rules bumps no host at all.
+    let before = revisions(db);
+    let bumped = w(db, |tx| {
+        tx.insert_group(&group(SCOPE, "unbound", 9))?;
+        tx.flush_policy()
+    });
+    assert!(bumped.is_empty());
+    assert_eq!(revisions(db), before);
+
+    // A rolled-back savepoint takes its hosts back; a failed transaction bumps nothing.
+    let other = rule(lone.id, spec("egress", Some("udp"), Some((53, 53)), None), 10);
+    let bumped = w(db, |tx| {
+        tx.savepoint()?;
+        tx.insert_rule(&SCOPE, &other)?;
+        tx.rollback_to_savepoint()?;
+        tx.flush_policy()
+    });
+    assert!(bumped.is_empty());
+    let failed: StoreResult<()> = db.write(|tx| {
+        tx.insert_rule(&SCOPE, &other)?;
+        Err(palisade_store::StoreError::Internal("abandoned".into()))
+    });
+    assert!(failed.is_err());
+    assert_eq!(revisions(db), before);
+    assert_eq!(r(db, |tx| tx.usage(&SCOPE)).security_group_rules, 4 * 4 + 2, "usage counted once per committed rule");
+
+    // Moving a port bumps its old and new host.
+    let before = revisions(db);
+    let mut moved = lone_port.clone();
+    moved.host = "h-db".into();
+    let bumped = w(db, |tx| {
+        tx.update_port(&moved)?;
+        tx.flush_policy()
+    });
+    let mut hosts: Vec<&str> = bumped.iter().map(|(h, _)| h.as_str()).collect();
+    hosts.sort();
+    assert_eq!(hosts, ["h-db", "h-lone"]);
+    assert_eq!(revisions(db)[0], before[0], "h-web is not concerned");
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1434,7 +1579,7 @@ fn observe_rule_hits_accumulate_and_go_with_rules_and_ports(f: &Fixture) {
     assert_eq!(w(db, |tx| tx.add_rule_hits(&[hit(rule, 7, 4_000), hit(Uuid::new_v4(), 1, 1)])), 1);
     assert_eq!(r(db, |tx| tx.rule_hits(&[rule, other])), vec![hit(rule, 10, 5_000)]);
     w(db, |tx| tx.add_rule_hits(&[hit(other, 1, 9_000)]));
-    w(db, |tx| tx.delete_rule(other));
+    w(db, |tx| tx.delete_rule(&SCOPE, other));
     assert_eq!(r(db, |tx| tx.rule_hits(&[rule, other])).len(), 1, "the counts go with their rule");
     w(db, |tx| tx.delete_port(None, port.id));
     assert!(r(db, |tx| tx.rule_hits(&[rule])).is_empty(), "and with their port");

@@ -21,18 +21,19 @@ export async function agentsPage(ctx) {
     key: (list) => JSON.stringify(list),
     draw: (list) => {
       const inSync = list.results.filter((a) => a.in_sync).length;
-      summary.textContent = `Policy revision ${fmtNumber(list.policy_revision)}: ${inSync} of ${list.count} agent${list.count === 1 ? "" : "s"} in sync.`;
+      summary.textContent = `Highest host policy revision ${fmtNumber(list.policy_revision)}: ${inSync} of ${list.count} agent${list.count === 1 ? "" : "s"} in sync.`;
       add(clear(body), 
         table({
           label: "Agents",
-          columns: [{ label: "Host" }, { label: "In sync" }, { label: "Applied revision", className: "num" }, { label: "Behind", className: "num" }, { label: "Last report", className: "col-time" }],
+          columns: [{ label: "Host" }, { label: "In sync" }, { label: "Host revision", className: "num" }, { label: "Applied revision", className: "num" }, { label: "Behind", className: "num" }, { label: "Last report", className: "col-time" }],
           rows: list.results.map((a) => ({
             className: a.in_sync ? null : "out-of-sync",
             cells: [
               h("span.mono", null, a.host),
               a.in_sync ? badge("In sync", "ok") : badge("Behind", "danger"),
+              h("span.num", null, fmtNumber(a.policy_revision)),
               h("span.num", null, fmtNumber(a.applied_revision)),
-              h("span.num", null, a.in_sync ? "0" : fmtNumber(Math.max(0, list.policy_revision - a.applied_revision))),
+              h("span.num", null, a.in_sync ? "0" : fmtNumber(Math.max(0, a.policy_revision - a.applied_revision))),
               time(a.reported_at),
             ],
           })),

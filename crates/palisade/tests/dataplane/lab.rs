@@ -640,19 +640,22 @@ impl Api {
         body["policy_revision"].as_i64().unwrap()
     }
 
-    /// Platform: waits until the agent of `host` reports the current policy revision; returns it.
+    /// Platform: waits until the agent of `host` reports its host's current policy revision;
+    /// returns it.
     pub async fn converge(&self, host: &str) -> i64 {
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
             let (status, body) = self.platform.call(reqwest::Method::GET, "/palisade/v1/agents", None).await;
             Api::expect(status, 200, &body);
-            let current = body["policy_revision"].as_i64().unwrap();
-            let applied =
-                body["results"].as_array().unwrap().iter().find(|a| a["host"] == host).and_then(|a| a["applied_revision"].as_i64());
-            if applied.is_some_and(|a| a >= current) {
+            let entry = body["results"].as_array().unwrap().iter().find(|a| a["host"] == host);
+            let current = entry.and_then(|a| a["policy_revision"].as_i64());
+            let applied = entry.and_then(|a| a["applied_revision"].as_i64());
+            if let (Some(current), Some(applied)) = (current, applied)
+                && applied >= current
+            {
                 return current;
             }
-            assert!(Instant::now() < deadline, "agent of {host} did not apply revision {current} (applied {applied:?})");
+            assert!(Instant::now() < deadline, "agent of {host} did not apply revision {current:?} (applied {applied:?})");
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }

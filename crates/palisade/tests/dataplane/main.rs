@@ -554,18 +554,29 @@ fn ports_and_instances_api() {
         let (status, _) = agent.call(Method::GET, &format!("/palisade/v1/agents/h1/policy?after={}&wait=1", newer["revision"]), None).await;
         assert_eq!(status.as_u16(), 304, "no change within the wait");
 
-        // An agent that holds the current content (its ETag) gets a bodiless 304 at the new
-        // revision when a change does not touch its host, and the full policy when one does.
+        // A change that does not reach h1 (a port on h2 in db, which no rule on h1 names as its
+        // remote group) does not wake h1's agent at all: its wait runs out at the same revision.
         let (_, headers, current) = agent.call_full(Method::GET, "/palisade/v1/agents/h1/policy", None).await;
         let tag = headers["etag"].to_str().unwrap().to_string();
         let elsewhere = json!({"client_id": 1, "project_id": 1, "region_id": 1, "instance_id": uuid::Uuid::new_v4(), "host": "h2",
             "mac_address": "fa:16:3e:00:00:09", "fixed_ips": ["10.0.0.9"], "security_group_ids": [db]});
         let (status, body) = api.platform.call(Method::POST, "/palisade/v1/ports", Some(elsewhere)).await;
         Api::expect(status, 201, &body);
+        let started = std::time::Instant::now();
         let (status, headers) =
-            agent.get_if_none_match(&format!("/palisade/v1/agents/h1/policy?after={}&wait=5", current["revision"]), &tag).await;
+            agent.get_if_none_match(&format!("/palisade/v1/agents/h1/policy?after={}&wait=1", current["revision"]), &tag).await;
         assert_eq!(status.as_u16(), 304);
-        assert!(headers["x-policy-revision"].to_str().unwrap().parse::<i64>().unwrap() > current["revision"].as_i64().unwrap());
+        assert_eq!(headers["x-policy-revision"].to_str().unwrap(), current["revision"].to_string(), "h1's revision did not move");
+        assert!(started.elapsed() >= std::time::Duration::from_millis(900), "the wait ran out: nothing woke h1");
+
+        // An agent that holds the current content (its ETag) gets a bodiless 304 at the new
+        // revision when the revision passed what it applied but the content is what it holds
+        // (here: it asks after an older revision), and the full policy when the content changed.
+        let (status, headers) = agent
+            .get_if_none_match(&format!("/palisade/v1/agents/h1/policy?after={}&wait=5", current["revision"].as_i64().unwrap() - 1), &tag)
+            .await;
+        assert_eq!(status.as_u16(), 304);
+        assert_eq!(headers["x-policy-revision"].to_str().unwrap(), current["revision"].to_string());
         let (status, body) = api
             .platform
             .call(Method::PATCH, &format!("/palisade/v1/ports/{p2_id}"), Some(json!({"fixed_ips": ["10.0.0.2", "10.0.0.22"]})))

@@ -53,6 +53,36 @@ impl PgTx<'_> {
     }
 }
 
+impl PgTx<'_> {
+    /// Inserts rules with one statement, whatever their number (one array per column).
+    fn insert_rules(&mut self, rules: &[Rule]) -> StoreResult<()> {
+        if rules.is_empty() {
+            return Ok(());
+        }
+        let ids: Vec<String> = rules.iter().map(|r| id_text(r.id)).collect();
+        let groups: Vec<String> = rules.iter().map(|r| id_text(r.group_id)).collect();
+        let directions: Vec<&str> = rules.iter().map(|r| r.spec.direction.as_str()).collect();
+        let ethertypes: Vec<&str> = rules.iter().map(|r| r.spec.ethertype.as_str()).collect();
+        let protocols: Vec<Option<&str>> = rules.iter().map(|r| r.spec.protocol.map(Protocol::name)).collect();
+        let mins: Vec<Option<i32>> = rules.iter().map(|r| r.spec.port_range_min.map(i32::from)).collect();
+        let maxs: Vec<Option<i32>> = rules.iter().map(|r| r.spec.port_range_max.map(i32::from)).collect();
+        let prefixes: Vec<Option<String>> = rules.iter().map(|r| r.spec.remote_ip_prefix.map(|p| p.to_string())).collect();
+        let remotes: Vec<Option<String>> = rules.iter().map(|r| r.spec.remote_group_id.map(id_text)).collect();
+        let descriptions: Vec<&str> = rules.iter().map(|r| r.spec.description.as_str()).collect();
+        let created: Vec<i64> = rules.iter().map(|r| r.created_at).collect();
+        self.execute(
+            concat!(
+                "INSERT INTO security_group_rules (",
+                crate::sql::columns!(rule),
+                ") SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::int[], $7::int[],
+                 $8::text[], $9::text[], $10::text[], $11::bigint[])"
+            ),
+            &[&ids, &groups, &directions, &ethertypes, &protocols, &mins, &maxs, &prefixes, &remotes, &descriptions, &created],
+        )?;
+        Ok(())
+    }
+}
+
 impl GroupTx for PgTx<'_> {
     fn get_group(&mut self, scope: &Scope, id: Uuid) -> StoreResult<Option<Group>> {
         // In a write transaction the row is locked until commit: whoever changes a group has
@@ -137,9 +167,8 @@ impl GroupTx for PgTx<'_> {
                 &group.revision_number,
             ],
         )?;
-        for rule in &group.rules {
-            self.insert_rule(rule)?;
-        }
+        self.insert_rules(&group.rules)?;
+        self.pending.add_usage(scope, 1, group.rules.len() as i64);
         self.replace_tags(group.id, &group.tags)
     }
 
@@ -149,41 +178,51 @@ impl GroupTx for PgTx<'_> {
     }
 
     fn delete_group(&mut self, scope: &Scope, id: Uuid) -> StoreResult<bool> {
-        Ok(self.execute(sql::DELETE_GROUP, &[&id_text(id), &scope.client_id, &scope.project_id, &scope.region_id])? > 0)
+        // One statement: the group goes (its rules and tags with it, by cascade at the end of
+        // the statement) and the count of its rules is read from the statement's snapshot.
+        let (groups, rules): (i64, i64) = self.row(
+            "WITH gone AS (DELETE FROM security_groups WHERE id = $1 AND client_id = $2 AND project_id = $3 AND region_id = $4 RETURNING id)
+             SELECT (SELECT COUNT(*) FROM gone), (SELECT COUNT(*) FROM security_group_rules WHERE group_id = $1 AND EXISTS (SELECT 1 FROM gone))",
+            &[&id_text(id), &scope.client_id, &scope.project_id, &scope.region_id],
+            |r| Ok((r.column(0)?, r.column(1)?)),
+        )?;
+        if groups == 0 {
+            return Ok(false);
+        }
+        self.pending.add_usage(scope, -1, -rules);
+        self.pending.group_changed(id);
+        Ok(true)
     }
 
     fn replace_tags(&mut self, group_id: Uuid, tags: &[Tag]) -> StoreResult<()> {
         let id = id_text(group_id);
         self.execute(sql::DELETE_TAGS, &[&id])?;
-        for tag in tags {
-            self.execute(sql::INSERT_TAG, &[&id, &tag.key, &tag.value, &tag.read_only])?;
+        if tags.is_empty() {
+            return Ok(());
         }
-        Ok(())
-    }
-
-    fn insert_rule(&mut self, rule: &Rule) -> StoreResult<()> {
-        let spec = &rule.spec;
+        let keys: Vec<&str> = tags.iter().map(|t| t.key.as_str()).collect();
+        let values: Vec<&str> = tags.iter().map(|t| t.value.as_str()).collect();
+        let read_only: Vec<bool> = tags.iter().map(|t| t.read_only).collect();
         self.execute(
-            sql::INSERT_RULE,
-            &[
-                &id_text(rule.id),
-                &id_text(rule.group_id),
-                &spec.direction.as_str(),
-                &spec.ethertype.as_str(),
-                &spec.protocol.map(Protocol::name),
-                &spec.port_range_min.map(i32::from),
-                &spec.port_range_max.map(i32::from),
-                &spec.remote_ip_prefix.map(|p| p.to_string()),
-                &spec.remote_group_id.map(id_text),
-                &spec.description,
-                &rule.created_at,
-            ],
+            "INSERT INTO security_group_tags (group_id, key, value, read_only) SELECT $1, k, v, r FROM unnest($2::text[], $3::text[], $4::boolean[]) AS t(k, v, r)",
+            &[&id, &keys, &values, &read_only],
         )?;
         Ok(())
     }
 
-    fn delete_rule(&mut self, rule_id: Uuid) -> StoreResult<bool> {
-        Ok(self.execute(sql::DELETE_RULE, &[&id_text(rule_id)])? > 0)
+    fn insert_rule(&mut self, scope: &Scope, rule: &Rule) -> StoreResult<()> {
+        self.insert_rules(std::slice::from_ref(rule))?;
+        self.pending.add_usage(scope, 0, 1);
+        self.pending.group_changed(rule.group_id);
+        Ok(())
+    }
+
+    fn delete_rule(&mut self, scope: &Scope, rule_id: Uuid) -> StoreResult<bool> {
+        let group = self.row_opt(sql::DELETE_RULE, &[&id_text(rule_id)], |r| r.uuid(0))?;
+        let Some(group) = group else { return Ok(false) };
+        self.pending.add_usage(scope, 0, -1);
+        self.pending.group_changed(group);
+        Ok(true)
     }
 
     fn group_of_rule(&mut self, scope: &Scope, rule_id: Uuid) -> StoreResult<Option<Uuid>> {
@@ -209,7 +248,7 @@ impl GroupTx for PgTx<'_> {
     }
 
     fn usage(&mut self, scope: &Scope) -> StoreResult<Usage> {
-        let usage = self.row_opt(sql::SCOPE_USAGE, &[&scope.client_id, &scope.project_id, &scope.region_id], usage_from_row)?;
-        Ok(usage.unwrap_or_default())
+        let stored = self.row_opt(sql::SCOPE_USAGE, &[&scope.client_id, &scope.project_id, &scope.region_id], usage_from_row)?;
+        Ok(crate::pending::with_pending(stored.unwrap_or_default(), self.pending.usage_of(scope)))
     }
 }

@@ -7,7 +7,7 @@ use uuid::Uuid;
 
 use super::PgTx;
 use crate::observe::{self as sql, FLOW_COLUMNS, FlowLogFilter, FlowLogTarget, FlowParams, RULE_HITS_COLUMNS, RuleHitsRecord, StoredFlow};
-use crate::rows::{count_from_row, id_text, ids_text};
+use crate::rows::{Columns, count_from_row, id_text, ids_text};
 use crate::{ObserveTx, StoreResult};
 
 impl ObserveTx for PgTx<'_> {
@@ -38,6 +38,14 @@ impl ObserveTx for PgTx<'_> {
             Some(events) => self.execute(sql::UPSERT_FLOW_LOG_SETTING, &[&target.kind(), &id, &client_id, &sql::events_text(events)])?,
             None => self.execute(sql::DELETE_FLOW_LOG_SETTING, &[&target.kind(), &id])?,
         };
+        match target {
+            FlowLogTarget::Group(group) => self.pending.group_changed(group),
+            FlowLogTarget::Port(_) => {
+                if let Some(host) = self.row_opt("SELECT host FROM ports WHERE id = $1", &[&id], |r| r.column::<String>(0))? {
+                    self.pending.host_changed(&host);
+                }
+            }
+        }
         Ok(())
     }
 

@@ -5,7 +5,8 @@ use palisade_core::port::Port;
 use postgres::types::ToSql;
 use uuid::Uuid;
 
-use super::PgTx;
+use super::{POLICY_CHANNEL, PgTx};
+use crate::pending::{HostRevision, notification};
 use crate::rows::{Columns, agent_from_row, attach, id_pair_from_row, id_text, ids_text, ips_text, port_from_row};
 use crate::sql::{self, PORT_COLUMNS};
 use crate::{AgentRecord, PortFilter, PortTx, StoreResult};
@@ -24,6 +25,29 @@ impl PgTx<'_> {
         )?;
         attach(&mut ports, |p| p.id, bindings, |p, group| p.security_group_ids.push(group));
         Ok(ports)
+    }
+
+    /// Notes that the port `id` changes: its host's policy, and the members of its groups.
+    fn port_changing(&mut self, id: &str) -> StoreResult<()> {
+        let rows = self
+            .query("SELECT p.host, b.group_id FROM ports p LEFT JOIN port_security_groups b ON b.port_id = p.id WHERE p.id = $1", &[&id])?;
+        for row in rows {
+            let host: String = row.column(0)?;
+            self.pending.host_changed(&host);
+            if let Some(group) = row.column::<Option<String>>(1)? {
+                self.pending.members.insert(group);
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes the transaction's usage changes and bumps its hosts (`crate::pending`).
+    pub(super) fn flush_all(&mut self) -> StoreResult<()> {
+        for ((client_id, project_id, region_id), (groups, rules)) in self.pending.take_usage() {
+            self.execute(sql::ADD_USAGE, &[&client_id, &project_id, &region_id, &groups, &rules])?;
+        }
+        self.flush_policy()?;
+        Ok(())
     }
 }
 
@@ -47,10 +71,13 @@ impl PortTx for PgTx<'_> {
                 &port.updated_at,
             ],
         )?;
+        self.pending.host_changed(&port.host);
         self.set_port_groups(port.id, &port.security_group_ids)
     }
 
     fn update_port(&mut self, port: &Port) -> StoreResult<()> {
+        self.port_changing(&id_text(port.id))?;
+        self.pending.host_changed(&port.host);
         let mac = port.mac.to_string();
         self.execute(
             sql::UPDATE_PORT,
@@ -61,10 +88,15 @@ impl PortTx for PgTx<'_> {
 
     fn set_port_groups(&mut self, port_id: Uuid, group_ids: &[Uuid]) -> StoreResult<()> {
         let id = id_text(port_id);
+        self.port_changing(&id)?;
         self.execute(sql::DELETE_PORT_GROUPS, &[&id])?;
-        for (position, group) in group_ids.iter().enumerate() {
-            self.execute(sql::INSERT_PORT_GROUP, &[&id, &id_text(*group), &(position as i32)])?;
-        }
+        let groups = ids_text(group_ids);
+        let positions: Vec<i32> = (0..group_ids.len() as i32).collect();
+        self.execute(
+            "INSERT INTO port_security_groups (port_id, group_id, position) SELECT $1, g, p FROM unnest($2::text[], $3::int[]) AS b(g, p)",
+            &[&id, &groups, &positions],
+        )?;
+        self.pending.members_changed(groups);
         Ok(())
     }
 
@@ -88,6 +120,7 @@ impl PortTx for PgTx<'_> {
     }
 
     fn delete_port(&mut self, client_id: Option<i64>, id: Uuid) -> StoreResult<bool> {
+        self.port_changing(&id_text(id))?;
         Ok(self.execute("DELETE FROM ports WHERE id = $1 AND ($2::bigint IS NULL OR client_id = $2)", &[&id_text(id), &client_id])? > 0)
     }
 
@@ -111,7 +144,57 @@ impl PortTx for PgTx<'_> {
     }
 
     fn policy_revision(&mut self) -> StoreResult<i64> {
-        self.row(sql::POLICY_REVISION, &[], |r| r.column(0))
+        self.row(sql::HIGHEST_REVISION, &[], |r| r.column(0))
+    }
+
+    fn host_revision(&mut self, host: &str) -> StoreResult<i64> {
+        Ok(self.row_opt(sql::HOST_REVISION, &[&host], |r| r.column(0))?.unwrap_or(0))
+    }
+
+    fn host_revisions(&mut self, hosts: &[String]) -> StoreResult<Vec<HostRevision>> {
+        if hosts.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.rows("SELECT host, revision FROM host_revisions WHERE host = ANY($1::text[])", &[&hosts], |r| Ok((r.column(0)?, r.column(1)?)))
+    }
+
+    fn flush_policy(&mut self) -> StoreResult<Vec<HostRevision>> {
+        if !self.pending.touches_hosts() {
+            return Ok(Vec::new());
+        }
+        let (groups, members, mut hosts) = self.pending.take_hosts();
+        if !groups.is_empty() || !members.is_empty() {
+            let rows = self.query(
+                "SELECT DISTINCT p.host FROM ports p JOIN port_security_groups b ON b.port_id = p.id
+                 WHERE b.group_id = ANY($1::text[])
+                 OR b.group_id IN (SELECT r.group_id FROM security_group_rules r WHERE r.remote_group_id = ANY($2::text[]))",
+                &[&groups, &members],
+            )?;
+            for row in rows {
+                hosts.insert(row.column(0)?);
+            }
+        }
+        if hosts.is_empty() {
+            return Ok(Vec::new());
+        }
+        // One revision from the sequence for all of them (no row every writer locks). A host
+        // row is locked from here to COMMIT, by writers of that host only; sorted, so two
+        // transactions bumping overlapping hosts lock them in one order. A newer revision may
+        // already be committed for a host (a transaction that drew later and committed first):
+        // the host then gets one past it, so a host's revision only grows.
+        let hosts: Vec<String> = hosts.into_iter().collect();
+        let bumped: Vec<HostRevision> = self.rows(
+            "INSERT INTO host_revisions AS h (host, revision)
+             SELECT host, (SELECT nextval('policy_revision_seq')) FROM unnest($1::text[]) AS u(host) ORDER BY host
+             ON CONFLICT (host) DO UPDATE SET revision = GREATEST(h.revision + 1, excluded.revision)
+             RETURNING host, revision",
+            &[&hosts],
+            |r| Ok((r.column(0)?, r.column(1)?)),
+        )?;
+        // Delivered at commit, to every node's listener.
+        self.execute("SELECT pg_notify($1, $2)", &[&POLICY_CHANNEL, &notification(&bumped)])?;
+        self.pending.bumped.extend(bumped.iter().cloned());
+        Ok(bumped)
     }
 
     fn report_agent(&mut self, agent: &AgentRecord) -> StoreResult<()> {
@@ -119,8 +202,13 @@ impl PortTx for PgTx<'_> {
         Ok(())
     }
 
-    fn list_agents(&mut self) -> StoreResult<Vec<AgentRecord>> {
+    fn list_agents(&mut self) -> StoreResult<Vec<(AgentRecord, i64)>> {
         // Byte order, as SQLite sorts, whatever the database's collation.
-        self.rows("SELECT host, applied_revision, reported_at FROM agents ORDER BY host COLLATE \"C\"", &[], agent_from_row)
+        self.rows(
+            "SELECT a.host, a.applied_revision, a.reported_at, coalesce(h.revision, 0) FROM agents a
+             LEFT JOIN host_revisions h ON h.host = a.host ORDER BY a.host COLLATE \"C\"",
+            &[],
+            |r| Ok((agent_from_row(r)?, r.column(3)?)),
+        )
     }
 }

@@ -9,7 +9,8 @@ use postgres::types::ToSql;
 
 use super::quotas::scope_lock_key;
 use super::{PgTx, TASK_CHANNEL};
-use crate::rows::{Columns, count_from_row, json_text, task_from_row};
+use crate::pending::HostRevision;
+use crate::rows::{Columns, count_from_row, hosts_json, json_text, merge_hosts, task_from_row};
 use crate::sql::{self, TASK_COLUMNS};
 use crate::{AckFilter, StoreResult, TaskClaim, TaskFilter, TaskRecord, TaskTx};
 
@@ -94,6 +95,20 @@ impl TaskTx for PgTx<'_> {
             &[id, &state.as_str(), error, &resources, updated_on, finished_on, acknowledged_at, acknowledged_by],
         )?;
         Ok(())
+    }
+
+    fn set_task_policy_hosts(&mut self, id: &str, hosts: &[HostRevision]) -> StoreResult<()> {
+        self.execute(sql::SET_TASK_POLICY_HOSTS, &[&id, &hosts_json(hosts)])?;
+        Ok(())
+    }
+
+    fn task_policy_hosts(&mut self, client_id: i64, ids: &[String]) -> StoreResult<Vec<HostRevision>> {
+        let lists = self.rows(
+            "SELECT policy_hosts FROM tasks WHERE client_id = $1 AND id = ANY($2::text[]) AND policy_hosts IS NOT NULL",
+            &[&client_id, &ids],
+            |r| r.column::<String>(0),
+        )?;
+        merge_hosts(&lists)
     }
 
     fn get_task(&mut self, client_id: i64, id: &str) -> StoreResult<Option<TaskRecord>> {

@@ -43,7 +43,8 @@ impl TransferTx for PgTx<'_> {
     }
 
     fn raise_policy_revision(&mut self, revision: i64) -> StoreResult<()> {
-        self.execute("UPDATE policy_revision SET revision = GREATEST(revision, $1) WHERE id = 1", &[&revision])?;
+        self.query_one("SELECT setval('policy_revision_seq', GREATEST((SELECT last_value FROM policy_revision_seq), $1))", &[&revision])?;
+        self.execute("UPDATE host_revisions SET revision = $1 WHERE revision < $1", &[&revision])?;
         Ok(())
     }
 }

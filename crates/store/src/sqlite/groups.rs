@@ -60,6 +60,29 @@ impl SqliteTx<'_> {
     }
 }
 
+impl SqliteTx<'_> {
+    fn insert_rule_row(&mut self, rule: &Rule) -> StoreResult<()> {
+        let spec = &rule.spec;
+        self.execute(
+            sql::INSERT_RULE,
+            params![
+                id_text(rule.id),
+                id_text(rule.group_id),
+                spec.direction.as_str(),
+                spec.ethertype.as_str(),
+                spec.protocol.map(Protocol::name),
+                spec.port_range_min,
+                spec.port_range_max,
+                spec.remote_ip_prefix.map(|p| p.to_string()),
+                spec.remote_group_id.map(id_text),
+                spec.description,
+                rule.created_at
+            ],
+        )?;
+        Ok(())
+    }
+}
+
 impl GroupTx for SqliteTx<'_> {
     fn get_group(&mut self, scope: &Scope, id: Uuid) -> StoreResult<Option<Group>> {
         let groups = self.whole_groups(sql::GET_GROUP, params![id_text(id), scope.client_id, scope.project_id, scope.region_id])?;
@@ -138,8 +161,9 @@ impl GroupTx for SqliteTx<'_> {
             ],
         )?;
         for rule in &group.rules {
-            self.insert_rule(rule)?;
+            self.insert_rule_row(rule)?;
         }
+        self.pending.add_usage(scope, 1, group.rules.len() as i64);
         self.replace_tags(group.id, &group.tags)
     }
 
@@ -152,7 +176,13 @@ impl GroupTx for SqliteTx<'_> {
     }
 
     fn delete_group(&mut self, scope: &Scope, id: Uuid) -> StoreResult<bool> {
-        Ok(self.execute(sql::DELETE_GROUP, params![id_text(id), scope.client_id, scope.project_id, scope.region_id])? > 0)
+        let rules: i64 = self.row("SELECT COUNT(*) FROM security_group_rules WHERE group_id = ?1", [id_text(id)], |r| r.column(0))?;
+        if self.execute(sql::DELETE_GROUP, params![id_text(id), scope.client_id, scope.project_id, scope.region_id])? == 0 {
+            return Ok(false);
+        }
+        self.pending.add_usage(scope, -1, -rules);
+        self.pending.group_changed(id);
+        Ok(true)
     }
 
     fn replace_tags(&mut self, group_id: Uuid, tags: &[Tag]) -> StoreResult<()> {
@@ -165,29 +195,19 @@ impl GroupTx for SqliteTx<'_> {
         Ok(())
     }
 
-    fn insert_rule(&mut self, rule: &Rule) -> StoreResult<()> {
-        let spec = &rule.spec;
-        self.execute(
-            sql::INSERT_RULE,
-            params![
-                id_text(rule.id),
-                id_text(rule.group_id),
-                spec.direction.as_str(),
-                spec.ethertype.as_str(),
-                spec.protocol.map(Protocol::name),
-                spec.port_range_min,
-                spec.port_range_max,
-                spec.remote_ip_prefix.map(|p| p.to_string()),
-                spec.remote_group_id.map(id_text),
-                spec.description,
-                rule.created_at
-            ],
-        )?;
+    fn insert_rule(&mut self, scope: &Scope, rule: &Rule) -> StoreResult<()> {
+        self.insert_rule_row(rule)?;
+        self.pending.add_usage(scope, 0, 1);
+        self.pending.group_changed(rule.group_id);
         Ok(())
     }
 
-    fn delete_rule(&mut self, rule_id: Uuid) -> StoreResult<bool> {
-        Ok(self.execute(sql::DELETE_RULE, [id_text(rule_id)])? > 0)
+    fn delete_rule(&mut self, scope: &Scope, rule_id: Uuid) -> StoreResult<bool> {
+        let group = self.row_opt(sql::DELETE_RULE, [id_text(rule_id)], |r| r.uuid(0))?;
+        let Some(group) = group else { return Ok(false) };
+        self.pending.add_usage(scope, 0, -1);
+        self.pending.group_changed(group);
+        Ok(true)
     }
 
     fn group_of_rule(&mut self, scope: &Scope, rule_id: Uuid) -> StoreResult<Option<Uuid>> {
@@ -205,7 +225,7 @@ impl GroupTx for SqliteTx<'_> {
     }
 
     fn usage(&mut self, scope: &Scope) -> StoreResult<Usage> {
-        let usage = self.row_opt(sql::SCOPE_USAGE, params![scope.client_id, scope.project_id, scope.region_id], |r| usage_from_row(r))?;
-        Ok(usage.unwrap_or_default())
+        let stored = self.row_opt(sql::SCOPE_USAGE, params![scope.client_id, scope.project_id, scope.region_id], |r| usage_from_row(r))?;
+        Ok(crate::pending::with_pending(stored.unwrap_or_default(), self.pending.usage_of(scope)))
     }
 }

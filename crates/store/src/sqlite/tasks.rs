@@ -5,7 +5,8 @@ use palisade_core::group::Scope;
 use rusqlite::params;
 
 use super::SqliteTx;
-use crate::rows::{count_from_row, json_text, task_from_row};
+use crate::pending::HostRevision;
+use crate::rows::{Columns, count_from_row, hosts_json, json_text, merge_hosts, task_from_row};
 use crate::sql::{self, TASK_COLUMNS};
 use crate::{AckFilter, StoreResult, TaskClaim, TaskFilter, TaskRecord, TaskTx};
 
@@ -67,6 +68,20 @@ impl TaskTx for SqliteTx<'_> {
             params![id, state.as_str(), error, resources, updated_on, finished_on, acknowledged_at, acknowledged_by],
         )?;
         Ok(())
+    }
+
+    fn set_task_policy_hosts(&mut self, id: &str, hosts: &[HostRevision]) -> StoreResult<()> {
+        self.execute(sql::SET_TASK_POLICY_HOSTS, params![id, hosts_json(hosts)])?;
+        Ok(())
+    }
+
+    fn task_policy_hosts(&mut self, client_id: i64, ids: &[String]) -> StoreResult<Vec<HostRevision>> {
+        let lists = self.rows(
+            "SELECT policy_hosts FROM tasks WHERE client_id = ?1 AND id IN (SELECT value FROM json_each(?2)) AND policy_hosts IS NOT NULL",
+            params![client_id, serde_json::Value::from(ids.to_vec()).to_string()],
+            |r| r.column::<String>(0),
+        )?;
+        merge_hosts(&lists)
     }
 
     fn get_task(&mut self, client_id: i64, id: &str) -> StoreResult<Option<TaskRecord>> {

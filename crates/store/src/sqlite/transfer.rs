@@ -42,6 +42,7 @@ impl TransferTx for SqliteTx<'_> {
 
     fn raise_policy_revision(&mut self, revision: i64) -> StoreResult<()> {
         self.execute("UPDATE policy_revision SET revision = MAX(revision, ?1) WHERE id = 1", [revision])?;
+        self.execute("UPDATE host_revisions SET revision = ?1 WHERE revision < ?1", [revision])?;
         Ok(())
     }
 }
