@@ -94,6 +94,9 @@ impl Drop for WaiterSlot<'_> {
     }
 }
 
+/// How often a hand-over on PostgreSQL reads the state of tasks another node may be running.
+pub const TASK_RECHECK: Duration = Duration::from_millis(10);
+
 tokio::task_local! {
     /// The hosts (with their new revisions) whose policy the writes of the current request
     /// changed, collected while a `?wait_for_agents` request runs (`crate::agents`).
@@ -210,17 +213,17 @@ impl AppState {
         self.heavy(move |deadline| store.read(|tx| f(tx, deadline))).await
     }
 
-    /// Wakes the worker for the client's new tasks and, on the embedded store, waits (at most
-    /// `task_wait`) until they are finished: the answer still carries only task ids, but the
-    /// client's first poll finds them done. Other nodes may run a task on PostgreSQL, so there the
-    /// answer goes at once.
+    /// Wakes the worker for the client's new tasks and waits (at most `task_wait`) until they are
+    /// finished: the answer still carries only task ids, but the client's first poll finds them
+    /// done. On PostgreSQL another node may run a task (this node's worker is woken first, so it
+    /// usually wins): there the wait also reads the tasks' state every [`TASK_RECHECK`].
     pub async fn hand_over(&self, client_id: i64, task_ids: &[String]) {
         let wait = self.config.task_wait;
         // Waiting makes a quiet service answer "done" at the first poll; under load the worker
         // drains bigger batches when answers go out at once, so only a few requests wait.
         let waiters = self.hand_over_waiters.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let _leave = WaiterSlot(&self.hand_over_waiters);
-        if wait.is_zero() || task_ids.is_empty() || !self.store.tasks_run_locally() || waiters >= MAX_HAND_OVER_WAITERS {
+        if wait.is_zero() || task_ids.is_empty() || waiters >= MAX_HAND_OVER_WAITERS {
             self.wake_worker();
             return;
         }
@@ -228,9 +231,10 @@ impl AppState {
         // Subscribed before the worker wakes, so no batch can end unseen.
         let finished = self.tasks_done.subscribe();
         self.wake_worker();
-        // This process's worker runs every task here: its announcements are enough. A failed
-        // read ends the wait: the client polls anyway.
-        let _ = wait_for_tasks(&self.store, finished, client_id, task_ids, deadline, None).await;
+        // On the embedded store this process's worker runs every task: its announcements are
+        // enough. A failed read ends the wait: the client polls anyway.
+        let recheck = (!self.store.tasks_run_locally()).then_some(TASK_RECHECK);
+        let _ = wait_for_tasks(&self.store, finished, client_id, task_ids, deadline, recheck).await;
     }
 
     pub fn wake_worker(&self) {

@@ -108,7 +108,7 @@ pub fn create_database(admin_url: &str, name: &str) -> StoreResult<String> {
     if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
         return Err(StoreError::Internal(format!("refusing the database name {name:?}")));
     }
-    let (config, _) = parse_url(admin_url)?;
+    let (config, _, _) = parse_url(admin_url)?;
     let mut client = config.connect(NoTls).map_err(map_error)?;
     client.batch_execute(&format!("CREATE DATABASE {name}")).map_err(map_error)?;
     Ok(database_url(admin_url, name))
@@ -119,7 +119,7 @@ pub fn drop_database(admin_url: &str, name: &str) -> StoreResult<()> {
     if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
         return Err(StoreError::Internal(format!("refusing the database name {name:?}")));
     }
-    let (config, _) = parse_url(admin_url)?;
+    let (config, _, _) = parse_url(admin_url)?;
     let mut client = config.connect(NoTls).map_err(map_error)?;
     client.batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).map_err(map_error)
 }
@@ -139,6 +139,8 @@ struct PoolState {
 struct Pool {
     config: postgres::Config,
     max: usize,
+    /// `synchronous_commit` for every session, when the URL sets it (`synchronous_commit=off`).
+    synchronous_commit: Option<String>,
     state: Mutex<PoolState>,
     available: Condvar,
 }
@@ -173,7 +175,7 @@ impl Pool {
             if state.open < self.max {
                 state.open += 1;
                 drop(state);
-                return match connect(&self.config) {
+                return match connect(&self.config, self.synchronous_commit.as_deref()) {
                     Ok(conn) => Ok(conn),
                     Err(e) => {
                         self.lock().open -= 1;
@@ -215,7 +217,7 @@ impl Pool {
     }
 }
 
-fn connect(config: &postgres::Config) -> StoreResult<PgConn> {
+fn connect(config: &postgres::Config, synchronous_commit: Option<&str>) -> StoreResult<PgConn> {
     // Whatever keeps us from connecting (server down, database not accepting connections or
     // gone, too many clients) means the store is unavailable until it is fixed: 503, not 500.
     let mut client = config.connect(NoTls).map_err(|e| match map_error(e) {
@@ -225,6 +227,10 @@ fn connect(config: &postgres::Config) -> StoreResult<PgConn> {
     let mut statements = String::new();
     for (name, default, ours) in SESSION_DEFAULTS {
         statements.push_str(&format!("SELECT set_config('{name}', '{ours}', false) WHERE current_setting('{name}') = '{default}';"));
+    }
+    if let Some(mode) = synchronous_commit {
+        // Checked against SYNCHRONOUS_COMMIT_MODES when the URL was read.
+        statements.push_str(&format!("SET synchronous_commit = {mode};"));
     }
     client.batch_execute(&statements).map_err(map_error)?;
     Ok(PgConn { client, statements: HashMap::new() })
@@ -283,16 +289,33 @@ pub struct PgStore {
     policy: ListenerSlot,
 }
 
-/// Splits our own `pool_max_size` parameter off a URL; the rest goes to the driver.
-fn parse_url(url: &str) -> StoreResult<(postgres::Config, usize)> {
+/// The values `synchronous_commit=` may take in the URL (PostgreSQL's own).
+const SYNCHRONOUS_COMMIT_MODES: &[&str] = &["on", "off", "local", "remote_write", "remote_apply"];
+
+/// Splits our own parameters off a URL — `pool_max_size=N` and `synchronous_commit=MODE` (set on
+/// every session; `off` acknowledges a commit before its WAL reaches the disk: a crash of the
+/// PostgreSQL server or its machine can lose the last few hundred milliseconds of acknowledged
+/// writes, a crash of palisade loses nothing; see docs/operations.md) — the rest goes to the
+/// driver.
+fn parse_url(url: &str) -> StoreResult<(postgres::Config, usize, Option<String>)> {
     let (base, query) = match url.split_once('?') {
         Some((base, query)) => (base, Some(query)),
         None => (url, None),
     };
     let mut pool_size = DEFAULT_POOL_SIZE;
+    let mut synchronous_commit = None;
     let mut rest = Vec::new();
     for pair in query.into_iter().flat_map(|q| q.split('&')).filter(|p| !p.is_empty()) {
         match pair.split_once('=') {
+            Some(("synchronous_commit", value)) => {
+                if !SYNCHRONOUS_COMMIT_MODES.contains(&value) {
+                    return Err(StoreError::Internal(format!(
+                        "synchronous_commit must be one of {}, not {value:?}",
+                        SYNCHRONOUS_COMMIT_MODES.join(", ")
+                    )));
+                }
+                synchronous_commit = Some(value.to_string());
+            }
             Some(("pool_max_size", value)) => {
                 pool_size = value
                     .parse()
@@ -315,7 +338,7 @@ fn parse_url(url: &str) -> StoreResult<(postgres::Config, usize)> {
         config.application_name("palisade");
     }
     config.keepalives(true).keepalives_idle(Duration::from_secs(30));
-    Ok((config, pool_size))
+    Ok((config, pool_size, synchronous_commit))
 }
 
 impl PgStore {
@@ -326,8 +349,14 @@ impl PgStore {
 
     /// Connects; with `migrate`, applies pending migrations, otherwise checks that the schema is current.
     pub fn open_with(url: &str, migrate: bool) -> StoreResult<PgStore> {
-        let (config, max) = parse_url(url)?;
-        let pool = Arc::new(Pool { config, max, state: Mutex::new(PoolState { idle: Vec::new(), open: 0 }), available: Condvar::new() });
+        let (config, max, synchronous_commit) = parse_url(url)?;
+        let pool = Arc::new(Pool {
+            config,
+            max,
+            synchronous_commit,
+            state: Mutex::new(PoolState { idle: Vec::new(), open: 0 }),
+            available: Condvar::new(),
+        });
         let mut conn = pool.get()?;
         let result = if migrate {
             migrate::apply_pending(&mut conn.client, migrate::POSTGRES)
@@ -675,5 +704,30 @@ impl MigrationConnection for Client {
     fn unlock(&mut self) -> StoreResult<()> {
         self.execute("SELECT pg_advisory_unlock($1)", &[&MIGRATION_LOCK]).map_err(map_error)?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ADMIN: &str = "postgres://postgres@127.0.0.1:5432/test";
+
+    #[test]
+    fn synchronous_commit_from_the_url_is_set_on_every_session() {
+        let name = format!("palisade_sync_{}", std::process::id());
+        let _ = drop_database(ADMIN, &name);
+        let url = create_database(ADMIN, &name).expect("create a database (PostgreSQL at 127.0.0.1:5432)");
+        let setting = |url: &str| {
+            let store = PgStore::open(url).expect("open");
+            let mut conn = store.pool.get().expect("a connection");
+            let value: String = conn.client.query_one("SHOW synchronous_commit", &[]).expect("show").get(0);
+            store.pool.put(conn);
+            value
+        };
+        assert_eq!(setting(&format!("{url}?synchronous_commit=off")), "off");
+        assert_eq!(setting(&url), "on", "the server's default otherwise");
+        assert!(matches!(PgStore::open(&format!("{url}?synchronous_commit=maybe")), Err(StoreError::Internal(_))));
+        drop_database(ADMIN, &name).expect("drop");
     }
 }

@@ -54,6 +54,22 @@ impl PgTx<'_> {
 }
 
 impl PgTx<'_> {
+    /// Inserts tags with one statement (none: nothing).
+    fn insert_tags(&mut self, group_id: Uuid, tags: &[Tag]) -> StoreResult<()> {
+        if tags.is_empty() {
+            return Ok(());
+        }
+        let id = id_text(group_id);
+        let keys: Vec<&str> = tags.iter().map(|t| t.key.as_str()).collect();
+        let values: Vec<&str> = tags.iter().map(|t| t.value.as_str()).collect();
+        let read_only: Vec<bool> = tags.iter().map(|t| t.read_only).collect();
+        self.execute(
+            "INSERT INTO security_group_tags (group_id, key, value, read_only) SELECT $1, k, v, r FROM unnest($2::text[], $3::text[], $4::boolean[]) AS t(k, v, r)",
+            &[&id, &keys, &values, &read_only],
+        )?;
+        Ok(())
+    }
+
     /// Inserts rules with one statement, whatever their number (one array per column).
     fn insert_rules(&mut self, rules: &[Rule]) -> StoreResult<()> {
         if rules.is_empty() {
@@ -169,7 +185,8 @@ impl GroupTx for PgTx<'_> {
         )?;
         self.insert_rules(&group.rules)?;
         self.pending.add_usage(scope, 1, group.rules.len() as i64);
-        self.replace_tags(group.id, &group.tags)
+        // A new group has no tags to replace.
+        self.insert_tags(group.id, &group.tags)
     }
 
     fn update_group(&mut self, group: &Group) -> StoreResult<()> {
@@ -195,19 +212,8 @@ impl GroupTx for PgTx<'_> {
     }
 
     fn replace_tags(&mut self, group_id: Uuid, tags: &[Tag]) -> StoreResult<()> {
-        let id = id_text(group_id);
-        self.execute(sql::DELETE_TAGS, &[&id])?;
-        if tags.is_empty() {
-            return Ok(());
-        }
-        let keys: Vec<&str> = tags.iter().map(|t| t.key.as_str()).collect();
-        let values: Vec<&str> = tags.iter().map(|t| t.value.as_str()).collect();
-        let read_only: Vec<bool> = tags.iter().map(|t| t.read_only).collect();
-        self.execute(
-            "INSERT INTO security_group_tags (group_id, key, value, read_only) SELECT $1, k, v, r FROM unnest($2::text[], $3::text[], $4::boolean[]) AS t(k, v, r)",
-            &[&id, &keys, &values, &read_only],
-        )?;
-        Ok(())
+        self.execute(sql::DELETE_TAGS, &[&id_text(group_id)])?;
+        self.insert_tags(group_id, tags)
     }
 
     fn insert_rule(&mut self, scope: &Scope, rule: &Rule) -> StoreResult<()> {
