@@ -27,7 +27,6 @@
 //!   reports not ready); the broken connection is dropped and a new one is opened on next use,
 //!   so a node recovers by itself when the database returns.
 
-use std::collections::HashMap;
 use std::str::FromStr;
 use std::sync::{Arc, Condvar, Mutex, Weak};
 use std::time::{Duration, Instant};
@@ -36,6 +35,7 @@ use postgres::types::ToSql;
 use postgres::{Client, NoTls, Row, Statement};
 
 mod audit;
+pub(crate) mod conn;
 mod groups;
 mod keys;
 mod observe;
@@ -44,6 +44,7 @@ mod quotas;
 mod tasks;
 mod transfer;
 
+use self::conn::{OwnedParam, PgConn, Queued};
 use crate::migrate::{self, MigrationConnection};
 use crate::pending::{ListenerSlot, Pending, PolicyListener};
 use crate::rows::{ColumnType, Columns};
@@ -62,6 +63,10 @@ pub const POLICY_CHANNEL: &str = "palisade_policy";
 const DEFAULT_POOL_SIZE: usize = 16;
 /// How long a caller waits for a free connection before the store reports itself unavailable.
 const POOL_WAIT: Duration = Duration::from_secs(10);
+/// A pooled connection idle for longer is checked before a transaction relies on it: its `BEGIN`
+/// goes alone, so a connection the server dropped meanwhile is replaced without failing the
+/// caller. A busier connection's `BEGIN` rides with the first statement.
+const STALE_AFTER: Duration = Duration::from_millis(50);
 
 /// Session settings applied on connect, each only when the server, role and database leave it
 /// at its default (so an operator's `ALTER ROLE ... SET` wins).
@@ -109,7 +114,7 @@ pub fn create_database(admin_url: &str, name: &str) -> StoreResult<String> {
         return Err(StoreError::Internal(format!("refusing the database name {name:?}")));
     }
     let (config, _, _) = parse_url(admin_url)?;
-    let mut client = config.connect(NoTls).map_err(map_error)?;
+    let mut client = postgres::Config::from(config).connect(NoTls).map_err(map_error)?;
     client.batch_execute(&format!("CREATE DATABASE {name}")).map_err(map_error)?;
     Ok(database_url(admin_url, name))
 }
@@ -120,14 +125,8 @@ pub fn drop_database(admin_url: &str, name: &str) -> StoreResult<()> {
         return Err(StoreError::Internal(format!("refusing the database name {name:?}")));
     }
     let (config, _, _) = parse_url(admin_url)?;
-    let mut client = config.connect(NoTls).map_err(map_error)?;
+    let mut client = postgres::Config::from(config).connect(NoTls).map_err(map_error)?;
     client.batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).map_err(map_error)
-}
-
-struct PgConn {
-    client: Client,
-    /// Prepared statements of this connection, by SQL text.
-    statements: HashMap<String, Statement>,
 }
 
 struct PoolState {
@@ -137,7 +136,7 @@ struct PoolState {
 }
 
 struct Pool {
-    config: postgres::Config,
+    config: tokio_postgres::Config,
     max: usize,
     /// `synchronous_commit` for every session, when the URL sets it (`synchronous_commit=off`).
     synchronous_commit: Option<String>,
@@ -166,7 +165,7 @@ impl Pool {
         let mut state = self.lock();
         loop {
             if let Some(conn) = state.idle.pop() {
-                if conn.client.is_closed() {
+                if conn.is_closed() {
                     state.open -= 1;
                     continue;
                 }
@@ -217,23 +216,21 @@ impl Pool {
     }
 }
 
-fn connect(config: &postgres::Config, synchronous_commit: Option<&str>) -> StoreResult<PgConn> {
-    // Whatever keeps us from connecting (server down, database not accepting connections or
-    // gone, too many clients) means the store is unavailable until it is fixed: 503, not 500.
-    let mut client = config.connect(NoTls).map_err(|e| match map_error(e) {
-        StoreError::Internal(text) => StoreError::Unavailable(text),
-        unavailable => unavailable,
-    })?;
-    let mut statements = String::new();
+fn connect(config: &tokio_postgres::Config, synchronous_commit: Option<&str>) -> StoreResult<PgConn> {
+    let mut setup = String::new();
     for (name, default, ours) in SESSION_DEFAULTS {
-        statements.push_str(&format!("SELECT set_config('{name}', '{ours}', false) WHERE current_setting('{name}') = '{default}';"));
+        setup.push_str(&format!("SELECT set_config('{name}', '{ours}', false) WHERE current_setting('{name}') = '{default}';"));
     }
     if let Some(mode) = synchronous_commit {
         // Checked against SYNCHRONOUS_COMMIT_MODES when the URL was read.
-        statements.push_str(&format!("SET synchronous_commit = {mode};"));
+        setup.push_str(&format!("SET synchronous_commit = {mode};"));
     }
-    client.batch_execute(&statements).map_err(map_error)?;
-    Ok(PgConn { client, statements: HashMap::new() })
+    // Whatever keeps us from connecting (server down, database not accepting connections or
+    // gone, too many clients) means the store is unavailable until it is fixed: 503, not 500.
+    PgConn::connect(config, &setup).map_err(|e| match map_error(e) {
+        StoreError::Internal(text) => StoreError::Unavailable(text),
+        unavailable => unavailable,
+    })
 }
 
 /// Whether an error means the connection (or the server) is gone rather than that a statement failed.
@@ -297,7 +294,7 @@ const SYNCHRONOUS_COMMIT_MODES: &[&str] = &["on", "off", "local", "remote_write"
 /// PostgreSQL server or its machine can lose the last few hundred milliseconds of acknowledged
 /// writes, a crash of palisade loses nothing; see docs/operations.md) — the rest goes to the
 /// driver.
-fn parse_url(url: &str) -> StoreResult<(postgres::Config, usize, Option<String>)> {
+fn parse_url(url: &str) -> StoreResult<(tokio_postgres::Config, usize, Option<String>)> {
     let (base, query) = match url.split_once('?') {
         Some((base, query)) => (base, Some(query)),
         None => (url, None),
@@ -327,7 +324,7 @@ fn parse_url(url: &str) -> StoreResult<(postgres::Config, usize, Option<String>)
         }
     }
     let url = if rest.is_empty() { base.to_string() } else { format!("{base}?{}", rest.join("&")) };
-    let mut config = postgres::Config::from_str(&url).map_err(|e| StoreError::Internal(format!("invalid PostgreSQL URL: {e}")))?;
+    let mut config = tokio_postgres::Config::from_str(&url).map_err(|e| StoreError::Internal(format!("invalid PostgreSQL URL: {e}")))?;
     if config.get_connect_timeout().is_none() {
         config.connect_timeout(Duration::from_secs(5));
     }
@@ -357,19 +354,20 @@ impl PgStore {
             state: Mutex::new(PoolState { idle: Vec::new(), open: 0 }),
             available: Condvar::new(),
         });
-        let mut conn = pool.get()?;
-        let result = if migrate {
-            migrate::apply_pending(&mut conn.client, migrate::POSTGRES)
+        // Migrations run on a connection of their own (the synchronous client: DDL and the
+        // advisory lock, nothing to pipeline); the pool's first connection then checks the server.
+        let mut client = postgres::Config::from(pool.config.clone()).connect(NoTls).map_err(|e| match map_error(e) {
+            StoreError::Internal(text) => StoreError::Unavailable(text),
+            unavailable => unavailable,
+        })?;
+        if migrate {
+            migrate::apply_pending(&mut client, migrate::POSTGRES)?;
         } else {
-            migrate::check_current(&mut conn.client, migrate::POSTGRES)
-        };
-        match result {
-            Ok(()) => pool.put(conn),
-            Err(e) => {
-                pool.discard(conn);
-                return Err(e);
-            }
+            migrate::check_current(&mut client, migrate::POSTGRES)?;
         }
+        drop(client);
+        let conn = pool.get()?;
+        pool.put(conn);
         Ok(PgStore { pool, policy: ListenerSlot::default() })
     }
 
@@ -379,27 +377,34 @@ impl PgStore {
         self.policy.set(listener);
     }
 
-    /// Runs `f` in a transaction opened with `begin`. A connection whose `BEGIN` fails because it
-    /// went stale (the server restarted) is replaced once, so recovery costs no failed request.
+    /// Runs `f` in a transaction opened with `begin`. `BEGIN` is queued to go out with the first
+    /// statement (one round trip less), except on a connection idle for longer than
+    /// [`STALE_AFTER`]: there it is sent alone first, and a connection that went stale (the
+    /// server restarted, an administrator ended the session) is replaced once, so recovery costs
+    /// no failed request.
     fn run<R, E: From<StoreError>>(&self, begin: &str, write: bool, f: impl FnOnce(&mut dyn Tx) -> Result<R, E>) -> Result<R, E> {
         let mut conn = self.pool.get()?;
-        if let Err(e) = conn.client.batch_execute(begin) {
-            let stale = is_connection_error(&e);
-            self.pool.discard(conn);
-            if !stale {
-                return Err(map_error(e).into());
-            }
-            self.pool.discard_idle();
-            conn = self.pool.get()?;
-            if let Err(e) = conn.client.batch_execute(begin) {
+        let mut queue = Vec::new();
+        if conn.last_used.elapsed() > STALE_AFTER {
+            if let Err(e) = conn.round_trip(Vec::new(), async |client| client.batch_execute(begin).await) {
+                let stale = is_connection_error(&e);
                 self.pool.discard(conn);
-                return Err(map_error(e).into());
+                if !stale {
+                    return Err(map_error(e).into());
+                }
+                self.pool.discard_idle();
+                conn = self.pool.get()?;
+                if let Err(e) = conn.round_trip(Vec::new(), async |client| client.batch_execute(begin).await) {
+                    self.pool.discard(conn);
+                    return Err(map_error(e).into());
+                }
             }
+        } else {
+            queue.push(Queued::Batch(begin.to_string()));
         }
-        let PgConn { client, statements } = &mut conn;
         let mut tx = PgTx {
-            client,
-            statements,
+            conn: &mut conn,
+            queue,
             write,
             notified: false,
             broken: false,
@@ -426,12 +431,17 @@ impl PgStore {
             Ok(Ok(_)) if failed => Err(StoreError::Internal("a statement of the transaction failed; it was rolled back".into()).into()),
             Ok(result) => result,
             Err(panic) => {
+                drop(tx);
                 self.pool.discard(conn);
                 std::panic::resume_unwind(panic);
             }
         };
+        // COMMIT goes with whatever is still queued; a ROLLBACK drops the queue unsent (a
+        // ROLLBACK without a BEGIN sent, when nothing went out, is only a warning).
+        let queue = if result.is_ok() { std::mem::take(&mut tx.queue) } else { Vec::new() };
+        drop(tx);
         let end = if result.is_ok() { "COMMIT" } else { "ROLLBACK" };
-        let committed = conn.client.batch_execute(end);
+        let committed = conn.round_trip(queue, async |client| client.batch_execute(end).await);
         if committed.is_ok() && result.is_ok() && !bumped.is_empty() {
             // This node's waiting agents hear at once; other nodes through the NOTIFY.
             self.policy.tell(Some(&bumped));
@@ -452,7 +462,8 @@ impl PgStore {
                     self.pool.discard_idle();
                 }
                 match result {
-                    // A failed COMMIT: the outcome is unknown to us, and the caller must hear of it.
+                    // A failed COMMIT (or a queued statement that failed with it): the outcome
+                    // is known to be a rollback or unknown, and the caller must hear of it.
                     Ok(_) => Err(map_error(e).into()),
                     Err(original) => Err(original),
                 }
@@ -476,7 +487,7 @@ impl PgStore {
     }
 }
 
-fn listen_loop(config: postgres::Config, wake: Weak<tokio::sync::Notify>, policy: ListenerSlot) {
+fn listen_loop(config: tokio_postgres::Config, wake: Weak<tokio::sync::Notify>, policy: ListenerSlot) {
     let mut backoff = Duration::from_millis(100);
     loop {
         if wake.strong_count() == 0 {
@@ -499,8 +510,8 @@ fn listen_loop(config: postgres::Config, wake: Weak<tokio::sync::Notify>, policy
 }
 
 /// One listening connection's life; `Ok` when `wake` is gone, `Err` when the connection failed.
-fn listen_once(config: &postgres::Config, wake: &Weak<tokio::sync::Notify>, policy: &ListenerSlot) -> Result<(), postgres::Error> {
-    let mut client = config.connect(NoTls)?;
+fn listen_once(config: &tokio_postgres::Config, wake: &Weak<tokio::sync::Notify>, policy: &ListenerSlot) -> Result<(), postgres::Error> {
+    let mut client = postgres::Config::from(config.clone()).connect(NoTls)?;
     client.batch_execute(&format!("LISTEN {TASK_CHANNEL}; LISTEN {POLICY_CHANNEL}"))?;
     tracing::debug!("listening for tasks and policy changes of other nodes");
     // Work may have been queued, and policies changed, while we were not listening.
@@ -547,8 +558,9 @@ fn listen_once(config: &postgres::Config, wake: &Weak<tokio::sync::Notify>, poli
 }
 
 struct PgTx<'a> {
-    client: &'a mut Client,
-    statements: &'a mut HashMap<String, Statement>,
+    conn: &'a mut PgConn,
+    /// Statements no caller waits for, sent with the next round trip (`conn`).
+    queue: Vec<Queued>,
     write: bool,
     /// NOTIFY already issued in this transaction.
     notified: bool,
@@ -578,36 +590,74 @@ impl PgTx<'_> {
     }
 
     fn statement(&mut self, sql: &str) -> StoreResult<Statement> {
-        if let Some(statement) = self.statements.get(sql) {
-            return Ok(statement.clone());
+        if let Some(statement) = self.conn.cached(sql) {
+            return Ok(statement);
         }
-        let statement = self.client.prepare(sql).map_err(|e| self.fail(e))?;
-        self.statements.insert(sql.to_string(), statement.clone());
+        // Preparing is a round trip of its own: what is queued goes with it.
+        let queue = std::mem::take(&mut self.queue);
+        let statement = self.conn.round_trip(queue, async |client| client.prepare(sql).await).map_err(|e| self.fail(e))?;
+        self.conn.remember(sql, statement.clone());
         Ok(statement)
     }
 
     fn query(&mut self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> StoreResult<Vec<Row>> {
         let statement = self.statement(sql)?;
-        self.client.query(&statement, params).map_err(|e| self.fail(e))
+        let queue = std::mem::take(&mut self.queue);
+        self.conn.round_trip(queue, async |client| client.query(&statement, params).await).map_err(|e| self.fail(e))
     }
 
     fn query_opt(&mut self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> StoreResult<Option<Row>> {
         let statement = self.statement(sql)?;
-        self.client.query_opt(&statement, params).map_err(|e| self.fail(e))
+        let queue = std::mem::take(&mut self.queue);
+        self.conn.round_trip(queue, async |client| client.query_opt(&statement, params).await).map_err(|e| self.fail(e))
     }
 
     fn query_one(&mut self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> StoreResult<Row> {
         let statement = self.statement(sql)?;
-        self.client.query_one(&statement, params).map_err(|e| self.fail(e))
+        let queue = std::mem::take(&mut self.queue);
+        self.conn.round_trip(queue, async |client| client.query_one(&statement, params).await).map_err(|e| self.fail(e))
     }
 
+    /// Two queries in one round trip (after whatever is queued).
+    fn query_pair(
+        &mut self,
+        first: (&str, &[&(dyn ToSql + Sync)]),
+        second: (&str, &[&(dyn ToSql + Sync)]),
+    ) -> StoreResult<(Vec<Row>, Vec<Row>)> {
+        let (a, b) = (self.statement(first.0)?, self.statement(second.0)?);
+        let queue = std::mem::take(&mut self.queue);
+        self.conn
+            .round_trip(queue, async |client| {
+                let (x, y) = futures_util::future::join(client.query(&a, first.1), client.query(&b, second.1)).await;
+                Ok((x?, y?))
+            })
+            .map_err(|e| self.fail(e))
+    }
+
+    /// Runs a statement now and counts the rows it changed.
     fn execute(&mut self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> StoreResult<u64> {
         let statement = self.statement(sql)?;
-        self.client.execute(&statement, params).map_err(|e| self.fail(e))
+        let queue = std::mem::take(&mut self.queue);
+        self.conn.round_trip(queue, async |client| client.execute(&statement, params).await).map_err(|e| self.fail(e))
     }
 
+    /// Queues a statement whose result nobody reads: it goes with the next round trip, and its
+    /// error, if any, fails that round trip (and so the transaction).
+    fn defer(&mut self, sql: &str, params: Vec<OwnedParam>) -> StoreResult<()> {
+        let statement = self.statement(sql)?;
+        self.queue.push(Queued::Execute(statement, params));
+        Ok(())
+    }
+
+    /// Queues simple-protocol text (`SAVEPOINT`, `NOTIFY`, …), as [`PgTx::defer`].
+    fn defer_batch(&mut self, sql: &str) {
+        self.queue.push(Queued::Batch(sql.to_string()));
+    }
+
+    /// Runs simple-protocol text now.
     fn batch(&mut self, sql: &str) -> StoreResult<()> {
-        self.client.batch_execute(sql).map_err(|e| self.fail(e))
+        let queue = std::mem::take(&mut self.queue);
+        self.conn.round_trip(queue, async |client| client.batch_execute(sql).await).map_err(|e| self.fail(e))
     }
 
     /// Rows of a query, each decoded with `decode` (see [`crate::rows`]).
@@ -631,13 +681,13 @@ impl PgTx<'_> {
 
 impl SavepointTx for PgTx<'_> {
     fn savepoint(&mut self) -> StoreResult<()> {
-        self.batch("SAVEPOINT task")?;
+        self.defer_batch("SAVEPOINT task");
         self.pending.savepoint();
         Ok(())
     }
 
     fn release_savepoint(&mut self) -> StoreResult<()> {
-        self.batch("RELEASE SAVEPOINT task")?;
+        self.defer_batch("RELEASE SAVEPOINT task");
         self.pending.release_savepoint();
         Ok(())
     }
@@ -721,9 +771,9 @@ mod tests {
         let setting = |url: &str| {
             let store = PgStore::open(url).expect("open");
             let mut conn = store.pool.get().expect("a connection");
-            let value: String = conn.client.query_one("SHOW synchronous_commit", &[]).expect("show").get(0);
+            let row = conn.round_trip(Vec::new(), async |client| client.query_one("SHOW synchronous_commit", &[]).await).expect("show");
             store.pool.put(conn);
-            value
+            row.get::<_, String>(0)
         };
         assert_eq!(setting(&format!("{url}?synchronous_commit=off")), "off");
         assert_eq!(setting(&url), "on", "the server's default otherwise");

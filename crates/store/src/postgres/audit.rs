@@ -3,31 +3,33 @@
 use postgres::types::ToSql;
 
 use super::PgTx;
+use super::conn::owned;
 use crate::rows::{count_from_row, event_from_row};
 use crate::sql::{self, AUDIT_COLUMNS};
 use crate::{AuditEvent, AuditFilter, AuditTx, StoreResult};
 
 impl AuditTx for PgTx<'_> {
     fn insert_audit(&mut self, event: &AuditEvent) -> StoreResult<()> {
-        self.execute(
+        // Nobody reads the result: it goes with the transaction's next round trip.
+        let e = event.clone();
+        self.defer(
             sql::INSERT_AUDIT,
-            &[
-                &event.time,
-                &event.actor_key_id,
-                &event.actor_role,
-                &event.client_id,
-                &event.user_id,
-                &event.project_id,
-                &event.region_id,
-                &event.action,
-                &event.resource_type,
-                &event.resource_id,
-                &event.request_id,
-                &event.outcome,
-                &event.summary.to_string(),
+            owned![
+                e.time,
+                e.actor_key_id,
+                e.actor_role,
+                e.client_id,
+                e.user_id,
+                e.project_id,
+                e.region_id,
+                e.action,
+                e.resource_type,
+                e.resource_id,
+                e.request_id,
+                e.outcome,
+                e.summary.to_string(),
             ],
-        )?;
-        Ok(())
+        )
     }
 
     fn list_audit(&mut self, filter: &AuditFilter) -> StoreResult<(u64, Vec<AuditEvent>)> {

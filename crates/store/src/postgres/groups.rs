@@ -9,6 +9,7 @@ use postgres::types::ToSql;
 use uuid::Uuid;
 
 use super::PgTx;
+use super::conn::owned;
 use crate::rows::{
     Columns, attach, count_from_row, group_from_row, id_pair_from_row, id_text, ids_text, owned_rule_from_row, tag_from_row, usage_from_row,
 };
@@ -22,17 +23,14 @@ impl PgTx<'_> {
             return Ok(());
         }
         let ids = ids_text(&groups.iter().map(|g| g.id).collect::<Vec<_>>());
-        let rules = self.rows(
-            &format!("SELECT {RULE_COLUMNS} FROM security_group_rules WHERE group_id = ANY($1::text[]) ORDER BY seq"),
-            &[&ids],
-            owned_rule_from_row,
+        // Rules and tags in one round trip.
+        let (rules, tags) = self.query_pair(
+            (&format!("SELECT {RULE_COLUMNS} FROM security_group_rules WHERE group_id = ANY($1::text[]) ORDER BY seq"), &[&ids]),
+            (&format!("SELECT {TAG_COLUMNS} FROM security_group_tags WHERE group_id = ANY($1::text[]) ORDER BY group_id, key"), &[&ids]),
         )?;
+        let rules = rules.iter().map(owned_rule_from_row).collect::<StoreResult<Vec<_>>>()?;
         attach(groups, |g| g.id, rules, |g, rule| g.rules.push(rule));
-        let tags = self.rows(
-            &format!("SELECT {TAG_COLUMNS} FROM security_group_tags WHERE group_id = ANY($1::text[]) ORDER BY group_id, key"),
-            &[&ids],
-            tag_from_row,
-        )?;
+        let tags = tags.iter().map(tag_from_row).collect::<StoreResult<Vec<_>>>()?;
         attach(groups, |g| g.id, tags, |g, tag| g.tags.push(tag));
         Ok(())
     }
@@ -59,15 +57,13 @@ impl PgTx<'_> {
         if tags.is_empty() {
             return Ok(());
         }
-        let id = id_text(group_id);
-        let keys: Vec<&str> = tags.iter().map(|t| t.key.as_str()).collect();
-        let values: Vec<&str> = tags.iter().map(|t| t.value.as_str()).collect();
+        let keys: Vec<String> = tags.iter().map(|t| t.key.clone()).collect();
+        let values: Vec<String> = tags.iter().map(|t| t.value.clone()).collect();
         let read_only: Vec<bool> = tags.iter().map(|t| t.read_only).collect();
-        self.execute(
+        self.defer(
             "INSERT INTO security_group_tags (group_id, key, value, read_only) SELECT $1, k, v, r FROM unnest($2::text[], $3::text[], $4::boolean[]) AS t(k, v, r)",
-            &[&id, &keys, &values, &read_only],
-        )?;
-        Ok(())
+            owned![id_text(group_id), keys, values, read_only],
+        )
     }
 
     /// Inserts rules with one statement, whatever their number (one array per column).
@@ -77,25 +73,24 @@ impl PgTx<'_> {
         }
         let ids: Vec<String> = rules.iter().map(|r| id_text(r.id)).collect();
         let groups: Vec<String> = rules.iter().map(|r| id_text(r.group_id)).collect();
-        let directions: Vec<&str> = rules.iter().map(|r| r.spec.direction.as_str()).collect();
-        let ethertypes: Vec<&str> = rules.iter().map(|r| r.spec.ethertype.as_str()).collect();
-        let protocols: Vec<Option<&str>> = rules.iter().map(|r| r.spec.protocol.map(Protocol::name)).collect();
+        let directions: Vec<&'static str> = rules.iter().map(|r| r.spec.direction.as_str()).collect();
+        let ethertypes: Vec<&'static str> = rules.iter().map(|r| r.spec.ethertype.as_str()).collect();
+        let protocols: Vec<Option<&'static str>> = rules.iter().map(|r| r.spec.protocol.map(Protocol::name)).collect();
         let mins: Vec<Option<i32>> = rules.iter().map(|r| r.spec.port_range_min.map(i32::from)).collect();
         let maxs: Vec<Option<i32>> = rules.iter().map(|r| r.spec.port_range_max.map(i32::from)).collect();
         let prefixes: Vec<Option<String>> = rules.iter().map(|r| r.spec.remote_ip_prefix.map(|p| p.to_string())).collect();
         let remotes: Vec<Option<String>> = rules.iter().map(|r| r.spec.remote_group_id.map(id_text)).collect();
-        let descriptions: Vec<&str> = rules.iter().map(|r| r.spec.description.as_str()).collect();
+        let descriptions: Vec<String> = rules.iter().map(|r| r.spec.description.clone()).collect();
         let created: Vec<i64> = rules.iter().map(|r| r.created_at).collect();
-        self.execute(
+        self.defer(
             concat!(
                 "INSERT INTO security_group_rules (",
                 crate::sql::columns!(rule),
                 ") SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::int[], $7::int[],
                  $8::text[], $9::text[], $10::text[], $11::bigint[])"
             ),
-            &[&ids, &groups, &directions, &ethertypes, &protocols, &mins, &maxs, &prefixes, &remotes, &descriptions, &created],
-        )?;
-        Ok(())
+            owned![ids, groups, directions, ethertypes, protocols, mins, maxs, prefixes, remotes, descriptions, created],
+        )
     }
 }
 
@@ -169,18 +164,19 @@ impl GroupTx for PgTx<'_> {
 
     fn insert_group(&mut self, group: &Group) -> StoreResult<()> {
         let scope = &group.scope;
-        self.execute(
+        // The group, its rules and its tags are queued: they go with the next round trip.
+        self.defer(
             sql::INSERT_GROUP,
-            &[
-                &id_text(group.id),
-                &scope.client_id,
-                &scope.project_id,
-                &scope.region_id,
-                &group.name,
-                &group.description,
-                &group.created_at,
-                &group.updated_at,
-                &group.revision_number,
+            owned![
+                id_text(group.id),
+                scope.client_id,
+                scope.project_id,
+                scope.region_id,
+                group.name.clone(),
+                group.description.clone(),
+                group.created_at,
+                group.updated_at,
+                group.revision_number,
             ],
         )?;
         self.insert_rules(&group.rules)?;
@@ -190,8 +186,8 @@ impl GroupTx for PgTx<'_> {
     }
 
     fn update_group(&mut self, group: &Group) -> StoreResult<()> {
-        self.execute(sql::UPDATE_GROUP, &[&id_text(group.id), &group.name, &group.description, &group.updated_at, &group.revision_number])?;
-        Ok(())
+        let args = owned![id_text(group.id), group.name.clone(), group.description.clone(), group.updated_at, group.revision_number];
+        self.defer(sql::UPDATE_GROUP, args)
     }
 
     fn delete_group(&mut self, scope: &Scope, id: Uuid) -> StoreResult<bool> {
@@ -212,7 +208,7 @@ impl GroupTx for PgTx<'_> {
     }
 
     fn replace_tags(&mut self, group_id: Uuid, tags: &[Tag]) -> StoreResult<()> {
-        self.execute(sql::DELETE_TAGS, &[&id_text(group_id)])?;
+        self.defer(sql::DELETE_TAGS, owned![id_text(group_id)])?;
         self.insert_tags(group_id, tags)
     }
 

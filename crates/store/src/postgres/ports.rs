@@ -5,6 +5,7 @@ use palisade_core::port::Port;
 use postgres::types::ToSql;
 use uuid::Uuid;
 
+use super::conn::owned;
 use super::{POLICY_CHANNEL, PgTx};
 use crate::pending::{HostRevision, notification};
 use crate::rows::{Columns, agent_from_row, attach, id_pair_from_row, id_text, ids_text, ips_text, port_from_row};
@@ -44,7 +45,7 @@ impl PgTx<'_> {
     /// Writes the transaction's usage changes and bumps its hosts (`crate::pending`).
     pub(super) fn flush_all(&mut self) -> StoreResult<()> {
         for ((client_id, project_id, region_id), (groups, rules)) in self.pending.take_usage() {
-            self.execute(sql::ADD_USAGE, &[&client_id, &project_id, &region_id, &groups, &rules])?;
+            self.defer(sql::ADD_USAGE, owned![client_id, project_id, region_id, groups, rules])?;
         }
         self.flush_policy()?;
         Ok(())
@@ -192,14 +193,13 @@ impl PortTx for PgTx<'_> {
             |r| Ok((r.column(0)?, r.column(1)?)),
         )?;
         // Delivered at commit, to every node's listener.
-        self.execute("SELECT pg_notify($1, $2)", &[&POLICY_CHANNEL, &notification(&bumped)])?;
+        self.defer("SELECT pg_notify($1, $2)", owned![POLICY_CHANNEL, notification(&bumped)])?;
         self.pending.bumped.extend(bumped.iter().cloned());
         Ok(bumped)
     }
 
     fn report_agent(&mut self, agent: &AgentRecord) -> StoreResult<()> {
-        self.execute(sql::REPORT_AGENT, &[&agent.host, &agent.applied_revision, &agent.reported_at])?;
-        Ok(())
+        self.defer(sql::REPORT_AGENT, owned![agent.host.clone(), agent.applied_revision, agent.reported_at])
     }
 
     fn list_agents(&mut self) -> StoreResult<Vec<(AgentRecord, i64)>> {

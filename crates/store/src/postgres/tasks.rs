@@ -7,6 +7,7 @@
 use palisade_core::group::Scope;
 use postgres::types::ToSql;
 
+use super::conn::owned;
 use super::quotas::scope_lock_key;
 use super::{PgTx, TASK_CHANNEL};
 use crate::pending::HostRevision;
@@ -16,31 +17,32 @@ use crate::{AckFilter, StoreResult, TaskClaim, TaskFilter, TaskRecord, TaskTx};
 
 impl TaskTx for PgTx<'_> {
     fn insert_task(&mut self, task: &TaskRecord) -> StoreResult<()> {
-        self.execute(
+        let t = task.clone();
+        self.defer(
             sql::INSERT_TASK,
-            &[
-                &task.id,
-                &task.client_id,
-                &task.user_id,
-                &task.project_id,
-                &task.region_id,
-                &task.task_type,
-                &task.state.as_str(),
-                &task.request_id,
-                &json_text(&task.data),
-                &task.payload.to_string(),
-                &task.error,
-                &json_text(&task.created_resources),
-                &task.created_on,
-                &task.updated_on,
-                &task.finished_on,
-                &task.acknowledged_at,
-                &task.acknowledged_by,
+            owned![
+                t.id,
+                t.client_id,
+                t.user_id,
+                t.project_id,
+                t.region_id,
+                t.task_type,
+                t.state.as_str(),
+                t.request_id,
+                json_text(&t.data),
+                t.payload.to_string(),
+                t.error,
+                json_text(&t.created_resources),
+                t.created_on,
+                t.updated_on,
+                t.finished_on,
+                t.acknowledged_at,
+                t.acknowledged_by,
             ],
         )?;
         if !self.notified && !task.state.is_terminal() {
             // Delivered at commit, to every node's listener (ours included).
-            self.batch(&format!("NOTIFY {TASK_CHANNEL}"))?;
+            self.defer_batch(&format!("NOTIFY {TASK_CHANNEL}"));
             self.notified = true;
         }
         Ok(())
@@ -88,18 +90,16 @@ impl TaskTx for PgTx<'_> {
     }
 
     fn update_task(&mut self, task: &TaskRecord) -> StoreResult<()> {
-        let TaskRecord { id, state, error, updated_on, finished_on, acknowledged_at, acknowledged_by, .. } = task;
+        let TaskRecord { id, state, error, updated_on, finished_on, acknowledged_at, acknowledged_by, .. } = task.clone();
         let resources = json_text(&task.created_resources);
-        self.execute(
+        self.defer(
             sql::UPDATE_TASK,
-            &[id, &state.as_str(), error, &resources, updated_on, finished_on, acknowledged_at, acknowledged_by],
-        )?;
-        Ok(())
+            owned![id, state.as_str(), error, resources, updated_on, finished_on, acknowledged_at, acknowledged_by],
+        )
     }
 
     fn set_task_policy_hosts(&mut self, id: &str, hosts: &[HostRevision]) -> StoreResult<()> {
-        self.execute(sql::SET_TASK_POLICY_HOSTS, &[&id, &hosts_json(hosts)])?;
-        Ok(())
+        self.defer(sql::SET_TASK_POLICY_HOSTS, owned![id.to_string(), hosts_json(hosts)])
     }
 
     fn task_policy_hosts(&mut self, client_id: i64, ids: &[String]) -> StoreResult<Vec<HostRevision>> {
