@@ -21,7 +21,10 @@
 #            --agents N     only the region simulation (issue 16, docs/benchmarks.md "Agents"): N
 #                           simulated agents, one agent key each, long-polling while
 #                           --agent-writes writes (default 100) at --agent-rate per second (default
-#                           10) each change one host's group
+#                           10) each change one host's group; the long-polls wait 300 s, so an
+#                           unaffected agent is answered only if something wakes it
+#            --no-agents    with --agents: the same setup and writes with no agent polling (the
+#                           baseline for the server's CPU per write)
 #            --scale-seed G only the scale seeding (docs/benchmarks.md "Scale seeding"): G groups of
 #                           10 rules, G/10 ports on G/200 hosts, written by `palisade-loadgen
 #                           seed-file` and loaded by `palisade import`; prints time and size
@@ -41,6 +44,7 @@ fair=0
 agents=0
 agent_writes=100
 agent_rate=10
+agent_flags=()
 scale_seed=0
 bin_dir=target/release
 while [ $# -gt 0 ]; do
@@ -56,6 +60,7 @@ while [ $# -gt 0 ]; do
         --agents) agents="$2"; shift 2 ;;
         --agent-writes) agent_writes="$2"; shift 2 ;;
         --agent-rate) agent_rate="$2"; shift 2 ;;
+        --no-agents) agent_flags+=(--no-agents); shift ;;
         --scale-seed) scale_seed="$2"; shift 2 ;;
         --bin-dir) bin_dir="$2"; shift 2 ;;
         -h|--help) sed -n '2,29p' "$0"; exit 0 ;;
@@ -186,6 +191,7 @@ if [ "$agents" -gt 0 ]; then
     done > "$work/agent-tokens"
     PALISADE_API_KEY="$token" PALISADE_PLATFORM_KEY="$platform" "$loadgen" --url "$url" --project 31 --region 1 \
         --workload agents --hosts "$agents" --agent-token-file "$work/agent-tokens" --writes "$agent_writes" \
+        --agent-wait 300 "${agent_flags[@]}" \
         --write-rate "$agent_rate" --duration "$(echo "$agent_writes / $agent_rate + 10" | bc)" --server-pid "$server_pid" --json \
         --label "$label-agents-$agents" >> "$results"
     exit 0

@@ -60,6 +60,10 @@ pub struct AgentsArgs {
     /// agents: after the last write, how long the affected agents may take to fetch their rules.
     #[arg(long, default_value_t = 10.0)]
     pub settle_s: f64,
+    /// agents: set up the hosts, groups and ports but start no agent: the same writes with
+    /// nobody long-polling, for the server's CPU per write without agents (the baseline).
+    #[arg(long)]
+    pub no_agents: bool,
 }
 
 /// The `HOST TOKEN` lines of a token file, the first `n` of them.
@@ -431,10 +435,13 @@ pub async fn run(args: &Args, targets: Arc<Vec<Target>>, ctx: Ctx) -> anyhow::Re
         error_samples: Mutex::new(Vec::new()),
     });
     let mut agents = Vec::new();
-    for (i, (host, token)) in hosts.iter().enumerate() {
+    for (i, (host, token)) in hosts.iter().enumerate().filter(|_| !opts.no_agents) {
         let node = Arc::new(vec![targets[i % targets.len()].clone()]);
         let client = Client::new(node, token, 0)?;
         agents.push(tokio::spawn(agent(shared.clone(), client, i, host.clone(), opts.agent_wait)));
+    }
+    if opts.no_agents {
+        shared.ready.store(hosts.len(), Ordering::Relaxed);
     }
     let ready_by = Instant::now() + Duration::from_secs(60);
     while shared.ready.load(Ordering::Relaxed) < hosts.len() && Instant::now() < ready_by {
@@ -457,7 +464,7 @@ pub async fn run(args: &Args, targets: Arc<Vec<Target>>, ctx: Ctx) -> anyhow::Re
     let (mut latencies, failed) = writer(shared.clone(), tenant, ctx.v1(), groups, opts.writes, opts.write_rate, until).await;
     let writes_s = measured.elapsed().as_secs_f64();
     let settle_by = Instant::now() + Duration::from_secs_f64(opts.settle_s);
-    while shared.waiting.iter().any(|w| !w.lock().unwrap().is_empty()) && Instant::now() < settle_by {
+    while !opts.no_agents && shared.waiting.iter().any(|w| !w.lock().unwrap().is_empty()) && Instant::now() < settle_by {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     let counts = shared.counters.snapshot().since(before);

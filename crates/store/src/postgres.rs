@@ -63,6 +63,8 @@ pub const POLICY_CHANNEL: &str = "palisade_policy";
 const DEFAULT_POOL_SIZE: usize = 16;
 /// How long a caller waits for a free connection before the store reports itself unavailable.
 const POOL_WAIT: Duration = Duration::from_secs(10);
+/// The most statements a transaction queues before it sends them (memory stays bounded).
+const MAX_QUEUED: usize = 256;
 /// A pooled connection idle for longer is checked before a transaction relies on it: its `BEGIN`
 /// goes alone, so a connection the server dropped meanwhile is replaced without failing the
 /// caller. A busier connection's `BEGIN` rides with the first statement.
@@ -646,6 +648,11 @@ impl PgTx<'_> {
     fn defer(&mut self, sql: &str, params: Vec<OwnedParam>) -> StoreResult<()> {
         let statement = self.statement(sql)?;
         self.queue.push(Queued::Execute(statement, params));
+        if self.queue.len() >= MAX_QUEUED {
+            // A long transaction (an import) sends its writes in bounded batches.
+            let queue = std::mem::take(&mut self.queue);
+            self.conn.round_trip(queue, async |_| Ok(())).map_err(|e| self.fail(e))?;
+        }
         Ok(())
     }
 

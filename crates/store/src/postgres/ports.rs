@@ -10,6 +10,10 @@ use super::{POLICY_CHANNEL, PgTx};
 use crate::pending::{HostRevision, notification};
 use crate::rows::{Columns, agent_from_row, attach, id_pair_from_row, id_text, ids_text, ips_text, port_from_row};
 use crate::sql::{self, PORT_COLUMNS};
+
+/// A port's bindings in one statement, one array per column.
+const INSERT_PORT_GROUPS: &str =
+    "INSERT INTO port_security_groups (port_id, group_id, position) SELECT $1, g, p FROM unnest($2::text[], $3::int[]) AS b(g, p)";
 use crate::{AgentRecord, PortFilter, PortTx, StoreResult};
 
 impl PgTx<'_> {
@@ -55,25 +59,30 @@ impl PgTx<'_> {
 impl PortTx for PgTx<'_> {
     fn insert_port(&mut self, port: &Port) -> StoreResult<()> {
         let scope = &port.scope;
-        self.execute(
+        // A new port: nothing to look up before it, so the port and its bindings are queued.
+        self.defer(
             sql::INSERT_PORT,
-            &[
-                &id_text(port.id),
-                &scope.client_id,
-                &scope.project_id,
-                &scope.region_id,
-                &id_text(port.instance_id),
-                &port.instance_name,
-                &port.host,
-                &port.device,
-                &port.mac.to_string(),
-                &ips_text(port),
-                &port.created_at,
-                &port.updated_at,
+            owned![
+                id_text(port.id),
+                scope.client_id,
+                scope.project_id,
+                scope.region_id,
+                id_text(port.instance_id),
+                port.instance_name.clone(),
+                port.host.clone(),
+                port.device.clone(),
+                port.mac.to_string(),
+                ips_text(port),
+                port.created_at,
+                port.updated_at,
             ],
         )?;
         self.pending.host_changed(&port.host);
-        self.set_port_groups(port.id, &port.security_group_ids)
+        let groups = ids_text(&port.security_group_ids);
+        let positions: Vec<i32> = (0..groups.len() as i32).collect();
+        self.defer(INSERT_PORT_GROUPS, owned![id_text(port.id), groups.clone(), positions])?;
+        self.pending.members_changed(groups);
+        Ok(())
     }
 
     fn update_port(&mut self, port: &Port) -> StoreResult<()> {
@@ -93,10 +102,7 @@ impl PortTx for PgTx<'_> {
         self.execute(sql::DELETE_PORT_GROUPS, &[&id])?;
         let groups = ids_text(group_ids);
         let positions: Vec<i32> = (0..group_ids.len() as i32).collect();
-        self.execute(
-            "INSERT INTO port_security_groups (port_id, group_id, position) SELECT $1, g, p FROM unnest($2::text[], $3::int[]) AS b(g, p)",
-            &[&id, &groups, &positions],
-        )?;
+        self.execute(INSERT_PORT_GROUPS, &[&id, &groups, &positions])?;
         self.pending.members_changed(groups);
         Ok(())
     }
