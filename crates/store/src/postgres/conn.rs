@@ -14,6 +14,9 @@
 //! transaction then fails and rolls back, as before), never swallowed.
 
 use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::task::Poll;
 use std::time::Instant;
 
 use futures_util::future::{join, join_all};
@@ -31,11 +34,17 @@ pub(super) enum Queued {
     Execute(Statement, Vec<OwnedParam>),
 }
 
+/// The connection's socket half (tokio-postgres' `Connection`), polled inline by round trips.
+type Socket = Pin<Box<dyn Future<Output = Result<(), tokio_postgres::Error>> + Send>>;
+
 pub(super) struct PgConn {
-    /// This connection's own runtime: the socket is read and written only inside `block_on`,
-    /// on the thread running the transaction.
+    /// This connection's own runtime (its IO driver): the socket is read and written only inside
+    /// `block_on`, on the thread running the transaction.
     runtime: tokio::runtime::Runtime,
     client: Client,
+    /// Polled in the same `block_on` as the requests, as the synchronous client does (no task to
+    /// wake in between); `None` once it ended.
+    socket: Option<Socket>,
     /// Prepared statements of this connection, by SQL text.
     statements: HashMap<String, Statement>,
     /// When the last round trip ended (see `super::STALE_AFTER`).
@@ -47,13 +56,8 @@ impl PgConn {
     pub fn connect(config: &Config, setup: &str) -> Result<PgConn, tokio_postgres::Error> {
         let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("a single-threaded runtime");
         let (client, connection) = runtime.block_on(config.connect(NoTls))?;
-        // Polled whenever a round trip runs `block_on`; ends when the client is dropped.
-        runtime.spawn(async move {
-            if let Err(e) = connection.await {
-                tracing::debug!(error = %e, "PostgreSQL connection ended");
-            }
-        });
-        let mut conn = PgConn { runtime, client, statements: HashMap::new(), last_used: Instant::now() };
+        let mut conn =
+            PgConn { runtime, client, socket: Some(Box::pin(connection)), statements: HashMap::new(), last_used: Instant::now() };
         conn.round_trip(Vec::new(), async |client| client.batch_execute(setup).await)?;
         Ok(conn)
     }
@@ -78,7 +82,8 @@ impl PgConn {
         last: impl AsyncFnOnce(&Client) -> Result<T, tokio_postgres::Error>,
     ) -> Result<T, tokio_postgres::Error> {
         let client = &self.client;
-        let outcome = self.runtime.block_on(async move {
+        let socket = &mut self.socket;
+        let work = async move {
             // `join` polls the queue first: its requests are written before `last`'s.
             let queued = join_all(queue.iter().map(|item| async move {
                 match item {
@@ -91,6 +96,27 @@ impl PgConn {
             let (queued, last) = join(queued, last(client)).await;
             queued.into_iter().collect::<Result<Vec<()>, _>>()?;
             last
+        };
+        let outcome = self.runtime.block_on(async move {
+            let mut work = std::pin::pin!(work);
+            std::future::poll_fn(|cx| {
+                // The requests first (they queue their messages), then the socket (it writes
+                // them and reads the answers), then the requests again with what came back.
+                if let Poll::Ready(out) = work.as_mut().poll(cx) {
+                    return Poll::Ready(out);
+                }
+                if let Some(connection) = socket.as_mut()
+                    && let Poll::Ready(ended) = connection.as_mut().poll(cx)
+                {
+                    if let Err(e) = ended {
+                        tracing::debug!(error = %e, "PostgreSQL connection ended");
+                    }
+                    // Dropping it closes the requests' channel: they fail now instead of waiting.
+                    *socket = None;
+                }
+                work.as_mut().poll(cx)
+            })
+            .await
         });
         self.last_used = Instant::now();
         outcome
