@@ -364,6 +364,9 @@ fn two_clients_share_one_host() {
         db.busy_timeout(Duration::from_secs(5)).unwrap();
         db.execute("UPDATE ports SET device = ?1 WHERE id = ?2", rusqlite::params![c1.device, c2.port_id.hyphenated().to_string()])
             .unwrap();
+        // An edit behind the service's back bumps nothing by itself: move h1's revision as a write
+        // would; the server finds it within a second (its re-read of the waited hosts).
+        bump_behind_the_back(&db, "h1");
         api.converge("h1").await;
         expect_all(
             "a device claimed twice",
@@ -381,6 +384,7 @@ fn two_clients_share_one_host() {
         assert!(refused.contains(&format!("\"{}\"", c1.device)), "{refused}");
         db.execute("UPDATE ports SET device = ?1 WHERE id = ?2", rusqlite::params![c2.device, c2.port_id.hyphenated().to_string()])
             .unwrap();
+        bump_behind_the_back(&db, "h1");
         api.converge("h1").await;
         expect_all(
             "the claim withdrawn",
@@ -388,6 +392,17 @@ fn two_clients_share_one_host() {
         );
         drop(agent);
     });
+}
+
+/// What a write through the service does to a host it changes: a new revision from the counter.
+fn bump_behind_the_back(db: &rusqlite::Connection, host: &str) {
+    db.execute("UPDATE policy_revision SET revision = revision + 1 WHERE id = 1", []).unwrap();
+    db.execute(
+        "INSERT INTO host_revisions (host, revision) VALUES (?1, (SELECT revision FROM policy_revision WHERE id = 1))
+         ON CONFLICT (host) DO UPDATE SET revision = max(host_revisions.revision + 1, excluded.revision)",
+        [host],
+    )
+    .unwrap();
 }
 
 test_each_wiring!(

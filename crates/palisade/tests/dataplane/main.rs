@@ -238,24 +238,31 @@ fn agent_replaces_a_stale_table_survives_api_restarts_and_skips_unchanged_polici
         assert!(!lab.nft("list table inet palisade").contains("stale_leftover"), "the stale table was replaced");
         assert!(!tcp_ok(&a.ns, addr(c.v4, 80)));
 
-        // A change elsewhere (a port of another host) moves the revision; this host's agent
-        // reports it without touching its kernel.
+        // A change elsewhere (a port on another host, in a group no rule here names) does not
+        // move this host's revision at all: nothing wakes its agent.
+        let revision = api.converge(HOST).await;
         let before = lab.nft("-a list table inet palisade");
         let mut other = json!({"client_id": 1, "project_id": 1, "region_id": 1, "instance_id": uuid::Uuid::new_v4(), "host": "h2",
             "mac_address": "02:00:00:00:01:01", "fixed_ips": ["10.88.0.1"], "security_group_ids": [clients]});
         let (status, body) = api.platform.call(Method::POST, "/palisade/v1/ports", Some(other.take())).await;
         Api::expect(status, 201, &body);
-        api.converge(HOST).await;
+        assert_eq!(api.converge(HOST).await, revision, "a port of h2 in a group no rule of h1 names leaves h1's revision");
+
+        // A change here that the policy does not show (an instance renamed) moves the revision;
+        // the agent reports it without touching its kernel.
+        let rename = |name: &str| json!({"instance_name": name});
+        let (status, body) = api.platform.call(Method::PATCH, &format!("/palisade/v1/ports/{}", a.port_id), Some(rename("renamed"))).await;
+        Api::expect(status, 200, &body);
+        assert!(api.converge(HOST).await > revision, "the rename moved h1's revision");
         assert_eq!(rules_with_handles(&lab.nft("-a list table inet palisade")), rules_with_handles(&before));
         assert!(agent.log_text().contains("policy unchanged"), "{}", agent.log_text());
 
         // Someone deletes the table: the agent restores it at its next step (here: the next
-        // revision, from a change elsewhere).
+        // revision of its host, from another rename).
         lab.nft("delete table inet palisade");
-        let mut elsewhere = json!({"client_id": 1, "project_id": 1, "region_id": 1, "instance_id": uuid::Uuid::new_v4(), "host": "h2",
-            "mac_address": "02:00:00:00:01:02", "fixed_ips": ["10.88.0.2"], "security_group_ids": [clients]});
-        let (status, body) = api.platform.call(Method::POST, "/palisade/v1/ports", Some(elsewhere.take())).await;
-        Api::expect(status, 201, &body);
+        let (status, body) =
+            api.platform.call(Method::PATCH, &format!("/palisade/v1/ports/{}", a.port_id), Some(rename("renamed-again"))).await;
+        Api::expect(status, 200, &body);
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
         while !lab.host.sh("nft list tables").contains("table inet palisade") {
             assert!(std::time::Instant::now() < deadline, "the agent did not restore its table: {}", agent.log_text());

@@ -184,11 +184,13 @@ impl PortTx for SqliteTx<'_> {
         let mut bumped = Vec::with_capacity(hosts.len());
         {
             let mut upsert = self.prepare(
-                "INSERT INTO host_revisions (host, revision) VALUES (?1, ?2) ON CONFLICT (host) DO UPDATE SET revision = excluded.revision",
+                "INSERT INTO host_revisions (host, revision) VALUES (?1, ?2) ON CONFLICT (host)
+                 DO UPDATE SET revision = max(host_revisions.revision + 1, excluded.revision) RETURNING revision",
             )?;
             for host in hosts {
-                upsert.execute(params![host, revision])?;
-                bumped.push((host, revision));
+                // A host's revision only grows, even past the counter (an import raised it).
+                let stored: i64 = upsert.query_row(params![host, revision], |r| r.get(0))?;
+                bumped.push((host, stored));
             }
         }
         self.pending.bumped.extend(bumped.iter().cloned());
