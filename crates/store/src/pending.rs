@@ -48,6 +48,9 @@ impl ListenerSlot {
     }
 }
 
+/// See [`Pending::is_bulk`].
+const BULK_GROUPS: usize = 1_000;
+
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Pending {
     /// (groups, rules) added (negative: removed) per scope, by (client, project, region).
@@ -86,6 +89,13 @@ impl Pending {
 
     pub fn host_changed(&mut self, host: &str) {
         self.hosts.insert(host.to_string());
+    }
+
+    /// Whether the transaction changed so many groups (an import, a bulk change) that finding
+    /// the hosts they reach one by one costs more than bumping every host with a port: then
+    /// every such host is bumped (more wake-ups than needed, never fewer).
+    pub fn is_bulk(&self) -> bool {
+        self.groups.len() + self.members.len() > BULK_GROUPS
     }
 
     /// Whether some host may need a new revision.

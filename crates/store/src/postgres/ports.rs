@@ -169,8 +169,13 @@ impl PortTx for PgTx<'_> {
         if !self.pending.touches_hosts() {
             return Ok(Vec::new());
         }
+        let bulk = self.pending.is_bulk();
         let (groups, members, mut hosts) = self.pending.take_hosts();
-        if !groups.is_empty() || !members.is_empty() {
+        if bulk {
+            for row in self.query("SELECT DISTINCT host FROM ports", &[])? {
+                hosts.insert(row.column(0)?);
+            }
+        } else if !groups.is_empty() || !members.is_empty() {
             let rows = self.query(
                 "SELECT DISTINCT p.host FROM ports p JOIN port_security_groups b ON b.port_id = p.id
                  WHERE b.group_id = ANY($1::text[])

@@ -164,8 +164,11 @@ impl PortTx for SqliteTx<'_> {
         if !self.pending.touches_hosts() {
             return Ok(Vec::new());
         }
+        let bulk = self.pending.is_bulk();
         let (groups, members, mut hosts) = self.pending.take_hosts();
-        if !groups.is_empty() || !members.is_empty() {
+        if bulk {
+            hosts.extend(self.rows("SELECT DISTINCT host FROM ports", [], |r| r.column::<String>(0))?);
+        } else if !groups.is_empty() || !members.is_empty() {
             let found = self.rows(
                 "SELECT DISTINCT p.host FROM ports p JOIN port_security_groups b ON b.port_id = p.id
                  WHERE b.group_id IN (SELECT value FROM json_each(?1))
