@@ -105,11 +105,6 @@ impl PolicyFeed {
         self.reported.notify_waiters();
     }
 
-    /// How many hosts have an agent waiting on this node.
-    pub fn waiting_hosts(&self) -> usize {
-        self.lock().len()
-    }
-
     fn subscribe(self: &Arc<Self>, host: &str) -> Subscription {
         let receiver = {
             let mut map = self.lock();

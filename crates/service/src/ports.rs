@@ -1,7 +1,7 @@
 //! Ports and their security groups: registering the platform's ports, binding groups to them by
 //! id (`/palisade/v1/ports`) or by name (Gcore's `addsecuritygroup` / `delsecuritygroup`), and the
 //! reverse look-ups (groups of an instance, instances of a group). Synchronous, in the caller's
-//! transaction; every change grows the policy revision through the store's triggers.
+//! transaction; every change bumps the revisions of the hosts it reaches (the store, before COMMIT).
 
 use std::collections::BTreeSet;
 use std::net::IpAddr;

@@ -198,6 +198,17 @@ mod tests {
     }
 
     #[test]
+    fn more_than_a_thousand_changed_groups_is_a_bulk_change() {
+        let mut pending = Pending::default();
+        (0..BULK_GROUPS).for_each(|i| pending.members_changed([format!("g{i}")]));
+        assert!(!pending.is_bulk());
+        pending.group_changed(Uuid::new_v4());
+        assert!(pending.is_bulk());
+        pending.take_hosts();
+        assert!(!pending.is_bulk(), "a flush starts over");
+    }
+
+    #[test]
     fn notifications_read_back_and_overflow_to_everything() {
         let bumped = vec![("host-1".to_string(), 7), ("h.example_2".to_string(), 12)];
         assert_eq!(parse_notification(&notification(&bumped)), Some(bumped));

@@ -1,7 +1,10 @@
-//! The shared store for several nodes: PostgreSQL through the synchronous `postgres` client.
+//! The shared store for several nodes: PostgreSQL through tokio-postgres, each pooled connection
+//! driven by the thread running its transaction, with statements nobody reads queued and sent
+//! with the next round trip (`conn`).
 //!
 //! The store is called from blocking threads (the API and the worker use `spawn_blocking`), never
-//! from an async worker thread: the sync client runs its own small runtime per connection.
+//! from an async worker thread: each connection's round trips `block_on` its own small runtime.
+//! Migrations, the admin helpers and the listener thread use the synchronous `postgres` client.
 //!
 //! How several nodes stay correct:
 //! - Write transactions run at READ COMMITTED. [`get_group`](crate::GroupTx::get_group) inside
@@ -20,9 +23,9 @@
 //! - The worker runs one task per transaction here ([`claim_task`](crate::TaskTx::claim_task)),
 //!   trying the task's scope lock instead of waiting for it, so a node that hangs inside a task
 //!   holds one task and one scope, and other nodes run every other scope's tasks meanwhile.
-//! - [`insert_task`](crate::TaskTx::insert_task) issues `NOTIFY palisade_tasks`, delivered at
-//!   commit; every node runs a
-//!   listener ([`PgStore::spawn_task_listener`]) that wakes its worker.
+//! - [`insert_task`](crate::TaskTx::insert_task) issues `NOTIFY palisade_tasks`, and a write that
+//!   bumps host revisions `NOTIFY palisade_policy`, both delivered at commit; every node runs a
+//!   listener ([`PgStore::spawn_task_listener`]) that wakes its worker and its policy feed.
 //! - Connection-level failures are [`StoreError::Unavailable`] (the API answers 503, `/readyz`
 //!   reports not ready); the broken connection is dropped and a new one is opened on next use,
 //!   so a node recovers by itself when the database returns.

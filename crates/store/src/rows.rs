@@ -244,7 +244,7 @@ pub(crate) fn quota_from_row(row: &impl Columns) -> StoreResult<(Scope, Limits)>
     Ok((scope_from_row(row, 0)?, limits_from_row(row, 3)?))
 }
 
-/// A `scope_usage` row: `groups, rules` (the triggers' counts, never shown below zero).
+/// A `scope_usage` row: `groups, rules` (kept per transaction, `crate::pending`; never shown below zero).
 pub(crate) fn usage_from_row(row: &impl Columns) -> StoreResult<Usage> {
     Ok(Usage { security_groups: row.column::<i64>(0)?.max(0) as u64, security_group_rules: row.column::<i64>(1)?.max(0) as u64 })
 }

@@ -83,6 +83,9 @@ pub(crate) const UPDATE_PORT: &str =
     "UPDATE ports SET instance_name = $2, host = $3, device = $4, mac = $5, fixed_ips = $6, updated_at = $7 WHERE id = $1";
 pub(crate) const DELETE_PORT_GROUPS: &str = "DELETE FROM port_security_groups WHERE port_id = $1";
 pub(crate) const INSERT_PORT_GROUP: &str = "INSERT INTO port_security_groups (port_id, group_id, position) VALUES ($1, $2, $3)";
+/// A port's host and bound groups (one row per group; one with a NULL group when it has none).
+pub(crate) const PORT_HOST_AND_GROUPS: &str =
+    "SELECT p.host, b.group_id FROM ports p LEFT JOIN port_security_groups b ON b.port_id = p.id WHERE p.id = $1";
 pub(crate) const HIGHEST_REVISION: &str = "SELECT coalesce(max(revision), 0) FROM host_revisions";
 pub(crate) const HOST_REVISION: &str = "SELECT revision FROM host_revisions WHERE host = $1";
 pub(crate) const REPORT_AGENT: &str = "INSERT INTO agents (host, applied_revision, reported_at) VALUES ($1, $2, $3)

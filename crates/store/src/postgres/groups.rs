@@ -122,7 +122,7 @@ impl GroupTx for PgTx<'_> {
         let page: [&(dyn ToSql + Sync); 2] = [&limit, &offset];
         if filter.tag_keys.is_empty() && filter.tag_pairs.is_empty() {
             // No tag filter: no per-row subqueries, and without a name the count is the
-            // trigger-kept usage row.
+            // usage row (kept per transaction, `crate::pending`).
             let count = match filter.name {
                 None => self.usage(scope)?.security_groups,
                 Some(_) => self.row(&format!("SELECT COUNT(*) FROM security_groups g WHERE {base}"), &scope_filters, count_from_row)?,

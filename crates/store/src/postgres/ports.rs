@@ -34,8 +34,7 @@ impl PgTx<'_> {
 
     /// Notes that the port `id` changes: its host's policy, and the members of its groups.
     fn port_changing(&mut self, id: &str) -> StoreResult<()> {
-        let rows = self
-            .query("SELECT p.host, b.group_id FROM ports p LEFT JOIN port_security_groups b ON b.port_id = p.id WHERE p.id = $1", &[&id])?;
+        let rows = self.query(sql::PORT_HOST_AND_GROUPS, &[&id])?;
         for row in rows {
             let host: String = row.column(0)?;
             self.pending.host_changed(&host);

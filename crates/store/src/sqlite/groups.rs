@@ -100,7 +100,7 @@ impl GroupTx for SqliteTx<'_> {
         let (limit, offset) = (filter.limit, filter.offset as i64);
         if filter.tag_keys.is_empty() && filter.tag_pairs.is_empty() {
             // No tag filter: no per-row subqueries, and without a name the count is the
-            // trigger-kept usage row, O(1) however many groups the scope has.
+            // usage row (kept per transaction), O(1) however many groups the scope has.
             let scope_args = params![scope.client_id, scope.project_id, scope.region_id, filter.name];
             let count = match filter.name {
                 None => self.usage(scope)?.security_groups,

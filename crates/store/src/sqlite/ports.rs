@@ -29,11 +29,7 @@ impl SqliteTx<'_> {
 
     /// Notes that the port `id` changes: its host's policy, and the members of its groups.
     fn port_changing(&mut self, id: &str) -> StoreResult<()> {
-        let rows = self.rows(
-            "SELECT p.host, b.group_id FROM ports p LEFT JOIN port_security_groups b ON b.port_id = p.id WHERE p.id = ?1",
-            [id],
-            |r| Ok((r.column::<String>(0)?, r.column::<Option<String>>(1)?)),
-        )?;
+        let rows = self.rows(sql::PORT_HOST_AND_GROUPS, [id], |r| Ok((r.column::<String>(0)?, r.column::<Option<String>>(1)?)))?;
         for (host, group) in rows {
             self.pending.host_changed(&host);
             self.pending.members_changed(group);
